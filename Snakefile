@@ -1,0 +1,26 @@
+# osmlulc: national land use / land cover and surface water maps from Sentinel-2 + OpenStreetMap.
+# `snakemake --cores 2` builds the embedded demo country; see README.md.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/features.smk"
+include: "rules/segmentation.smk"
+include: "rules/samples.smk"
+include: "rules/training.smk"
+include: "rules/prediction.smk"
+include: "rules/postprocessing.smk"
+include: "rules/accuracy.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,159 @@
+# Country products: extent clip per tile, mosaic in EPSG:3035, clip by the boundary, label transfer,
+# product merge (OSM label where present, prediction elsewhere), land-use extraction, sieve.
+
+SIEVE = PRODUCT["sieve"]
+
+
+def get_boundary(wildcards):
+    return country_cfg(wildcards.country)["boundary"]
+
+
+def get_clipped_tiles(wildcards):
+    return expand(
+        "results/{country}/tiles/{tile}/classified_clipped.tif", country=wildcards.country, tile=tiles_of(wildcards.country)
+    )
+
+
+rule clip_extent:
+    input:
+        lambda w: product_tile(w.country, w.tile),
+    output:
+        "results/{country}/tiles/{tile}/classified_clipped.tif",
+    params:
+        footprint=own_footprint_wkt,
+        version=VERSION,
+    log:
+        "logs/clip_extent/{country}_{tile}.log",
+    benchmark:
+        "benchmarks/clip_extent/{country}_{tile}.tsv"
+    resources:
+        mem_mb=500,
+    script:
+        "../workflow/scripts/clip_extent.py"
+
+
+rule merge:
+    input:
+        get_clipped_tiles,
+    output:
+        "results/{country}/{country}_10m_3035_classified.tif",
+    params:
+        crs=PRODUCT["crs"],
+        resolution=PRODUCT["resolution"],
+        version=VERSION,
+    log:
+        "logs/merge/{country}.log",
+    benchmark:
+        "benchmarks/merge/{country}.tsv"
+    resources:
+        mem_mb=2000,
+    script:
+        "../workflow/scripts/merge.py"
+
+
+rule clip_boundary:
+    input:
+        mosaic="results/{country}/{country}_10m_3035_classified.tif",
+        boundary=get_boundary,
+    output:
+        "results/{country}/{country}_10m_3035_classified_clipped.tif",
+    params:
+        version=VERSION,
+    log:
+        "logs/clip_boundary/{country}.log",
+    benchmark:
+        "benchmarks/clip_boundary/{country}.tsv"
+    resources:
+        mem_mb=1000,
+    script:
+        "../workflow/scripts/clip_boundary.py"
+
+
+rule label_transfer:
+    input:
+        labels=get_label_raster,
+        grid="results/{country}/{country}_10m_3035_classified_clipped.tif",
+    output:
+        "results/{country}/{country}_10m_3035_label.tif",
+    params:
+        coding=lambda w: country_cfg(w.country).get("label_coding", "classes"),
+        version=VERSION,
+    log:
+        "logs/label_transfer/{country}.log",
+    benchmark:
+        "benchmarks/label_transfer/{country}.tsv"
+    resources:
+        mem_mb=1000,
+    script:
+        "../workflow/scripts/transfer_labels.py"
+
+
+rule product_merge:
+    input:
+        classified="results/{country}/{country}_10m_3035_classified_clipped.tif",
+        labels="results/{country}/{country}_10m_3035_label.tif",
+    output:
+        "results/{country}/{country}_10m_3035_product.tif",
+    params:
+        version=VERSION,
+    log:
+        "logs/product_merge/{country}.log",
+    benchmark:
+        "benchmarks/product_merge/{country}.tsv"
+    resources:
+        mem_mb=1000,
+    script:
+        "../workflow/scripts/product_merge.py"
+
+
+rule extract_land_use:
+    input:
+        "results/{country}/{country}_10m_3035_product.tif",
+    output:
+        "results/{country}/{country}_10m_3035_lu{code}.tif",
+    params:
+        version=VERSION,
+    log:
+        "logs/extract_land_use/{country}_lu{code}.log",
+    benchmark:
+        "benchmarks/extract_land_use/{country}_lu{code}.tsv"
+    resources:
+        mem_mb=500,
+    script:
+        "../workflow/scripts/extract_land_use.py"
+
+
+rule sieve_classified:
+    input:
+        "results/{country}/{country}_10m_3035_product.tif",
+    output:
+        "results/{country}/{country}_10m_3035_classified_sieved.tif",
+    params:
+        sieve=SIEVE,
+        version=VERSION,
+    log:
+        "logs/sieve_classified/{country}.log",
+    benchmark:
+        "benchmarks/sieve_classified/{country}.tsv"
+    resources:
+        mem_mb=1000,
+    script:
+        "../workflow/scripts/sieve.py"
+
+
+rule sieve_land_use:
+    input:
+        "results/{country}/{country}_10m_3035_lu{code}.tif",
+    output:
+        "results/{country}/{country}_10m_3035_lu{code}_sieved.tif",
+    params:
+        sieve=SIEVE,
+        version=VERSION,
+    log:
+        "logs/sieve_land_use/{country}_lu{code}.log",
+    benchmark:
+        "benchmarks/sieve_land_use/{country}_lu{code}.tsv"
+    resources:
+        mem_mb=1000,
+    script:
+        "../workflow/scripts/sieve.py"

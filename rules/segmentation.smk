@@ -1,0 +1,26 @@
+# SNIC superpixels on the RGB composite, with a centroid per superpixel.
+
+SEGMENTATION = config["segmentation"]
+
+
+rule snic:
+    input:
+        stack="results/{country}/tiles/{tile}/stack_10m.tif",
+    output:
+        segments="results/{country}/tiles/{tile}/snic_segments.tif",
+        centroids="results/{country}/tiles/{tile}/snic_centroids.gpkg",
+    params:
+        rgb_bands=[STACK_ORDER.index(b) + 1 for b in SEGMENTATION["rgb_bands"]],
+        spacing=SEGMENTATION["spacing_px"],
+        compactness=SEGMENTATION["compactness"],
+        colour_space=SEGMENTATION.get("colour_space", "lab"),
+        block_size=SEGMENTATION["block_size_px"],
+        version=VERSION,
+    log:
+        "logs/snic/{country}_{tile}.log",
+    benchmark:
+        "benchmarks/snic/{country}_{tile}.tsv"
+    resources:
+        mem_mb=2000,
+    script:
+        "../workflow/scripts/snic.py"

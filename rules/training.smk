@@ -1,0 +1,48 @@
+# Training of the three classifiers: Keras ResNet (GPU rule on the cluster), SVM and random forest.
+
+MODEL_CFG = config["models"]
+
+
+rule train_resnet:
+    input:
+        train="results/{country}/samples/train.npz",
+        validation="results/{country}/samples/validation.npz",
+    output:
+        model="results/{country}/models/resnet.keras",
+        history="results/{country}/models/resnet_history.csv",
+    params:
+        settings=MODEL_CFG["resnet"],
+        seed=MODEL_CFG["seed"],
+        version=VERSION,
+    log:
+        "logs/train_resnet/{country}.log",
+    benchmark:
+        "benchmarks/train_resnet/{country}.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+    script:
+        "../workflow/scripts/train_resnet.py"
+
+
+rule train_sklearn:
+    input:
+        train="results/{country}/samples/train.npz",
+        validation="results/{country}/samples/validation.npz",
+    output:
+        model="results/{country}/models/{model}.joblib",
+    wildcard_constraints:
+        model="svm|rf",
+    params:
+        settings=lambda w: MODEL_CFG[w.model],
+        seed=MODEL_CFG["seed"],
+        version=VERSION,
+    log:
+        "logs/train_{model}/{country}.log",
+    benchmark:
+        "benchmarks/train_{model}/{country}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+    script:
+        "../workflow/scripts/train_sklearn.py"

@@ -1,0 +1,116 @@
+"""Per-tile features: 20 m bands resampled to the 10 m grid, the 10-band stack, and NDWI."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+
+from osmlulc.io import InputError, atomic_output, block_windows, open_raster, raster_profile
+
+#: Relative tolerance when comparing a band's pixel size with the one the config expects.
+_RESOLUTION_TOLERANCE = 1e-6
+
+
+def check_band(src, path, *, expected_resolution: float, reference=None) -> None:
+    """Fail with one line if a band has no CRS, another CRS than the reference, or an unexpected pixel size."""
+    if src.crs is None:
+        raise InputError(f"band {path} has no CRS; Sentinel-2 bands must be in their UTM zone")
+    if reference is not None and src.crs != reference.crs:
+        raise InputError(f"band {path} is in {src.crs}, but the tile's reference band is in {reference.crs}")
+    xres, yres = src.res
+    if not (np.isclose(xres, expected_resolution, rtol=_RESOLUTION_TOLERANCE)
+            and np.isclose(yres, expected_resolution, rtol=_RESOLUTION_TOLERANCE)):
+        raise InputError(f"band {path} has a {xres:g} x {yres:g} m pixel size; expected {expected_resolution:g} m")
+    if src.count != 1:
+        raise InputError(f"band {path} has {src.count} bands; expected a single-band file")
+
+
+def resample_to_grid(
+    band_path: str | os.PathLike,
+    reference_path: str | os.PathLike,
+    dst_path: str | os.PathLike,
+    *,
+    band_resolution: float,
+    reference_resolution: float = 10.0,
+    resampling: str = "bilinear",
+) -> None:
+    """Resample one band onto the grid of the tile's 10 m reference band, window by window.
+
+    A warped VRT does the work, so a 20 m grid that is not a clean 2x decimation of the
+    10 m grid (as in some real products) is still placed correctly; nodata stays nodata.
+    """
+    with open_raster(reference_path, "reference band") as ref, open_raster(band_path, "band") as src:
+        check_band(ref, reference_path, expected_resolution=reference_resolution)
+        check_band(src, band_path, expected_resolution=band_resolution, reference=ref)
+        nodata = src.nodata if src.nodata is not None else 0
+        profile = raster_profile(crs=ref.crs, transform=ref.transform, width=ref.width, height=ref.height,
+                                 dtype=src.dtypes[0], nodata=nodata)
+        with WarpedVRT(src, crs=ref.crs, transform=ref.transform, width=ref.width, height=ref.height,
+                       resampling=Resampling[resampling], src_nodata=nodata, nodata=nodata) as vrt, \
+                atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            dst.set_band_description(1, src.descriptions[0] or "")
+            for window in block_windows(ref.width, ref.height):
+                dst.write(vrt.read(1, window=window), 1, window=window)
+
+
+def stack_bands(band_paths: Sequence[str | os.PathLike], band_names: Sequence[str], dst_path: str | os.PathLike) -> None:
+    """Combine single-band 10 m rasters on one grid into a multi-band stack, in the given order.
+
+    A pixel that is nodata (0) in any band is nodata in every band of the stack, so later
+    stages only need to look at one band to know whether a pixel is valid.
+    """
+    if len(band_paths) != len(band_names):
+        raise ValueError("stack_bands: one name per band path is needed")
+    sources = [open_raster(p, f"band {name}") for p, name in zip(band_paths, band_names)]
+    try:
+        ref = sources[0]
+        for src, path in zip(sources, band_paths):
+            if (src.crs, src.transform, src.width, src.height) != (ref.crs, ref.transform, ref.width, ref.height):
+                raise InputError(f"band {path} is not on the grid of {band_paths[0]}; resample it first")
+        profile = raster_profile(crs=ref.crs, transform=ref.transform, width=ref.width, height=ref.height,
+                                 count=len(sources), dtype=ref.dtypes[0], nodata=0)
+        with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            for i, name in enumerate(band_names, start=1):
+                dst.set_band_description(i, name)
+            for window in block_windows(ref.width, ref.height):
+                block = np.stack([src.read(1, window=window) for src in sources])
+                block[:, (block == 0).any(axis=0)] = 0
+                dst.write(block, window=window)
+    finally:
+        for src in sources:
+            src.close()
+
+
+def normalized_difference(a: np.ndarray, b: np.ndarray, valid: np.ndarray, nodata: float) -> np.ndarray:
+    """(a - b) / (a + b) as float32, ``nodata`` where invalid or where a + b == 0."""
+    a = a.astype(np.float32)
+    b = b.astype(np.float32)
+    total = a + b
+    out = np.full(a.shape, nodata, dtype=np.float32)
+    ok = valid & (total != 0)
+    out[ok] = (a[ok] - b[ok]) / total[ok]
+    return out
+
+
+def ndwi(stack_path: str | os.PathLike, dst_path: str | os.PathLike, *, green_band: str, nir_band: str,
+         nodata: float = -9999.0) -> None:
+    """McFeeters' NDWI = (green - NIR) / (green + NIR) of a stack, bands found by their description."""
+    with open_raster(stack_path, "band stack") as src:
+        names = list(src.descriptions)
+        missing = [b for b in (green_band, nir_band) if b not in names]
+        if missing:
+            raise InputError(f"band stack {stack_path} lacks band(s) {missing}; it has {names}")
+        green_index, nir_index = names.index(green_band) + 1, names.index(nir_band) + 1
+        profile = raster_profile(crs=src.crs, transform=src.transform, width=src.width, height=src.height,
+                                 dtype="float32", nodata=nodata)
+        with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            dst.set_band_description(1, "NDWI")
+            for window in block_windows(src.width, src.height):
+                green = src.read(green_index, window=window)
+                nir = src.read(nir_index, window=window)
+                dst.write(normalized_difference(green, nir, (green > 0) & (nir > 0), nodata), 1, window=window)

@@ -1,0 +1,141 @@
+"""Raster and vector I/O shared by every stage.
+
+Every writer goes through :func:`atomic_output`, so a crashed or killed job never leaves
+a file that Snakemake would take as complete, and through :func:`raster_profile`, so every
+product is a tiled, compressed GeoTIFF.  Readers and writers work block by block
+(:func:`block_windows`) so memory does not grow with the raster size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+
+from osmlulc.classes import ClassTable
+
+#: Block edge (pixels) of written GeoTIFFs and of the default processing window.
+BLOCK_SIZE = 512
+
+
+class InputError(ValueError):
+    """Bad user input: the message names the file (and tile) and what to do."""
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
+
+    The temporary name keeps the suffix so GDAL picks the right driver.  On any
+    exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def raster_profile(
+    *,
+    crs,
+    transform,
+    width: int,
+    height: int,
+    count: int = 1,
+    dtype: str = "uint8",
+    nodata=None,
+    block_size: int = BLOCK_SIZE,
+) -> dict:
+    """GTiff creation profile: tiled, deflate-compressed, BigTIFF if needed."""
+    tiled = width >= 16 and height >= 16
+    profile = dict(
+        driver="GTiff",
+        crs=crs,
+        transform=transform,
+        width=width,
+        height=height,
+        count=count,
+        dtype=dtype,
+        nodata=nodata,
+        compress="deflate",
+        predictor=2 if np.dtype(dtype).kind in "iu" else 3,
+        tiled=tiled,
+        interleave="band" if count > 1 else "pixel",
+        BIGTIFF="IF_SAFER",
+        num_threads="ALL_CPUS",
+    )
+    if tiled:
+        # GeoTIFF block sizes must be multiples of 16.
+        block = max(16, min(block_size, (min(width, height) // 16) * 16))
+        profile.update(blockxsize=block, blockysize=block)
+    return profile
+
+
+def block_windows(width: int, height: int, block_size: int = BLOCK_SIZE * 2) -> Iterator[Window]:
+    """Row-major windows of at most ``block_size`` pixels covering a ``width`` x ``height`` grid."""
+    for row in range(0, height, block_size):
+        for col in range(0, width, block_size):
+            yield Window(col, row, min(block_size, width - col), min(block_size, height - row))
+
+
+def write_class_colormap(dst, table: ClassTable, band: int = 1) -> None:
+    """Attach the class colour table and class names to a classified band."""
+    dst.write_colormap(band, table.colormap())
+    dst.update_tags(band, **table.names_tags())
+
+
+def open_raster(path: str | os.PathLike, what: str = "raster"):
+    """Open a raster with a one-line error that names the file if it is missing or corrupt."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} {path} does not exist")
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as err:
+        raise InputError(f"{what} {path} cannot be read ({err}); re-download or regenerate it") from None
+    return src
+
+
+def to_cog(src_path: str | os.PathLike, dst_path: str | os.PathLike, resampling: str = "nearest") -> None:
+    """Copy a GeoTIFF to a Cloud-Optimized GeoTIFF with internal overviews (atomic)."""
+    with atomic_output(dst_path) as tmp:
+        rasterio.shutil.copy(
+            src_path,
+            tmp,
+            driver="COG",
+            compress="deflate",
+            predictor="standard",
+            overview_resampling=resampling,
+            blocksize=BLOCK_SIZE,
+            bigtiff="IF_SAFER",
+            num_threads="ALL_CPUS",
+        )
+
+
+def write_as_cog(dst_path: str | os.PathLike, write_gtiff, resampling: str = "nearest") -> None:
+    """Run ``write_gtiff(path)`` into a scratch GeoTIFF beside ``dst_path``, then publish it as a COG.
+
+    The scratch file is removed whatever happens, and ``dst_path`` appears only when complete.
+    """
+    dst_path = Path(dst_path)
+    scratch = dst_path.with_name(f".{dst_path.stem}.scratch{os.getpid()}.tif")
+    try:
+        write_gtiff(scratch)
+        to_cog(scratch, dst_path, resampling=resampling)
+    finally:
+        scratch.unlink(missing_ok=True)

@@ -1,0 +1,485 @@
+"""Training and loading of the three OSMLULC classifiers: a ResNet on image patches, an SVM and a
+random forest on pixel spectra.
+
+The ResNet is a patch classifier built for *exact dense inference*: only 'valid' convolutions,
+no striding and no pooling, and residual shortcuts that are centre crops of the block input.
+Its receptive field is exactly its patch, so the same fully convolutional model classifies one
+``P x P`` patch into a ``1 x 1`` output or an ``(H + P - 1) x (W + P - 1)`` block into ``H x W``
+outputs, each identical to classifying that pixel's own patch -- a whole tile costs one
+convolution pass instead of one patch per pixel.
+
+Every model is used through :class:`Classifier` (:func:`load_classifier`), whose probabilities
+always cover the full class table in table order, so prediction treats both families alike.
+
+TensorFlow is imported lazily, so training or using the scikit-learn models never loads it.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from osmlulc.classes import ClassTable
+from osmlulc.io import InputError, atomic_output
+
+LOG = logging.getLogger("osmlulc")
+
+#: Sentinel-2 L2A digital numbers are reflectance x 10000; the default input scaling of an
+#: un-fitted ResNet maps them to reflectance (training replaces it with per-band statistics).
+REFLECTANCE_SCALE = 10000.0
+
+#: Pixels per ``predict_proba`` call of a scikit-learn model: bounds the Nystroem feature
+#: matrix (pixels x components, float64) to a few hundred MB whatever the block size.
+SKLEARN_CHUNK_PIXELS = 65536
+
+SAMPLE_KEYS = ("patches", "labels", "tiles", "rows", "cols", "bands")
+
+
+# --------------------------------------------------------------------------------------------
+# Samples
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Samples:
+    """Training or validation samples of one .npz file, labels mapped onto the class table."""
+
+    patches: np.ndarray   # (N, P, P, B) uint16 reflectance x 10000, centred on the sample pixel
+    labels: np.ndarray    # (N,) uint8 class codes
+    targets: np.ndarray   # (N,) int32 position of each label in the class table
+    bands: tuple[str, ...]
+
+    @property
+    def centre_spectra(self) -> np.ndarray:
+        """(N, B) float32 band values of each patch's centre pixel (the sample pixel itself)."""
+        c = self.patches.shape[1] // 2
+        return self.patches[:, c, c, :].astype(np.float32)
+
+
+def load_samples(path: str | os.PathLike, table: ClassTable) -> Samples:
+    """Read a samples .npz and check it; one-line :class:`InputError` naming the file if it is bad."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"samples {path} do not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in SAMPLE_KEYS if k not in data]
+            if missing:
+                raise InputError(f"samples {path} lack the arrays {missing}; regenerate them")
+            patches, labels, bands = data["patches"], data["labels"], data["bands"]
+    except (OSError, ValueError) as err:
+        if isinstance(err, InputError):
+            raise
+        raise InputError(f"samples {path} cannot be read ({err}); regenerate them") from None
+    if patches.ndim != 4 or patches.shape[1] != patches.shape[2] or patches.shape[1] % 2 == 0:
+        raise InputError(f"samples {path}: patches have shape {patches.shape}; expected (N, P, P, B) with P odd")
+    if patches.shape[3] != len(bands) or labels.shape != (patches.shape[0],):
+        raise InputError(f"samples {path}: {patches.shape[0]} patches of {patches.shape[3]} bands do not match "
+                         f"{labels.shape[0]} labels and {len(bands)} band names")
+    if len(labels) == 0:
+        raise InputError(f"samples {path} hold no sample; check the label rasters and sampling settings")
+    targets = table.index_of_code()[labels.astype(np.intp)].astype(np.int32)
+    if (targets < 0).any():
+        unknown = sorted(set(labels[targets < 0].tolist()))
+        raise InputError(f"samples {path}: label codes {unknown} are not in the class table")
+    return Samples(patches, labels.astype(np.uint8), targets, tuple(str(b) for b in bands))
+
+
+def check_same_bands(train: Samples, validation: Samples, validation_path) -> None:
+    if train.bands != validation.bands:
+        raise InputError(f"samples {validation_path} have bands {list(validation.bands)}, "
+                         f"the training samples {list(train.bands)}")
+
+
+def centre_crop(patches: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size x size`` part of (N, P, P, B) patches (P >= size, both odd)."""
+    have = patches.shape[1]
+    if size > have:
+        raise InputError(f"the model needs {size} x {size} patches but the samples hold {have} x {have}; "
+                         "sample larger patches or use fewer blocks / a smaller kernel")
+    start = have // 2 - size // 2
+    return patches[:, start:start + size, start:start + size, :]
+
+
+def balanced_class_weights(targets: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-class weight n / (n_present * count): each present class weighs the same in total."""
+    counts = np.bincount(targets, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
+
+
+def _require(settings: dict, keys: tuple[str, ...], what: str) -> None:
+    missing = [k for k in keys if k not in settings]
+    if missing:
+        raise ValueError(f"{what} settings lack {missing}")
+
+
+# --------------------------------------------------------------------------------------------
+# ResNet
+# --------------------------------------------------------------------------------------------
+
+def _keras():
+    """Import keras with TensorFlow's C++ log noise off (lazily: sklearn work never loads TF)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return keras
+
+
+def resnet_patch_size(n_blocks: int, kernel_size: int) -> int:
+    """Receptive field (= patch edge) of :func:`build_resnet`: one stem conv + two convs per block."""
+    if n_blocks < 0 or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"resnet: n_blocks must be >= 0 and kernel_size odd >= 1, got {n_blocks}, {kernel_size}")
+    return 1 + (kernel_size - 1) * (1 + 2 * n_blocks)
+
+
+def build_resnet(n_bands: int, n_classes: int, *, n_blocks: int, kernel_size: int, filters: int,
+                 band_mean=None, band_variance=None):
+    """Fully convolutional pre-activation ResNet (resnet_v2 style) for exact dense inference.
+
+    Input: raw reflectance x 10000 as float32, shape (h, w, n_bands); a Normalization layer
+    inside the model scales it (``band_mean`` / ``band_variance`` per band; by default the
+    digital numbers are mapped to reflectance).  Output: per-pixel softmax over ``n_classes``,
+    shape (h - P + 1, w - P + 1, n_classes) with P = :func:`resnet_patch_size`.
+    """
+    keras = _keras()
+    layers = keras.layers
+    patch = resnet_patch_size(n_blocks, kernel_size)
+    if band_mean is None:
+        band_mean = np.zeros(n_bands)
+        band_variance = np.full(n_bands, REFLECTANCE_SCALE ** 2)
+    # Two 'valid' k x k convs trim (k - 1) / 2 px per side each, so the shortcut drops k - 1 per side.
+    shortcut_crop = kernel_size - 1
+
+    inputs = keras.Input(shape=(None, None, n_bands), dtype="float32", name="reflectance")
+    x = layers.Normalization(axis=-1, mean=np.asarray(band_mean, dtype=np.float64).tolist(),
+                             variance=np.asarray(band_variance, dtype=np.float64).tolist(),
+                             name="band_scaling")(inputs)
+    x = layers.Conv2D(filters, kernel_size, padding="valid", kernel_initializer="he_normal", name="stem_conv")(x)
+    for i in range(n_blocks):
+        shortcut = layers.Cropping2D(shortcut_crop, name=f"block{i}_shortcut_crop")(x)
+        y = x
+        for j in range(2):
+            y = layers.BatchNormalization(name=f"block{i}_bn{j}")(y)
+            y = layers.ReLU(name=f"block{i}_relu{j}")(y)
+            y = layers.Conv2D(filters, kernel_size, padding="valid", kernel_initializer="he_normal",
+                              name=f"block{i}_conv{j}")(y)
+        x = layers.Add(name=f"block{i}_add")([shortcut, y])
+    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.ReLU(name="head_relu")(x)
+    outputs = layers.Conv2D(n_classes, 1, activation="softmax", name="class_probabilities")(x)
+    return keras.Model(inputs, outputs, name=f"osmlulc_resnet_p{patch}")
+
+
+def _epoch_logger(keras, epochs: int):
+    """Keras callback that logs each epoch's metrics through the 'osmlulc' logger."""
+
+    class EpochLogger(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            LOG.info("resnet epoch %d/%d: loss %.4f accuracy %.4f val_loss %.4f val_accuracy %.4f (%.0f s)",
+                     epoch + 1, epochs, logs.get("loss", np.nan), logs.get("accuracy", np.nan),
+                     logs.get("val_loss", np.nan), logs.get("val_accuracy", np.nan),
+                     time.perf_counter() - self.start)
+
+    return EpochLogger()
+
+
+def write_history(history: dict, path: str | os.PathLike) -> None:
+    """Per-epoch training history as CSV (epoch, loss, accuracy, val_loss, val_accuracy)."""
+    columns = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", *columns])
+        for epoch in range(len(history["loss"])):
+            writer.writerow([epoch + 1, *(repr(float(history[c][epoch])) for c in columns)])
+
+
+def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, seed: int,
+                 model_path, history_path) -> dict:
+    """Train the ResNet patch classifier and save it (.keras) with its per-epoch history (CSV).
+
+    ``settings``: n_blocks, kernel_size, filters, epochs, batch_size, learning_rate.  The model
+    has one output per class of ``table`` (also for classes without samples); the loss is
+    weighted so that every present class counts the same.  Training is reproducible for a
+    given ``seed`` (Keras seeds + TensorFlow op determinism).
+    """
+    _require(settings, ("n_blocks", "kernel_size", "filters", "epochs", "batch_size", "learning_rate"), "resnet")
+    keras = _keras()
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+    train = load_samples(train_npz, table)
+    validation = load_samples(validation_npz, table)
+    check_same_bands(train, validation, validation_npz)
+    patch = resnet_patch_size(settings["n_blocks"], settings["kernel_size"])
+    x_train = centre_crop(train.patches, patch).astype(np.float32)
+    x_val = centre_crop(validation.patches, patch).astype(np.float32)
+    n_bands, n_classes = x_train.shape[-1], len(table)
+
+    # Per-band scaling from the training pixels (float64 sums: exact enough and order-independent).
+    pixels = x_train.reshape(-1, n_bands)
+    band_mean = pixels.mean(axis=0, dtype=np.float64)
+    band_variance = pixels.var(axis=0, dtype=np.float64)
+    model = build_resnet(n_bands, n_classes, n_blocks=settings["n_blocks"], kernel_size=settings["kernel_size"],
+                         filters=settings["filters"], band_mean=band_mean, band_variance=band_variance)
+    # Train through a fixed-size view whose (1, 1, C) output is flattened to (C,), so labels stay (N,).
+    patch_input = keras.Input(shape=(patch, patch, n_bands), dtype="float32")
+    training_model = keras.Model(patch_input, keras.layers.Reshape((n_classes,))(model(patch_input)))
+    training_model.compile(optimizer=keras.optimizers.Adam(learning_rate=settings["learning_rate"]),
+                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    sample_weight = balanced_class_weights(train.targets, n_classes)[train.targets].astype(np.float32)
+
+    LOG.info("resnet: %d training / %d validation patches of %d x %d px, %d bands, %d classes (%d present), "
+             "%d parameters", len(x_train), len(x_val), patch, patch, n_bands, n_classes,
+             len(np.unique(train.targets)), model.count_params())
+    fit = training_model.fit(x_train, train.targets, sample_weight=sample_weight,
+                             validation_data=(x_val, validation.targets),
+                             epochs=settings["epochs"], batch_size=settings["batch_size"], shuffle=True,
+                             verbose=0, callbacks=[_epoch_logger(keras, settings["epochs"])])
+    history = fit.history
+
+    with atomic_output(model_path) as tmp:
+        model.save(tmp)
+    write_history(history, history_path)
+    return {
+        "kind": "resnet",
+        "val_accuracy": float(history["val_accuracy"][-1]),
+        "val_loss": float(history["val_loss"][-1]),
+        "accuracy": float(history["accuracy"][-1]),
+        "loss": float(history["loss"][-1]),
+        "epochs": len(history["loss"]),
+        "patch_size": patch,
+        "n_parameters": int(model.count_params()),
+        "n_train": len(x_train),
+        "n_validation": len(x_val),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# SVM and random forest
+# --------------------------------------------------------------------------------------------
+
+def _subsample(n: int, max_samples, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of at most ``max_samples`` of ``n`` samples, drawn without replacement."""
+    if max_samples is None or n <= max_samples:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=int(max_samples), replace=False))
+
+
+def _build_svm(settings: dict, seed: int, labels: np.ndarray):
+    """StandardScaler -> Nystroem RBF feature map -> linear SVM calibrated to probabilities.
+
+    An exact RBF SVC predicts in time proportional to its support vectors, far too slow for
+    10980^2-pixel tiles; the Nystroem map approximates the same kernel with a fixed number of
+    components, after which a linear SVM is cheap.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.kernel_approximation import Nystroem
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    _require(settings, ("C", "gamma", "nystroem_components"), "svm")
+    gamma = settings["gamma"]
+    # 'scale' as in SVC: 1 / (n_features * X.var()), which is 1 / n_features after standard scaling.
+    gamma = None if gamma in (None, "scale") else float(gamma)
+    n_components = int(min(settings["nystroem_components"], len(labels)))
+    # Calibration cross-validates; it needs at least as many samples per class as folds.
+    smallest_class = np.bincount(labels)[np.unique(labels)].min()
+    folds = int(max(2, min(settings.get("calibration_folds", 3), smallest_class)))
+    svm = LinearSVC(C=float(settings["C"]), class_weight=settings.get("class_weight", "balanced"),
+                    max_iter=int(settings.get("max_iter", 5000)), random_state=seed)
+    return Pipeline([
+        ("scale", StandardScaler()),
+        ("rbf_features", Nystroem(kernel="rbf", gamma=gamma, n_components=n_components, random_state=seed)),
+        ("svm", CalibratedClassifierCV(svm, method="sigmoid", cv=folds)),
+    ])
+
+
+def _build_rf(settings: dict, seed: int):
+    from sklearn.ensemble import RandomForestClassifier
+
+    _require(settings, ("n_estimators", "max_depth", "min_samples_leaf", "n_jobs"), "rf")
+    return RandomForestClassifier(n_estimators=int(settings["n_estimators"]), max_depth=settings["max_depth"],
+                                  min_samples_leaf=int(settings["min_samples_leaf"]),
+                                  class_weight=settings.get("class_weight"),
+                                  n_jobs=int(settings["n_jobs"]), random_state=seed)
+
+
+def _drop_singleton_classes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop classes with a single sample: probability calibration cannot cross-validate them."""
+    counts = np.bincount(y)
+    single = np.flatnonzero(counts == 1)
+    if len(single):
+        LOG.warning("svm: classes %s have a single training sample and are left out", single.tolist())
+        keep = counts[y] > 1
+        x, y = x[keep], y[keep]
+    return x, y
+
+
+def train_sklearn(kind: str, train_npz, validation_npz, table: ClassTable, settings: dict, seed: int,
+                  model_path) -> dict:
+    """Train an SVM (``kind='svm'``) or random forest (``'rf'``) on centre-pixel spectra and save it.
+
+    The joblib file holds ``{"model", "classes" (table codes), "bands", "kind"}``; the estimator's
+    own ``classes_`` are the class codes seen in training, mapped onto the table when used.
+    """
+    if kind not in ("svm", "rf"):
+        raise ValueError(f"train_sklearn: kind must be 'svm' or 'rf', got {kind!r}")
+    train = load_samples(train_npz, table)
+    validation = load_samples(validation_npz, table)
+    check_same_bands(train, validation, validation_npz)
+    rng = np.random.default_rng(seed)
+    keep = _subsample(len(train.labels), settings.get("max_train_samples"), rng)
+    x, y = train.centre_spectra[keep], train.labels[keep]
+    if len(np.unique(y)) < 2:
+        raise InputError(f"samples {train_npz} hold a single class ({np.unique(y).tolist()}); "
+                         "a classifier needs at least two")
+    if kind == "svm":
+        x, y = _drop_singleton_classes(x, y)
+        estimator = _build_svm(settings, seed, y)
+    else:
+        estimator = _build_rf(settings, seed)
+
+    start = time.perf_counter()
+    LOG.info("%s: training on %d pixels of %d bands, classes %s", kind, len(y), x.shape[1], np.unique(y).tolist())
+    estimator.fit(x, y)
+    val_accuracy = float(np.mean(estimator.predict(validation.centre_spectra) == validation.labels))
+    LOG.info("%s: trained in %.1f s, validation accuracy %.4f", kind, time.perf_counter() - start, val_accuracy)
+
+    bundle = {"model": estimator, "classes": table.codes, "bands": list(train.bands), "kind": kind}
+    with atomic_output(model_path) as tmp:
+        joblib.dump(bundle, tmp, compress=3)
+    return {"kind": kind, "val_accuracy": val_accuracy, "n_train": len(y), "n_validation": len(validation.labels)}
+
+
+# --------------------------------------------------------------------------------------------
+# Loaded classifiers
+# --------------------------------------------------------------------------------------------
+
+class Classifier:
+    """A trained model seen through one interface by prediction.
+
+    ``patch_size`` P: the classifier needs P // 2 px of context around each pixel;
+    ``predict_proba_block`` maps a float32 (h + P - 1, w + P - 1, B) block of raw reflectance to
+    (h, w, n_classes) float32 probabilities over the full class table, in table order.
+    """
+
+    kind: str
+    patch_size: int
+    n_classes: int
+    n_bands: int
+    bands: tuple[str, ...] | None
+
+    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+        """(N, P, P, B) patches -> (N, n_classes): each patch classified on its own."""
+        raise NotImplementedError
+
+
+class ResnetClassifier(Classifier):
+    kind = "resnet"
+
+    #: Patches per model call in :meth:`predict_proba_patches`.
+    PATCH_BATCH = 256
+
+    def __init__(self, model):
+        self.model = model
+        convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+        # Only un-strided 'valid' convs shrink the field of view, each by (k - 1).
+        self.patch_size = 1 + sum(layer.kernel_size[0] - 1 for layer in convs)
+        self.n_classes = int(model.output_shape[-1])
+        self.n_bands = int(model.input_shape[-1])
+        self.bands = None
+
+    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        # predict_on_batch runs a compiled graph (about 2x faster than an eager call on CPU);
+        # it traces again only for new block shapes (a tile has at most four).
+        out = self.model.predict_on_batch(np.asarray(block, dtype=np.float32)[None])
+        return np.array(out[0], dtype=np.float32)  # a writable copy: callers blank nodata pixels in place
+
+    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+        out = [self.model.predict_on_batch(np.asarray(patches[i:i + self.PATCH_BATCH], dtype=np.float32))
+               for i in range(0, len(patches), self.PATCH_BATCH)]
+        return np.concatenate(out).reshape(len(patches), self.n_classes)
+
+
+class SklearnClassifier(Classifier):
+    patch_size = 1
+
+    def __init__(self, bundle: dict, path):
+        self.model = bundle["model"]
+        self.kind = bundle["kind"]
+        self.bands = tuple(bundle["bands"])
+        self.n_bands = len(self.bands)
+        codes = np.asarray(bundle["classes"])
+        self.n_classes = len(codes)
+        column_of_code = {int(c): i for i, c in enumerate(codes)}
+        unknown = [c for c in self.model.classes_ if int(c) not in column_of_code]
+        if unknown:
+            raise InputError(f"model {path} predicts classes {unknown} that are not in its class table")
+        # Column of the full table for each of the estimator's predict_proba columns.
+        self.columns = np.array([column_of_code[int(c)] for c in self.model.classes_], dtype=np.intp)
+
+    def _predict_pixels(self, spectra: np.ndarray) -> np.ndarray:
+        """(n, B) spectra -> (n, n_classes) float32 over the full table (absent classes 0)."""
+        out = np.zeros((len(spectra), self.n_classes), dtype=np.float32)
+        for start in range(0, len(spectra), SKLEARN_CHUNK_PIXELS):
+            chunk = spectra[start:start + SKLEARN_CHUNK_PIXELS]
+            out[start:start + len(chunk), self.columns] = self.model.predict_proba(chunk)
+        return out
+
+    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Pixel-wise probabilities; with a ``valid`` mask only those pixels are classified (others 0)."""
+        h, w, n_bands = block.shape
+        spectra = np.asarray(block, dtype=np.float32).reshape(-1, n_bands)
+        if valid is None:
+            return self._predict_pixels(spectra).reshape(h, w, self.n_classes)
+        out = np.zeros((h * w, self.n_classes), dtype=np.float32)
+        flat_valid = valid.reshape(-1)
+        if flat_valid.any():
+            out[flat_valid] = self._predict_pixels(spectra[flat_valid])
+        return out.reshape(h, w, self.n_classes)
+
+    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+        c = patches.shape[1] // 2
+        return self._predict_pixels(np.asarray(patches[:, c, c, :], dtype=np.float32))
+
+
+def load_classifier(path) -> Classifier:
+    """Load a trained model: ``.keras`` -> ResNet, ``.joblib`` -> SVM / random forest."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"model {path} does not exist; train it first")
+    if path.suffix == ".keras":
+        keras = _keras()
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except (OSError, ValueError) as err:
+            raise InputError(f"model {path} cannot be loaded ({err}); retrain it") from None
+        return ResnetClassifier(model)
+    if path.suffix == ".joblib":
+        try:
+            bundle = joblib.load(path)
+        except Exception as err:  # joblib/pickle raise many types on corrupt files
+            raise InputError(f"model {path} cannot be loaded ({err}); retrain it") from None
+        if not isinstance(bundle, dict) or not {"model", "classes", "bands", "kind"} <= set(bundle):
+            raise InputError(f"model {path} is not an osmlulc model bundle; retrain it")
+        return SklearnClassifier(bundle, path)
+    raise InputError(f"model {path}: unknown model type {path.suffix!r}; expected .keras or .joblib")

@@ -1,0 +1,182 @@
+"""Per-tile prediction: dense per-pixel classification of a band stack, and per-superpixel
+classes from the pixel probabilities.
+
+Pixel prediction reads the stack block by block with a halo of ``P // 2`` px (P = the
+classifier's patch size), pads at the image edges by repeating the edge pixels, and classifies
+the whole block in one call: for the ResNet this is exact dense inference, identical to
+classifying every pixel's own edge-padded patch (:func:`predict_patches`, the reference).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from osmlulc.classes import ClassTable
+from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, open_raster, raster_profile,
+                        write_class_colormap)
+from osmlulc.models import Classifier, load_classifier
+
+LOG = logging.getLogger("osmlulc")
+
+#: Probabilities are stored as uint8: p * PROBABILITY_SCALE, rounded.
+PROBABILITY_SCALE = 255
+
+
+def read_block_with_halo(src, window: Window, halo: int) -> np.ndarray:
+    """(h + 2 halo, w + 2 halo, B) float32 block around ``window``; outside the image: edge pixels repeated.
+
+    Reading only what exists and padding in numpy with 'edge' mode gives an edge pixel the same
+    context a per-patch classifier would get from an edge-padded image.
+    """
+    row0, col0 = int(window.row_off) - halo, int(window.col_off) - halo
+    row1, col1 = int(window.row_off + window.height) + halo, int(window.col_off + window.width) + halo
+    r0, c0 = max(row0, 0), max(col0, 0)
+    r1, c1 = min(row1, src.height), min(col1, src.width)
+    data = src.read(window=Window(c0, r0, c1 - c0, r1 - r0))            # (B, rows, cols)
+    block = np.moveaxis(data, 0, -1).astype(np.float32)
+    pad = ((r0 - row0, row1 - r1), (c0 - col0, col1 - c1), (0, 0))
+    if any(p for pair in pad for p in pair):
+        block = np.pad(block, pad, mode="edge")
+    return block
+
+
+def predict_window_probabilities(src, classifier: Classifier, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Float probabilities (h, w, n_classes) of one window of an open stack, and its valid-pixel mask.
+
+    A pixel is valid when no band is nodata (0); invalid pixels get all-zero probabilities.
+    """
+    halo = classifier.patch_size // 2
+    block = read_block_with_halo(src, window, halo)
+    core = block[halo:block.shape[0] - halo, halo:block.shape[1] - halo]
+    valid = (core != 0).all(axis=-1)
+    if not valid.any():
+        # Nothing to classify (e.g. outside the orbit swath): skip the model call.
+        return np.zeros((*valid.shape, classifier.n_classes), dtype=np.float32), valid
+    probabilities = classifier.predict_proba_block(block, valid=valid)
+    probabilities[~valid] = 0
+    return probabilities, valid
+
+
+def predict_patches(classifier: Classifier, patches: np.ndarray) -> np.ndarray:
+    """Classify explicit (N, P, P, B) patches one by one -> (N, n_classes) float32.
+
+    The reference against which dense inference is tested; patches larger than the
+    classifier's own patch size are centre-cropped to it.
+    """
+    size = classifier.patch_size
+    have = patches.shape[1]
+    if have < size or have % 2 == 0 or patches.shape[2] != have:
+        raise ValueError(f"predict_patches: need square odd patches of at least {size} px, got {patches.shape[1:3]}")
+    start = have // 2 - size // 2
+    return classifier.predict_proba_patches(patches[:, start:start + size, start:start + size, :])
+
+
+def check_stack(src, stack_path, classifier: Classifier, model_path) -> None:
+    """One-line error when the stack's bands do not match what the model was trained on."""
+    if src.count != classifier.n_bands:
+        raise InputError(f"stack {stack_path} has {src.count} bands but model {model_path} "
+                         f"expects {classifier.n_bands}")
+    if classifier.bands and all(src.descriptions):
+        if tuple(src.descriptions) != tuple(classifier.bands):
+            raise InputError(f"stack {stack_path} has bands {list(src.descriptions)} but model {model_path} "
+                             f"was trained on {list(classifier.bands)}")
+
+
+def _output_block_size(block_size: int) -> int:
+    """GeoTIFF tile edge for outputs: the processing block if smaller (multiple of 16), else the default."""
+    return max(16, (min(block_size, BLOCK_SIZE) // 16) * 16)
+
+
+def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_path, probabilities_path, *,
+                        block_size: int) -> None:
+    """Classify every pixel of a 10-band uint16 stack (nodata 0), window by window.
+
+    Writes ``classified_path`` (uint8 class codes of the most probable class, 0 at nodata, with
+    the class colour table) and ``probabilities_path`` (uint8, one band per class in table order,
+    round(p * 255), 0 at nodata, band descriptions = class names).
+    """
+    classifier = load_classifier(model_path)
+    if classifier.n_classes != len(table):
+        raise InputError(f"model {model_path} has {classifier.n_classes} classes, the class table {len(table)}")
+    codes = table.codes
+    with open_raster(stack_path, "band stack") as src:
+        check_stack(src, stack_path, classifier, model_path)
+        grid = dict(crs=src.crs, transform=src.transform, width=src.width, height=src.height,
+                    block_size=_output_block_size(block_size))
+        windows = list(block_windows(src.width, src.height, block_size))
+        with atomic_output(classified_path) as tmp_classified, atomic_output(probabilities_path) as tmp_prob, \
+                rasterio.open(tmp_classified, "w", **raster_profile(**grid, dtype="uint8", nodata=0)) as dst, \
+                rasterio.open(tmp_prob, "w", **raster_profile(**grid, count=len(table), dtype="uint8")) as prob_dst:
+            write_class_colormap(dst, table)
+            for band, land_class in enumerate(table.classes, start=1):
+                prob_dst.set_band_description(band, land_class.name)
+            start, done_px = time.perf_counter(), 0
+            for i, window in enumerate(windows, start=1):
+                probabilities, valid = predict_window_probabilities(src, classifier, window)
+                classes = np.where(valid, codes[probabilities.argmax(axis=-1)], 0).astype(np.uint8)
+                scaled = np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8)
+                dst.write(classes, 1, window=window)
+                prob_dst.write(np.moveaxis(scaled, -1, 0), window=window)
+                done_px += int(window.width * window.height)
+                elapsed = time.perf_counter() - start
+                LOG.info("predict %s with %s: block %d/%d, %.0f px/s", os.path.basename(stack_path),
+                         classifier.kind, i, len(windows), done_px / max(elapsed, 1e-9))
+
+
+def _segment_block(segments_src, window: Window, segments_path) -> np.ndarray:
+    seg = segments_src.read(1, window=window)
+    if np.issubdtype(seg.dtype, np.floating) or (seg < 0).any():
+        raise InputError(f"segments {segments_path} must hold non-negative integer segment ids")
+    return seg.astype(np.int64)
+
+
+def predict_tile_superpixels(probabilities_path, segments_path, table: ClassTable, classified_path, *,
+                             block_size: int = BLOCK_SIZE * 2) -> None:
+    """Class of each superpixel = argmax of the mean pixel probability inside it.
+
+    No second classifier pass: pass 1 accumulates per-segment probability sums block by block
+    (``np.bincount``); pass 2 writes each segment's class.  Segment 0 and pixels without
+    probabilities (nodata) get 0.  Memory grows with the number of segments, not the raster.
+    """
+    n_classes = len(table)
+    with open_raster(probabilities_path, "probabilities") as prob_src, \
+            open_raster(segments_path, "segments") as seg_src:
+        if prob_src.count != n_classes:
+            raise InputError(f"probabilities {probabilities_path} have {prob_src.count} bands, "
+                             f"the class table {n_classes} classes")
+        if (seg_src.crs, seg_src.transform, seg_src.width, seg_src.height) != \
+                (prob_src.crs, prob_src.transform, prob_src.width, prob_src.height):
+            raise InputError(f"segments {segments_path} are not on the grid of {probabilities_path}")
+        windows = list(block_windows(prob_src.width, prob_src.height, block_size))
+
+        # Pass 1: per-segment sums of probabilities (argmax of the sums = argmax of the means,
+        # as all classes of a segment share its pixel count).  uint8 sums are exact in float64.
+        sums = np.zeros((n_classes, 1), dtype=np.float64)
+        for window in windows:
+            seg = _segment_block(seg_src, window, segments_path).ravel()
+            prob = prob_src.read(window=window).reshape(n_classes, -1)
+            n_ids = int(seg.max(initial=0)) + 1
+            if n_ids > sums.shape[1]:
+                sums = np.pad(sums, ((0, 0), (0, max(n_ids, 2 * sums.shape[1]) - sums.shape[1])))
+            for c in range(n_classes):
+                sums[c] += np.bincount(seg, weights=prob[c], minlength=sums.shape[1])
+        segment_class = np.where(sums.sum(axis=0) > 0, table.codes[sums.argmax(axis=0)], 0).astype(np.uint8)
+        segment_class[0] = 0
+        LOG.info("superpixels %s: %d segment ids", os.path.basename(segments_path), sums.shape[1] - 1)
+
+        # Pass 2: paint each segment's class; pixels without probabilities stay nodata.
+        profile = raster_profile(crs=prob_src.crs, transform=prob_src.transform, width=prob_src.width,
+                                 height=prob_src.height, dtype="uint8", nodata=0,
+                                 block_size=_output_block_size(block_size))
+        with atomic_output(classified_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            write_class_colormap(dst, table)
+            for window in windows:
+                seg = _segment_block(seg_src, window, segments_path)
+                has_probabilities = (prob_src.read(window=window) > 0).any(axis=0)
+                dst.write(np.where(has_probabilities, segment_class[seg], 0).astype(np.uint8), 1, window=window)

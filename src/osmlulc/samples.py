@@ -1,0 +1,157 @@
+"""Training and validation samples from OSM label rasters on the tile grids.
+
+A sample is a labelled pixel with the image patch around it.  Samples are balanced per
+class (up to ``per_class`` each).  Validation samples come from spatial blocks that are
+held out from training, so validation pixels are not neighbours of training pixels.
+Both passes over the label rasters are windowed, so memory depends on the number of
+samples, not on the tile size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from rasterio.windows import Window
+
+from osmlulc.classes import ClassTable
+from osmlulc.io import InputError, atomic_output, block_windows, open_raster
+
+log = logging.getLogger("osmlulc")
+
+SPLITS = ("train", "validation")
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    patch_size: int
+    per_class: int
+    validation_per_class: int
+    split_block_px: int
+    validation_fraction: float
+    seed: int
+
+
+def validation_blocks(shape: tuple[int, int], block_px: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean grid of ``block_px`` blocks over a tile: True where the block is held out for validation."""
+    n_rows = -(-shape[0] // block_px)
+    n_cols = -(-shape[1] // block_px)
+    return rng.random((n_rows, n_cols)) < fraction
+
+
+def _candidates(label_src, stack_src, window: Window, half: int, held_out: np.ndarray, block_px: int):
+    """Labelled, valid pixels in a window whose whole patch lies inside the image: rows, cols, labels, split (0/1)."""
+    labels = label_src.read(1, window=window)
+    valid = stack_src.read(1, window=window) > 0
+    rows, cols = np.nonzero((labels > 0) & valid)
+    rows = rows + int(window.row_off)
+    cols = cols + int(window.col_off)
+    inside = ((rows >= half) & (rows < label_src.height - half) & (cols >= half) & (cols < label_src.width - half))
+    rows, cols = rows[inside], cols[inside]
+    split = held_out[rows // block_px, cols // block_px].astype(np.int8)
+    return rows, cols, labels[rows - int(window.row_off), cols - int(window.col_off)], split
+
+
+def _read_patches(stack_src, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    half = size // 2
+    patches = np.empty((len(rows), size, size, stack_src.count), dtype=np.uint16)
+    for i, (row, col) in enumerate(zip(rows, cols)):
+        patch = stack_src.read(window=Window(int(col) - half, int(row) - half, size, size))
+        patches[i] = np.moveaxis(patch, 0, -1)
+    return patches
+
+
+def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings: SampleSettings,
+                 train_path: str | os.PathLike, validation_path: str | os.PathLike) -> dict:
+    """Draw balanced train/validation samples from ``tiles``: tile id -> (stack path, label path on the tile grid).
+
+    Returns a summary {split: {class code: count}}.  Classes with no labelled pixel are
+    reported in the log and in the summary with count 0 (the models still cover them).
+    """
+    if settings.patch_size % 2 != 1:
+        raise ValueError(f"patch size must be odd, got {settings.patch_size}")
+    half = settings.patch_size // 2
+    rng = np.random.default_rng(settings.seed)
+    index = table.index_of_code()
+    n_classes = len(table)
+
+    # Pass 1: count candidates per (split, class) over all tiles, in a fixed order.
+    tile_ids = sorted(tiles)
+    held_out = {}
+    counts = np.zeros((2, n_classes), dtype=np.int64)
+    for tile in tile_ids:
+        stack_path, label_path = tiles[tile]
+        with open_raster(stack_path, f"band stack of tile {tile}") as stack, \
+                open_raster(label_path, f"label raster of tile {tile}") as label:
+            if (stack.width, stack.height) != (label.width, label.height):
+                raise InputError(f"label raster {label_path} is not on the grid of tile {tile}'s stack {stack_path}")
+            held_out[tile] = validation_blocks((label.height, label.width), settings.split_block_px,
+                                               settings.validation_fraction, rng)
+            for window in block_windows(label.width, label.height):
+                _, _, labels, split = _candidates(label, stack, window, half, held_out[tile], settings.split_block_px)
+                known = index[labels] >= 0
+                np.add.at(counts, (split[known], index[labels[known]]), 1)
+    if counts.sum() == 0:
+        raise InputError(f"no labelled pixel in the training tiles {tile_ids}: check that the label raster overlaps them")
+
+    # Choose which candidates (by running number per split and class) become samples.
+    wanted = (settings.per_class, settings.validation_per_class)
+    chosen = [[np.sort(rng.choice(counts[s, c], size=min(wanted[s], counts[s, c]), replace=False))
+               for c in range(n_classes)] for s in range(2)]
+
+    # Pass 2: collect the chosen pixels and cut their patches.
+    seen = np.zeros((2, n_classes), dtype=np.int64)
+    picked = {s: [] for s in range(2)}
+    for tile in tile_ids:
+        stack_path, label_path = tiles[tile]
+        with open_raster(stack_path, "band stack") as stack, open_raster(label_path, "label raster") as label:
+            for window in block_windows(label.width, label.height):
+                rows, cols, labels, split = _candidates(label, stack, window, half, held_out[tile],
+                                                        settings.split_block_px)
+                for s in range(2):
+                    for c in range(n_classes):
+                        sel = (split == s) & (index[labels] == c)
+                        n = int(sel.sum())
+                        if n == 0:
+                            continue
+                        running = np.arange(seen[s, c], seen[s, c] + n)
+                        take = np.isin(running, chosen[s][c], assume_unique=True)
+                        seen[s, c] += n
+                        if take.any():
+                            picked[s].append((tile, rows[sel][take], cols[sel][take], labels[sel][take]))
+            band_names = np.array(stack.descriptions, dtype=str)
+    summary = {}
+    for s, path in zip(range(2), (train_path, validation_path)):
+        summary[SPLITS[s]] = _write_samples(picked[s], tiles, settings.patch_size, band_names, table, path)
+    return summary
+
+
+def _write_samples(picked, tiles, size, band_names, table: ClassTable, path) -> dict[int, int]:
+    tile_col, rows, cols, labels, patches = [], [], [], [], []
+    for tile, r, c, lab in picked:
+        with open_raster(tiles[tile][0], "band stack") as stack:
+            p = _read_patches(stack, r, c, size)
+        # A patch touching nodata (swath edge, clouds) would teach the model zeros: drop it.
+        ok = (p > 0).all(axis=(1, 2, 3))
+        tile_col += [tile] * int(ok.sum())
+        rows.append(r[ok]); cols.append(c[ok]); labels.append(lab[ok]); patches.append(p[ok])
+    n_bands = len(band_names)
+    result = dict(
+        patches=np.concatenate(patches) if patches else np.empty((0, size, size, n_bands), np.uint16),
+        labels=np.concatenate(labels).astype(np.uint8) if labels else np.empty(0, np.uint8),
+        rows=np.concatenate(rows).astype(np.int32) if rows else np.empty(0, np.int32),
+        cols=np.concatenate(cols).astype(np.int32) if cols else np.empty(0, np.int32),
+        tiles=np.array(tile_col, dtype=str),
+        bands=band_names,
+    )
+    per_class = {int(code): int((result["labels"] == code).sum()) for code in table.codes}
+    absent = [code for code, n in per_class.items() if n == 0]
+    if absent:
+        log.warning("%s: no sample for class(es) %s (%s)", path, absent, ", ".join(table.name(c) for c in absent))
+    log.info("%s: %d samples, per class %s", path, len(result["labels"]), per_class)
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **result)
+    return per_class

@@ -1,0 +1,121 @@
+"""Integration: the whole chain through snakemake on a smaller demo country, products checked by value."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.integration
+COUNTRY = "XD"
+
+
+def snakemake(workdir, *args, timeout=1800):
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config_small.yaml", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo")
+    for name in ("Snakefile", "rules", "workflow", "config", "profiles"):
+        os.symlink(os.path.join(ROOT, name), workdir / name)
+    shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def product(workdir, name):
+    return workdir / "results" / COUNTRY / f"{COUNTRY}_10m_3035_{name}.tif"
+
+
+def test_second_dry_run_has_nothing_to_do(run):
+    result = snakemake(run, "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_country_products_are_3035_with_class_codes(run, table):
+    allowed = set(int(c) for c in table.codes) | {0}
+    for name in ("classified", "classified_clipped", "label", "product", "classified_sieved"):
+        with rasterio.open(product(run, name)) as src:
+            assert src.crs.to_epsg() == 3035, name
+            assert src.res == (10.0, 10.0) and src.nodata == 0
+            assert src.profile["tiled"] and src.compression is not None
+            assert src.colormap(1)[12] == (0, 204, 242, 255)
+            values = set(np.unique(src.read(1)).tolist())
+            assert values <= allowed, (name, values - allowed)
+            assert len(values) > 3
+
+
+def test_final_products_are_cogs_with_overviews(run):
+    for name in ("classified_sieved", "lu12_sieved"):
+        with rasterio.open(product(run, name)) as src:
+            assert src.overviews(1), name
+            assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+
+
+def test_osm_labelled_pixels_keep_their_label(run):
+    with rasterio.open(product(run, "label")) as lab, rasterio.open(product(run, "product")) as prod, \
+            rasterio.open(product(run, "classified_clipped")) as pred:
+        assert (lab.transform, lab.shape) == (prod.transform, prod.shape)
+        labels, merged, predicted = lab.read(1), prod.read(1), pred.read(1)
+    labelled = labels > 0
+    assert labelled.mean() > 0.2
+    assert np.array_equal(merged[labelled], labels[labelled])
+    gaps = (~labelled) & (predicted > 0)
+    assert np.array_equal(merged[gaps], predicted[gaps])
+    assert (merged[predicted == 0] == 0).all()
+
+
+def test_water_layer_is_binary_and_matches_product(run):
+    with rasterio.open(product(run, "lu12")) as lu, rasterio.open(product(run, "product")) as prod:
+        water, merged = lu.read(1), prod.read(1)
+    assert set(np.unique(water).tolist()) <= {0, 1, 255}
+    assert np.array_equal(water == 1, merged == 12)
+    assert np.array_equal(water == 255, merged == 0)
+
+
+def test_tile_clips_do_not_overlap(run):
+    from osmlulc.post import merge_tiles  # noqa: F401  (the workflow's own merge produced the mosaic)
+    tiles = sorted((run / "results" / COUNTRY / "tiles").iterdir())
+    assert len(tiles) == 3
+    counted = 0
+    for tile in tiles:
+        with rasterio.open(tile / "classified_clipped.tif") as src:
+            counted += int((src.read(1) > 0).sum())
+    with rasterio.open(product(run, "classified")) as mosaic:
+        in_mosaic = int((mosaic.read(1) > 0).sum())
+    # Each valid pixel is in exactly one tile's own footprint; reprojection to 3035 changes counts a little only.
+    assert abs(counted - in_mosaic) / in_mosaic < 0.02
+
+
+def test_accuracy_tables(run, table):
+    acc = pd.read_csv(run / "results" / COUNTRY / "accuracy" / f"{COUNTRY}_accuracy.csv")
+    tiles = acc[acc["scope"] == "tiles"]
+    assert set(zip(tiles["model"], tiles["mode"])) == {(m, k) for m in ("resnet", "svm", "rf")
+                                                       for k in ("pixel", "superpixel")}
+    assert {"overall_accuracy", "water_f1", "water_iou", "f1_12", "f1_5"} <= set(acc.columns)
+    country = acc[acc["scope"] == "country"].set_index("model")
+    prediction = country.loc[[i for i in country.index if i.startswith("prediction")][0]]
+    assert country.loc["product", "overall_accuracy"] >= prediction["overall_accuracy"]
+    assert country.loc["product", "water_f1"] >= 0.85
+    assert (tiles["overall_accuracy"] > 0.5).all()
+    validation = pd.read_csv(run / "results" / COUNTRY / "accuracy" / f"{COUNTRY}_validation_accuracy.csv")
+    assert set(validation["model"]) == {"resnet", "svm", "rf"}
+    assert (validation["overall_accuracy"] > 0.5).all()
+
+
+def test_every_rule_logged_and_benchmarked(run):
+    for rule in ("resample", "combine", "ndwi", "snic", "label_tile", "samples", "train_resnet", "train_svm",
+                 "predict_pixel", "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
+                 "product_merge", "extract_land_use", "sieve_classified", "sieve_land_use", "accuracy"):
+        assert any((run / "logs").glob(f"{rule}/*.log")), rule
+    assert any((run / "benchmarks").glob("predict_pixel/*.tsv"))

@@ -1,0 +1,14 @@
+from osmlulc.classes import ClassTable
+from osmlulc.logs import run_logged
+from osmlulc.predict import predict_tile_pixels
+
+w = snakemake.wildcards
+with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile, model=w.model):
+    predict_tile_pixels(
+        snakemake.input.stack,
+        snakemake.input.model,
+        ClassTable.from_yaml(snakemake.config["classes"]),
+        snakemake.output.classified,
+        snakemake.output.probabilities,
+        block_size=snakemake.params.block_size,
+    )

@@ -1,0 +1,13 @@
+from osmlulc.classes import ClassTable
+from osmlulc.logs import run_logged
+from osmlulc.samples import SampleSettings, draw_samples
+
+p = snakemake.params
+with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country):
+    draw_samples(
+        {t: (s, l) for t, s, l in zip(p.tiles, snakemake.input.stacks, snakemake.input.labels)},
+        ClassTable.from_yaml(snakemake.config["classes"]),
+        SampleSettings(patch_size=p.patch_size, **p.settings),
+        snakemake.output.train,
+        snakemake.output.validation,
+    )

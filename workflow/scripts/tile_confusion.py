@@ -1,0 +1,12 @@
+from osmlulc.assess import tile_confusions
+from osmlulc.classes import ClassTable
+from osmlulc.logs import run_logged
+
+w = snakemake.wildcards
+with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile):
+    tile_confusions(
+        dict(zip(snakemake.params.names, snakemake.input.predictions)),
+        snakemake.input.reference,
+        ClassTable.from_yaml(snakemake.config["classes"]),
+        snakemake.output[0],
+    )

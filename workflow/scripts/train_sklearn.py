@@ -1,0 +1,16 @@
+from osmlulc.classes import ClassTable
+from osmlulc.logs import run_logged
+from osmlulc.models import train_sklearn
+
+w, p = snakemake.wildcards, snakemake.params
+with run_logged(snakemake.log[0], snakemake.rule, country=w.country, model=w.model) as log:
+    result = train_sklearn(
+        w.model,
+        snakemake.input.train,
+        snakemake.input.validation,
+        ClassTable.from_yaml(snakemake.config["classes"]),
+        dict(p.settings),
+        p.seed,
+        snakemake.output.model,
+    )
+    log.info("result: %s", result)

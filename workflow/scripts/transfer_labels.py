@@ -1,0 +1,12 @@
+from osmlulc.classes import ClassTable
+from osmlulc.logs import run_logged
+from osmlulc.post import transfer_labels
+
+with run_logged(snakemake.log[0], snakemake.rule, **dict(snakemake.wildcards.items())):
+    transfer_labels(
+        snakemake.input.labels,
+        snakemake.input.grid,
+        snakemake.output[0],
+        ClassTable.from_yaml(snakemake.config["classes"]),
+        coding=snakemake.params.coding,
+    )
