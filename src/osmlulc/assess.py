@@ -76,7 +76,7 @@ def country_accuracy(tile_npzs: list[str], products: dict[str, str], reference_p
         rows.append({"model": model, "mode": mode, "scope": "tiles", **metrics(cm, table)})
     for name, path in products.items():
         cm = confusion_matrix(path, reference_path, table, mask_path=mask_path)
-        rows.append({"model": name, "mode": "", "scope": "country", **metrics(cm, table)})
+        rows.append({"model": name, "mode": "-", "scope": "country", **metrics(cm, table)})
     df = metrics_table(rows)
     write_table(df, out_csv)
     return df
