@@ -119,3 +119,17 @@ def test_every_rule_logged_and_benchmarked(run):
                  "product_merge", "extract_land_use", "sieve_classified", "sieve_land_use", "accuracy"):
         assert any((run / "logs").glob(f"{rule}/*.log")), rule
     assert any((run / "benchmarks").glob("predict_pixel/*.tsv"))
+
+
+def test_existing_model_is_reused_and_not_trained(run):
+    """A model named in the country config replaces training: the DAG has no train_resnet job."""
+    saved = run / "saved_models" / "XD_resnet.keras"
+    saved.parent.mkdir(exist_ok=True)
+    shutil.copy(run / "results" / COUNTRY / "models" / "resnet.keras", saved)
+    (run / "reuse.yaml").write_text(f"countries:\n  XD:\n    models:\n      resnet: {saved.relative_to(run)}\n")
+    result = snakemake(run, "-n", "--forceall", "--configfile", "config_small.yaml", "reuse.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = result.stdout + result.stderr
+    assert "train_resnet" not in jobs
+    assert "train_sklearn" in jobs and "predict_pixel" in jobs
+    assert "saved_models/XD_resnet.keras" in jobs
