@@ -9,7 +9,12 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
+include: "rules/inputs.smk"
+include: "rules/validate.smk"
 include: "rules/demo.smk"
 include: "rules/features.smk"
 include: "rules/segmentation.smk"
@@ -18,6 +23,7 @@ include: "rules/training.smk"
 include: "rules/prediction.smk"
 include: "rules/postprocessing.smk"
 include: "rules/accuracy.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -1,5 +1,11 @@
-# Accuracy assessment: every model on the held-out validation samples, every model x mode against the
-# reference raster of each tile, and the country products against the country reference.
+# Accuracy assessment: every model on the validation samples (spatial and random split), every model x mode
+# against the reference raster of each tile (with the NDWI > 0 / MNDWI > 0 water rules on the same pixels),
+# and the country products against the country reference. Tables are flagged for `snakemake --report`.
+
+# Water index rules compared with the models' water class: name -> (band a, band b) of (a - b) / (a + b) > 0.
+WATER_INDICES = {"ndwi": (BANDS["green"], BANDS["nir"])}
+if BANDS.get("swir1") in STACK_ORDER:
+    WATER_INDICES["mndwi"] = (BANDS["green"], BANDS["swir1"])
 
 
 def get_reference_tile(wildcards):
@@ -23,9 +29,16 @@ def get_reference_country(wildcards):
 rule validation_accuracy:
     input:
         unpack(get_models),
-        validation="results/{country}/samples/validation.npz",
+        spatial="results/{country}/samples/validation.npz",
+        random="results/{country}/samples/validation_random.npz",
     output:
-        "results/{country}/accuracy/{country}_validation_accuracy.csv",
+        table=report(
+            "results/{country}/accuracy/{country}_validation_accuracy.csv",
+            caption="../report/validation_accuracy.rst",
+            category="Accuracy",
+            labels={"country": "{country}", "table": "validation samples: spatial vs random split"},
+        ),
+        confusion="results/{country}/accuracy/{country}_validation_confusion.csv",
     params:
         models=MODELS,
         version=VERSION,
@@ -35,6 +48,8 @@ rule validation_accuracy:
         "benchmarks/validation_accuracy/{country}.tsv"
     resources:
         mem_mb=2000,
+    conda:
+        TENSORFLOW_CPU_ENV
     script:
         "../workflow/scripts/validation_accuracy.py"
 
@@ -43,10 +58,12 @@ rule tile_confusion:
     input:
         predictions=expand("results/{{country}}/tiles/{{tile}}/classified_{model}_{mode}.tif", model=MODELS, mode=MODES),
         reference=get_reference_tile,
+        stack="results/{country}/tiles/{tile}/stack_10m.tif",
     output:
         "results/{country}/accuracy/tiles/{tile}_confusion.npz",
     params:
         names=expand("{model}_{mode}", model=MODELS, mode=MODES),
+        water_indices=WATER_INDICES,
         version=VERSION,
     log:
         "logs/tile_confusion/{country}_{tile}.log",
@@ -54,6 +71,8 @@ rule tile_confusion:
         "benchmarks/tile_confusion/{country}_{tile}.tsv"
     resources:
         mem_mb=1000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/tile_confusion.py"
 
@@ -67,7 +86,19 @@ rule accuracy:
         product_sieved="results/{country}/{country}_10m_3035_classified_sieved.tif",
         reference=get_reference_country,
     output:
-        "results/{country}/accuracy/{country}_accuracy.csv",
+        table=report(
+            "results/{country}/accuracy/{country}_accuracy.csv",
+            caption="../report/accuracy.rst",
+            category="Accuracy",
+            labels={"country": "{country}", "table": "against the reference: models, water indices, products"},
+        ),
+        areas=report(
+            "results/{country}/accuracy/{country}_area_estimates.csv",
+            caption="../report/area_estimates.rst",
+            category="Accuracy",
+            labels={"country": "{country}", "table": "area-adjusted accuracy and class areas (Olofsson et al. 2014)"},
+        ),
+        confusion="results/{country}/accuracy/{country}_reference_confusion.csv",
     params:
         product_model=f"{PRODUCT['model']}_{PRODUCT['mode']}",
         version=VERSION,
@@ -77,5 +108,7 @@ rule accuracy:
         "benchmarks/accuracy/{country}.tsv"
     resources:
         mem_mb=1000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/accuracy.py"

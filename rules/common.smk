@@ -1,17 +1,36 @@
 # Config loading and validation, wildcard constraints, and the input functions (get_*) of all rules.
 
 import json
+import sys
 from pathlib import Path
 
+import jsonschema
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 import osmlulc
 from osmlulc.classes import ClassTable
 from osmlulc.demo import demo_tile_grid
-from osmlulc.models import resnet_patch_size
+from osmlulc.io import InputError
+from osmlulc.mgrs import tile_grid as mgrs_tile_grid
+from osmlulc.models import sample_patch_size
 from osmlulc.post import own_footprints, tile_footprints_3035
+from osmlulc.validate import config_error_line
 
-validate(config, schema="../config/schema.yaml")
+
+def stop_on_config_error(message):
+    """End the run at load time with one line (no traceback): the config is wrong, not the code."""
+    print(f"osmlulc: config: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+try:
+    validate(config, schema="../config/schema.yaml")
+except WorkflowError as err:
+    # Snakemake prints the whole schema and instance; name the key, the value and the rule instead.
+    if not isinstance(err.__context__, jsonschema.ValidationError):
+        raise
+    stop_on_config_error(config_error_line(err.__context__))
 
 CLASSES = ClassTable.from_yaml(config["classes"])
 BANDS = config["bands"]
@@ -21,10 +40,16 @@ MODELS = config["models"]["enabled"]
 MODES = config["prediction"]["modes"]
 PRODUCT = config["product"]
 RESNET = config["models"]["resnet"]
-# Samples carry the largest patch any model needs; the ResNet's patch follows from its architecture.
-PATCH_SIZE = resnet_patch_size(RESNET["n_blocks"], RESNET["kernel_size"])
+# Samples carry the largest patch any model needs (odd, centred on the sample pixel): the ResNet's
+# follows from its architecture (dense: depth and kernel size; original: its patch_size); SVM and RF need 1.
+PATCH_SIZE = sample_patch_size(RESNET) if "resnet" in MODELS else 1
 # Outputs depend on the library's code: its version is a param of the rules, so an upgrade reruns them.
 VERSION = osmlulc.__version__
+# Software environments of the rule groups (conda: directives; used with --software-deployment-method
+# conda, ignored otherwise). Paths are relative to rules/.
+RASTER_ENV = "../envs/raster.yaml"
+TENSORFLOW_CPU_ENV = "../envs/tensorflow-cpu.yaml"
+TENSORFLOW_GPU_ENV = "../envs/tensorflow-gpu.yaml"
 
 
 def _check_config():
@@ -40,7 +65,10 @@ def _check_config():
     codes = set(int(c) for c in CLASSES.codes)
     for code in PRODUCT["land_use"]:
         if code not in codes:
-            raise ValueError(f"config: product.land_use code {code} is not in the class table {sorted(codes)}")
+            raise ValueError(f"config: product.land_use code {code} is not in the class table {sorted(codes)}; "
+                             f"use a code of {config['classes']}")
+    if RESNET.get("architecture") == "original" and (RESNET["original"]["depth"] - 2) % 9:
+        raise ValueError(f"config: models.resnet.original.depth must be 9 n + 2, got {RESNET['original']['depth']}")
     if PRODUCT["model"] not in MODELS or PRODUCT["mode"] not in MODES:
         raise ValueError("config: product.model/mode must be among models.enabled and prediction.modes")
     for cc in config["run_countries"]:
@@ -52,11 +80,17 @@ def _check_config():
             raise ValueError(f"config: countries.{cc}.training_tiles {sorted(extra)} are not in its tiles")
         if country["source"] == "demo" and "demo" not in config:
             raise ValueError(f"config: country {cc} has source demo but there is no demo section")
-        if country["source"] != "demo" and "tile_grid" not in country:
-            raise ValueError(f"config: country {cc} needs a tile_grid (tile -> crs, bounds)")
+        if country["source"] != "demo":
+            try:  # Sentinel-2 tile geometry follows from the tile id where tile_grid does not give it
+                mgrs_tile_grid([t for t in country["tiles"] if t not in country.get("tile_grid", {})])
+            except InputError as err:
+                raise ValueError(f"config: countries.{cc}.tiles: {err}") from None
 
 
-_check_config()
+try:
+    _check_config()
+except ValueError as err:
+    stop_on_config_error(str(err).removeprefix("config: "))
 
 
 wildcard_constraints:
@@ -81,7 +115,17 @@ def tile_dir(wildcards):
 
 
 def band_source(country, tile, band):
-    return country_cfg(country)["bands"].format(tile=tile, band=band)
+    cfg = country_cfg(country)
+    if cfg["source"] == "sentinel2":  # the band as read from the tile's product (rule sentinel2_band)
+        return f"results/{country}/tiles/{tile}/bands/{band}.tif"
+    return cfg["bands"].format(tile=tile, band=band)
+
+
+def get_valid_mask(wildcards):
+    """Cloud / shadow / snow mask of a Sentinel-2 product (rule sentinel2_mask); other sources have none."""
+    if country_cfg(wildcards.country)["source"] == "sentinel2":
+        return {"mask": f"results/{wildcards.country}/tiles/{wildcards.tile}/valid_mask.tif"}
+    return {}
 
 
 def get_band(wildcards):
@@ -128,11 +172,18 @@ def demo_spec():
     return {**config["demo"], "bands": {b: BANDS["resolution"][b] for b in STACK_ORDER}}
 
 
+_TILE_GRIDS = {}
+
+
 def tile_grid(country):
-    cfg = country_cfg(country)
-    if cfg["source"] == "demo":
-        return demo_tile_grid(demo_spec())
-    return cfg["tile_grid"]
+    """tile -> {crs, bounds} of every tile of the country: the demo's, the config's tile_grid, or from the tile ids (MGRS)."""
+    if country not in _TILE_GRIDS:
+        cfg = country_cfg(country)
+        if cfg["source"] == "demo":
+            _TILE_GRIDS[country] = demo_tile_grid(demo_spec())
+        else:
+            _TILE_GRIDS[country] = {**mgrs_tile_grid(cfg["tiles"]), **cfg.get("tile_grid", {})}
+    return _TILE_GRIDS[country]
 
 
 _OWN_FOOTPRINTS = {}
@@ -166,6 +217,8 @@ def all_targets():
         targets += [country_product(country, f"lu{code}_sieved") for code in PRODUCT["land_use"]]
         targets += expand("results/{country}/tiles/{tile}/ndwi.tif", country=country, tile=tiles_of(country))
         targets.append(f"results/{country}/accuracy/{country}_validation_accuracy.csv")
+        targets.append(f"results/{country}/samples/summary.csv")  # per-class counts; absent classes
         if has_reference(country):
             targets.append(f"results/{country}/accuracy/{country}_accuracy.csv")
+        targets += report_targets(country)  # rules/report.smk: quicklooks, plots, config, STAC item
     return targets

@@ -35,5 +35,7 @@ if DEMO_COUNTRIES:
             "benchmarks/demo_data/demo_data.tsv"
         resources:
             mem_mb=3000,
+        conda:
+            RASTER_ENV
         script:
             "../workflow/scripts/demo_data.py"

@@ -5,6 +5,10 @@ rule resample:
     input:
         band=get_band,
         reference=get_reference_band,
+        # rules/validate.smk: a bad tile fails there, in seconds. Not ancient(): when the check reruns
+        # (a band was replaced), snakemake does not look at this job's own inputs any more, only at
+        # the edge from the check; an ancient edge would leave the tile's chain stale (tests/test_dag.py).
+        checked=checked_inputs_flag,
     output:
         "results/{country}/tiles/{tile}/bands_10m/{band}.tif",
     params:
@@ -17,13 +21,17 @@ rule resample:
         "benchmarks/resample/{country}_{tile}_{band}.tsv"
     resources:
         mem_mb=500,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/resample.py"
 
 
 rule combine:
     input:
+        unpack(get_valid_mask),
         bands=get_stack_bands,
+        checked=checked_inputs_flag,
     output:
         "results/{country}/tiles/{tile}/stack_10m.tif",
     params:
@@ -35,6 +43,8 @@ rule combine:
         "benchmarks/combine/{country}_{tile}.tsv"
     resources:
         mem_mb=1000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/combine.py"
 
@@ -54,5 +64,7 @@ rule ndwi:
         "benchmarks/ndwi/{country}_{tile}.tsv"
     resources:
         mem_mb=500,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/ndwi.py"

@@ -28,6 +28,8 @@ rule clip_extent:
         "benchmarks/clip_extent/{country}_{tile}.tsv"
     resources:
         mem_mb=500,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/clip_extent.py"
 
@@ -47,6 +49,8 @@ rule merge:
         "benchmarks/merge/{country}.tsv"
     resources:
         mem_mb=2000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/merge.py"
 
@@ -65,6 +69,8 @@ rule clip_boundary:
         "benchmarks/clip_boundary/{country}.tsv"
     resources:
         mem_mb=1000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/clip_boundary.py"
 
@@ -76,7 +82,7 @@ rule label_transfer:
     output:
         "results/{country}/{country}_10m_3035_label.tif",
     params:
-        coding=lambda w: country_cfg(w.country).get("label_coding", "classes"),
+        coding=label_coding,
         version=VERSION,
     log:
         "logs/label_transfer/{country}.log",
@@ -84,6 +90,8 @@ rule label_transfer:
         "benchmarks/label_transfer/{country}.tsv"
     resources:
         mem_mb=1000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/transfer_labels.py"
 
@@ -102,6 +110,8 @@ rule product_merge:
         "benchmarks/product_merge/{country}.tsv"
     resources:
         mem_mb=1000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/product_merge.py"
 
@@ -119,6 +129,8 @@ rule extract_land_use:
         "benchmarks/extract_land_use/{country}_lu{code}.tsv"
     resources:
         mem_mb=500,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/extract_land_use.py"
 
@@ -137,6 +149,8 @@ rule sieve_classified:
         "benchmarks/sieve_classified/{country}.tsv"
     resources:
         mem_mb=1000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/sieve.py"
 
@@ -155,5 +169,107 @@ rule sieve_land_use:
         "benchmarks/sieve_land_use/{country}_lu{code}.tsv"
     resources:
         mem_mb=1000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/sieve.py"
+
+
+# Confidence layer beside the product: the product model's maximum class probability (percent, 0 = nodata),
+# through the same extent clip, mosaic and boundary clip as the classification, published as a COG.
+
+
+def get_confidence_inputs(wildcards):
+    tile = f"results/{wildcards.country}/tiles/{wildcards.tile}"
+    inputs = {"probabilities": f"{tile}/probabilities_{PRODUCT['model']}.tif"}
+    if PRODUCT["mode"] == "superpixel":
+        inputs["segments"] = f"{tile}/snic_segments.tif"
+    return inputs
+
+
+def get_clipped_confidence_tiles(wildcards):
+    return expand(
+        "results/{country}/tiles/{tile}/confidence_clipped.tif", country=wildcards.country, tile=tiles_of(wildcards.country)
+    )
+
+
+rule tile_confidence:
+    input:
+        unpack(get_confidence_inputs),
+    output:
+        "results/{country}/tiles/{tile}/confidence.tif",
+    params:
+        version=VERSION,
+    log:
+        "logs/tile_confidence/{country}_{tile}.log",
+    benchmark:
+        "benchmarks/tile_confidence/{country}_{tile}.tsv"
+    resources:
+        mem_mb=1000,
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/tile_confidence.py"
+
+
+rule clip_extent_confidence:
+    input:
+        "results/{country}/tiles/{tile}/confidence.tif",
+    output:
+        "results/{country}/tiles/{tile}/confidence_clipped.tif",
+    params:
+        footprint=own_footprint_wkt,
+        categorical=False,
+        version=VERSION,
+    log:
+        "logs/clip_extent_confidence/{country}_{tile}.log",
+    benchmark:
+        "benchmarks/clip_extent_confidence/{country}_{tile}.tsv"
+    resources:
+        mem_mb=500,
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/clip_extent.py"
+
+
+rule merge_confidence:
+    input:
+        get_clipped_confidence_tiles,
+    output:
+        "results/{country}/{country}_10m_3035_confidence_mosaic.tif",
+    params:
+        crs=PRODUCT["crs"],
+        resolution=PRODUCT["resolution"],
+        categorical=False,
+        version=VERSION,
+    log:
+        "logs/merge_confidence/{country}.log",
+    benchmark:
+        "benchmarks/merge_confidence/{country}.tsv"
+    resources:
+        mem_mb=2000,
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/merge.py"
+
+
+rule confidence_product:
+    input:
+        mosaic="results/{country}/{country}_10m_3035_confidence_mosaic.tif",
+        boundary=get_boundary,
+    output:
+        "results/{country}/{country}_10m_3035_confidence.tif",
+    params:
+        version=VERSION,
+    log:
+        "logs/confidence_product/{country}.log",
+    benchmark:
+        "benchmarks/confidence_product/{country}.tsv"
+    resources:
+        mem_mb=1000,
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/confidence_product.py"

@@ -9,6 +9,8 @@ rule predict_pixel:
     output:
         classified="results/{country}/tiles/{tile}/classified_{model}_pixel.tif",
         probabilities="results/{country}/tiles/{tile}/probabilities_{model}.tif",
+    wildcard_constraints:
+        model="svm|rf",  # the ResNet's instances are rule predict_pixel_resnet (below)
     params:
         block_size=config["prediction"]["block_size_px"],
         version=VERSION,
@@ -19,8 +21,19 @@ rule predict_pixel:
     threads: 2
     resources:
         mem_mb=4000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/predict_pixel.py"
+
+
+# The ResNet's pixel prediction is the same rule under its own name, so that a cluster profile can
+# send it (and only it) to a GPU partition (profiles/bwcluster: set-resources).
+use rule predict_pixel as predict_pixel_resnet with:
+    wildcard_constraints:
+        model="resnet",
+    conda:
+        TENSORFLOW_GPU_ENV
 
 
 rule predict_superpixel:
@@ -37,5 +50,7 @@ rule predict_superpixel:
         "benchmarks/predict_superpixel/{country}_{tile}_{model}.tsv"
     resources:
         mem_mb=2000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/predict_superpixel.py"

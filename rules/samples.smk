@@ -2,7 +2,17 @@
 
 
 def get_label_raster(wildcards):
-    return country_cfg(wildcards.country)["label_raster"]
+    """The labels a label raster is made from: the OSM areas of the extract (osm_pbf) or the prepared raster."""
+    cfg = country_cfg(wildcards.country)
+    if "osm_pbf" in cfg:
+        return f"results/{wildcards.country}/labels/{wildcards.country}_osm_landuse.gpkg"
+    return cfg["label_raster"]
+
+
+def label_coding(wildcards):
+    """osm: burn OSM areas (osmlulc.osm); classes / corine: the coding of a prepared label raster."""
+    cfg = country_cfg(wildcards.country)
+    return "osm" if "osm_pbf" in cfg else cfg.get("label_coding", "classes")
 
 
 rule label_tile:
@@ -12,7 +22,7 @@ rule label_tile:
     output:
         "results/{country}/tiles/{tile}/label.tif",
     params:
-        coding=lambda w: country_cfg(w.country).get("label_coding", "classes"),
+        coding=label_coding,
         version=VERSION,
     log:
         "logs/label_tile/{country}_{tile}.log",
@@ -20,6 +30,8 @@ rule label_tile:
         "benchmarks/label_tile/{country}_{tile}.tsv"
     resources:
         mem_mb=1000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/transfer_labels.py"
 
@@ -30,6 +42,7 @@ rule samples:
     output:
         train="results/{country}/samples/train.npz",
         validation="results/{country}/samples/validation.npz",
+        validation_random="results/{country}/samples/validation_random.npz",
     params:
         tiles=lambda w: country_cfg(w.country)["training_tiles"],
         patch_size=PATCH_SIZE,
@@ -41,5 +54,26 @@ rule samples:
         "benchmarks/samples/{country}.tsv"
     resources:
         mem_mb=2000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/samples.py"
+
+
+rule sample_summary:
+    input:
+        **rules.samples.output,
+    output:
+        "results/{country}/samples/summary.csv",
+    params:
+        version=VERSION,
+    log:
+        "logs/sample_summary/{country}.log",
+    benchmark:
+        "benchmarks/sample_summary/{country}.tsv"
+    resources:
+        mem_mb=1000,
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/sample_summary.py"

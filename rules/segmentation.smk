@@ -22,5 +22,7 @@ rule snic:
         "benchmarks/snic/{country}_{tile}.tsv"
     resources:
         mem_mb=2000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/snic.py"

@@ -21,6 +21,8 @@ rule train_resnet:
     threads: 2
     resources:
         mem_mb=6000,
+    conda:
+        TENSORFLOW_GPU_ENV
     script:
         "../workflow/scripts/train_resnet.py"
 
@@ -44,5 +46,7 @@ rule train_sklearn:
     threads: 2
     resources:
         mem_mb=4000,
+    conda:
+        RASTER_ENV
     script:
         "../workflow/scripts/train_sklearn.py"

@@ -12,6 +12,28 @@ from osmlulc.classes import ClassTable  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+#: What a workflow run in a temp dir links to from the project root.
+WORKFLOW_LINKS = ("Snakefile", "rules", "workflow", "config", "profiles", "report")
+
+
+@pytest.fixture(scope="session")
+def small_demo_run(tmp_path_factory):
+    """One run of the whole workflow on the small demo (tests/config_small.yaml) in a temp dir, shared by
+    the integration tests (tests/test_workflow.py, tests/test_report.py)."""
+    import shutil
+    import subprocess
+    import sys
+
+    workdir = tmp_path_factory.mktemp("demo")
+    for name in WORKFLOW_LINKS:
+        os.symlink(os.path.join(ROOT, name), workdir / name)
+    shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config_small.yaml"],
+                            cwd=workdir, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
 @pytest.fixture(scope="session")
 def table():
     return ClassTable.from_yaml(os.path.join(ROOT, "config", "classes.yaml"))

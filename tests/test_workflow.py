@@ -1,6 +1,6 @@
 """Integration: the whole chain through snakemake on a smaller demo country, products checked by value."""
 
-import os
+import json
 import shutil
 import subprocess
 import sys
@@ -9,8 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-
-from conftest import ROOT
 
 pytestmark = pytest.mark.integration
 COUNTRY = "XD"
@@ -22,14 +20,8 @@ def snakemake(workdir, *args, timeout=1800):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo")
-    for name in ("Snakefile", "rules", "workflow", "config", "profiles"):
-        os.symlink(os.path.join(ROOT, name), workdir / name)
-    shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
+def run(small_demo_run):
+    return small_demo_run  # tests/conftest.py: one run shared with tests/test_report.py
 
 
 def product(workdir, name):
@@ -99,9 +91,17 @@ def test_tile_clips_do_not_overlap(run):
 
 def test_accuracy_tables(run, table):
     acc = pd.read_csv(run / "results" / COUNTRY / "accuracy" / f"{COUNTRY}_accuracy.csv")
-    tiles = acc[acc["scope"] == "tiles"]
+    tiles = acc[(acc["scope"] == "tiles") & (acc["mode"] != "index")]
     assert set(zip(tiles["model"], tiles["mode"])) == {(m, k) for m in ("resnet", "svm", "rf")
                                                        for k in ("pixel", "superpixel")}
+    # The water index rules are assessed on exactly the pixels of the model rows.
+    indices = acc[acc["mode"] == "index"].set_index("model")
+    assert set(indices.index) == {"ndwi>0", "mndwi>0"}
+    assert (indices["n_pixels"] == tiles["n_pixels"].iloc[0]).all() and (indices["water_f1"] > 0).all()
+    assert (acc["overall_accuracy_ci95_low"] <= acc["overall_accuracy"]).all()
+    assert (acc["overall_accuracy"] <= acc["overall_accuracy_ci95_high"]).all()
+    areas = pd.read_csv(run / "results" / COUNTRY / "accuracy" / f"{COUNTRY}_area_estimates.csv")
+    assert set(areas["code"]) == set(int(c) for c in table.codes)
     assert {"overall_accuracy", "water_f1", "water_iou", "f1_12", "f1_5"} <= set(acc.columns)
     country = acc[acc["scope"] == "country"].set_index("model")
     prediction = country.loc[[i for i in country.index if i.startswith("prediction")][0]]
@@ -110,7 +110,24 @@ def test_accuracy_tables(run, table):
     assert (tiles["overall_accuracy"] > 0.5).all()
     validation = pd.read_csv(run / "results" / COUNTRY / "accuracy" / f"{COUNTRY}_validation_accuracy.csv")
     assert set(validation["model"]) == {"resnet", "svm", "rf"}
+    assert set(zip(validation["split"], validation["model"])) == {(s, m) for s in ("spatial", "random")
+                                                                  for m in ("resnet", "svm", "rf")}
     assert (validation["overall_accuracy"] > 0.5).all()
+
+
+def test_confidence_layer_and_stac_item(run):
+    with rasterio.open(product(run, "confidence")) as conf, rasterio.open(product(run, "classified_sieved")) as cls:
+        assert (conf.crs, conf.transform, conf.shape) == (cls.crs, cls.transform, cls.shape)
+        assert conf.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and conf.overviews(1)
+        assert conf.nodata == 0 and conf.tags(1)["UNITS"] == "percent"
+        confidence, classes = conf.read(1), cls.read(1)
+    # Confidence (max probability of 12 classes, percent) exactly where the map has a class.
+    assert np.array_equal(confidence > 0, classes > 0)
+    assert confidence[classes > 0].min() >= 100 // 12 and confidence.max() <= 100
+    item = json.loads((run / "results" / COUNTRY / f"{COUNTRY}_10m_3035_stac_item.json").read_text())
+    assert set(item["assets"]) == {"classified", "lu12", "confidence", "thumbnail"}
+    for asset in item["assets"].values():
+        assert (run / "results" / COUNTRY / asset["href"]).is_file()
 
 
 def test_every_rule_logged_and_benchmarked(run):

@@ -19,15 +19,18 @@ _RESOLUTION_TOLERANCE = 1e-6
 def check_band(src, path, *, expected_resolution: float, reference=None) -> None:
     """Fail with one line if a band has no CRS, another CRS than the reference, or an unexpected pixel size."""
     if src.crs is None:
-        raise InputError(f"band {path} has no CRS; Sentinel-2 bands must be in their UTM zone")
+        raise InputError(f"band {path} has no CRS; Sentinel-2 bands must be in their UTM zone: "
+                         "use the original product's file")
     if reference is not None and src.crs != reference.crs:
-        raise InputError(f"band {path} is in {src.crs}, but the tile's reference band is in {reference.crs}")
+        raise InputError(f"band {path} is in {src.crs}, but the tile's reference band is in {reference.crs}; "
+                         "use the file of this tile (all bands of a tile share its UTM zone)")
     xres, yres = src.res
     if not (np.isclose(xres, expected_resolution, rtol=_RESOLUTION_TOLERANCE)
             and np.isclose(yres, expected_resolution, rtol=_RESOLUTION_TOLERANCE)):
-        raise InputError(f"band {path} has a {xres:g} x {yres:g} m pixel size; expected {expected_resolution:g} m")
+        raise InputError(f"band {path} has a {xres:g} x {yres:g} m pixel size; expected {expected_resolution:g} m "
+                         "(bands.resolution in the config); use the band's native-resolution file")
     if src.count != 1:
-        raise InputError(f"band {path} has {src.count} bands; expected a single-band file")
+        raise InputError(f"band {path} has {src.count} bands; expected a single-band file: give one file per band")
 
 
 def resample_to_grid(
@@ -58,18 +61,22 @@ def resample_to_grid(
                 dst.write(vrt.read(1, window=window), 1, window=window)
 
 
-def stack_bands(band_paths: Sequence[str | os.PathLike], band_names: Sequence[str], dst_path: str | os.PathLike) -> None:
+def stack_bands(band_paths: Sequence[str | os.PathLike], band_names: Sequence[str], dst_path: str | os.PathLike,
+                *, valid_mask: str | os.PathLike | None = None) -> None:
     """Combine single-band 10 m rasters on one grid into a multi-band stack, in the given order.
 
     A pixel that is nodata (0) in any band is nodata in every band of the stack, so later
-    stages only need to look at one band to know whether a pixel is valid.
+    stages only need to look at one band to know whether a pixel is valid.  ``valid_mask``
+    (same grid, 0 = masked, e.g. clouds from :func:`osmlulc.sentinel2.write_valid_mask`) makes
+    its masked pixels nodata too, so they are neither sampled nor classified.
     """
     if len(band_paths) != len(band_names):
         raise ValueError("stack_bands: one name per band path is needed")
     sources = [open_raster(p, f"band {name}") for p, name in zip(band_paths, band_names)]
+    mask = open_raster(valid_mask, "valid-pixel mask") if valid_mask is not None else None
     try:
         ref = sources[0]
-        for src, path in zip(sources, band_paths):
+        for src, path in zip(sources + ([mask] if mask else []), list(band_paths) + [valid_mask]):
             if (src.crs, src.transform, src.width, src.height) != (ref.crs, ref.transform, ref.width, ref.height):
                 raise InputError(f"band {path} is not on the grid of {band_paths[0]}; resample it first")
         profile = raster_profile(crs=ref.crs, transform=ref.transform, width=ref.width, height=ref.height,
@@ -79,10 +86,13 @@ def stack_bands(band_paths: Sequence[str | os.PathLike], band_names: Sequence[st
                 dst.set_band_description(i, name)
             for window in block_windows(ref.width, ref.height):
                 block = np.stack([src.read(1, window=window) for src in sources])
-                block[:, (block == 0).any(axis=0)] = 0
+                invalid = (block == 0).any(axis=0)
+                if mask is not None:
+                    invalid |= mask.read(1, window=window) == 0
+                block[:, invalid] = 0
                 dst.write(block, window=window)
     finally:
-        for src in sources:
+        for src in sources + ([mask] if mask else []):
             src.close()
 
 

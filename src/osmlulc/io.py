@@ -29,6 +29,15 @@ class InputError(ValueError):
     """Bad user input: the message names the file (and tile) and what to do."""
 
 
+def remove_stale(directory: str | os.PathLike, pattern: str) -> None:
+    """Remove files (or folders) in ``directory`` matching the glob ``pattern``: leftovers of killed jobs."""
+    for stale in Path(directory).glob(pattern):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
@@ -39,6 +48,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    # A killed job (SIGKILL, node failure) leaves its temporary file behind; only one job writes
+    # a given output at a time, so any older temporary of this output is stale.
+    remove_stale(path.parent, f".{path.stem}.tmp*{path.suffix}*")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -134,6 +146,7 @@ def write_as_cog(dst_path: str | os.PathLike, write_gtiff, resampling: str = "ne
     """
     dst_path = Path(dst_path)
     scratch = dst_path.with_name(f".{dst_path.stem}.scratch{os.getpid()}.tif")
+    remove_stale(dst_path.parent, f".{dst_path.stem}.scratch*.tif*")
     try:
         write_gtiff(scratch)
         to_cog(scratch, dst_path, resampling=resampling)

@@ -42,3 +42,18 @@ def run_logged(log_path: str | os.PathLike, step: str, **where):
     finally:
         log.removeHandler(handler)
         handler.close()
+
+
+def progress(items, what: str, *, every_s: float = 10.0):
+    """Yield from ``items`` (a sized sequence), logging "what: i/n (p %), elapsed, eta" at most every ``every_s`` s
+    and at the end, so long raster loops show how far they are in their rule's log."""
+    total = len(items)
+    started = last = time.perf_counter()
+    for i, item in enumerate(items, start=1):
+        yield item
+        now = time.perf_counter()
+        if now - last >= every_s or i == total:
+            last = now
+            elapsed = now - started
+            log.info("%s: %d/%d (%.0f %%), %.0f s, about %.0f s left", what, i, total, 100 * i / total, elapsed,
+                     elapsed / i * (total - i))

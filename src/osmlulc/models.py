@@ -8,6 +8,10 @@ Its receptive field is exactly its patch, so the same fully convolutional model 
 outputs, each identical to classifying that pixel's own patch -- a whole tile costs one
 convolution pass instead of one patch per pixel.
 
+The original OSMLULC network (Keras' CIFAR-10 ``resnet_v2``: 'same' padding, strided stages,
+global average pooling, on 12 x 12 patches) stays available as ``architecture: original``
+(:func:`build_original_resnet`) for comparison; it can only classify one patch per pixel.
+
 Every model is used through :class:`Classifier` (:func:`load_classifier`), whose probabilities
 always cover the full class table in table order, so prediction treats both families alike.
 
@@ -98,7 +102,12 @@ def check_same_bands(train: Samples, validation: Samples, validation_path) -> No
 
 
 def centre_crop(patches: np.ndarray, size: int) -> np.ndarray:
-    """The central ``size x size`` part of (N, P, P, B) patches (P >= size, both odd)."""
+    """The central ``size x size`` part of (N, P, P, B) patches (P >= size).
+
+    Centre convention, also for even sizes: the sample pixel is at index ``P // 2`` of the
+    patch and at index ``size // 2`` of the crop (a 12 x 12 patch holds 6 px above/left of its
+    pixel and 5 px below/right).
+    """
     have = patches.shape[1]
     if size > have:
         raise InputError(f"the model needs {size} x {size} patches but the samples hold {have} x {have}; "
@@ -141,6 +150,30 @@ def resnet_patch_size(n_blocks: int, kernel_size: int) -> int:
     return 1 + (kernel_size - 1) * (1 + 2 * n_blocks)
 
 
+#: Architectures of ``models.resnet.architecture``.
+RESNET_ARCHITECTURES = ("dense", "original")
+
+
+def resnet_architecture(settings: dict) -> str:
+    architecture = settings.get("architecture", "dense")
+    if architecture not in RESNET_ARCHITECTURES:
+        raise ValueError(f"resnet: architecture must be one of {RESNET_ARCHITECTURES}, got {architecture!r}")
+    return architecture
+
+
+def resnet_input_patch_size(settings: dict) -> int:
+    """Patch edge the configured ResNet classifies (``models.resnet`` settings of either architecture)."""
+    if resnet_architecture(settings) == "original":
+        return int(settings["original"]["patch_size"])
+    return resnet_patch_size(settings["n_blocks"], settings["kernel_size"])
+
+
+def sample_patch_size(settings: dict) -> int:
+    """Odd patch edge for samples that holds the configured ResNet's patch (centre_crop cuts it out)."""
+    size = resnet_input_patch_size(settings)
+    return size if size % 2 == 1 else size + 1
+
+
 def build_resnet(n_bands: int, n_classes: int, *, n_blocks: int, kernel_size: int, filters: int,
                  band_mean=None, band_variance=None):
     """Fully convolutional pre-activation ResNet (resnet_v2 style) for exact dense inference.
@@ -153,16 +186,11 @@ def build_resnet(n_bands: int, n_classes: int, *, n_blocks: int, kernel_size: in
     keras = _keras()
     layers = keras.layers
     patch = resnet_patch_size(n_blocks, kernel_size)
-    if band_mean is None:
-        band_mean = np.zeros(n_bands)
-        band_variance = np.full(n_bands, REFLECTANCE_SCALE ** 2)
     # Two 'valid' k x k convs trim (k - 1) / 2 px per side each, so the shortcut drops k - 1 per side.
     shortcut_crop = kernel_size - 1
 
     inputs = keras.Input(shape=(None, None, n_bands), dtype="float32", name="reflectance")
-    x = layers.Normalization(axis=-1, mean=np.asarray(band_mean, dtype=np.float64).tolist(),
-                             variance=np.asarray(band_variance, dtype=np.float64).tolist(),
-                             name="band_scaling")(inputs)
+    x = _normalization(layers, n_bands, band_mean, band_variance)(inputs)
     x = layers.Conv2D(filters, kernel_size, padding="valid", kernel_initializer="he_normal", name="stem_conv")(x)
     for i in range(n_blocks):
         shortcut = layers.Cropping2D(shortcut_crop, name=f"block{i}_shortcut_crop")(x)
@@ -177,6 +205,73 @@ def build_resnet(n_bands: int, n_classes: int, *, n_blocks: int, kernel_size: in
     x = layers.ReLU(name="head_relu")(x)
     outputs = layers.Conv2D(n_classes, 1, activation="softmax", name="class_probabilities")(x)
     return keras.Model(inputs, outputs, name=f"osmlulc_resnet_p{patch}")
+
+
+def _normalization(layers, n_bands: int, band_mean, band_variance):
+    if band_mean is None:
+        band_mean = np.zeros(n_bands)
+        band_variance = np.full(n_bands, REFLECTANCE_SCALE ** 2)
+    return layers.Normalization(axis=-1, mean=np.asarray(band_mean, dtype=np.float64).tolist(),
+                                variance=np.asarray(band_variance, dtype=np.float64).tolist(), name="band_scaling")
+
+
+def build_original_resnet(n_bands: int, n_classes: int, *, depth: int, kernel_size: int, patch_size: int,
+                          filters: int = 16, band_mean=None, band_variance=None):
+    """The original OSMLULC ResNet: Keras' CIFAR-10 example ``resnet_v2`` on ``patch_size`` patches.
+
+    Pre-activation bottleneck blocks (1 x 1, k x k, 1 x 1), ``(depth - 2) / 9`` per stage, three
+    stages of ``filters`` x 4 / 8 / 16 output channels, stride 2 at the start of stages 2 and 3,
+    'same' padding, L2(1e-4) kernel regularisation, global average pooling and a softmax dense
+    layer.  Because of the padding and strides a pixel's output depends on where the patch
+    border lies, so it cannot be applied densely: one patch per pixel
+    (:class:`PatchResnetClassifier`).  Input scaling as in :func:`build_resnet`.
+    Output: (N, n_classes).
+    """
+    if depth < 11 or (depth - 2) % 9 != 0:
+        raise ValueError(f"resnet original: depth must be 9 n + 2 (e.g. 29), got {depth}")
+    if kernel_size < 1 or patch_size < 1:
+        raise ValueError(f"resnet original: kernel_size and patch_size must be >= 1, got {kernel_size}, {patch_size}")
+    keras = _keras()
+    layers = keras.layers
+    regularizer = keras.regularizers.l2(1e-4)
+    count = iter(range(10 ** 6))
+
+    def unit(x, n_filters, size=kernel_size, strides=1, activation=True, batch_norm=True, conv_first=False):
+        """resnet_layer of the Keras example: BN-ReLU-conv (pre-activation) or conv-BN-ReLU."""
+        i = next(count)
+        conv = layers.Conv2D(n_filters, size, strides=strides, padding="same", kernel_initializer="he_normal",
+                             kernel_regularizer=regularizer, name=f"conv{i}")
+        if conv_first:
+            x = conv(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"bn{i}")(x)
+        if activation:
+            x = layers.ReLU(name=f"relu{i}")(x)
+        return x if conv_first else conv(x)
+
+    inputs = keras.Input(shape=(patch_size, patch_size, n_bands), dtype="float32", name="reflectance")
+    x = _normalization(layers, n_bands, band_mean, band_variance)(inputs)
+    x = unit(x, filters, conv_first=True)
+    n_in = filters
+    for stage in range(3):
+        for block in range(int((depth - 2) / 9)):
+            first = block == 0
+            strides = 2 if stage > 0 and first else 1
+            n_out = n_in * (4 if stage == 0 else 2)
+            y = unit(x, n_in, size=1, strides=strides, activation=not (stage == 0 and first),
+                     batch_norm=not (stage == 0 and first))
+            y = unit(y, n_in)
+            y = unit(y, n_out, size=1)
+            if first:   # projection shortcut to the new width / stride
+                x = unit(x, n_out, size=1, strides=strides, activation=False, batch_norm=False, conv_first=True)
+            x = layers.Add(name=f"stage{stage}_block{block}_add")([x, y])
+        n_in = n_out
+    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.ReLU(name="head_relu")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", kernel_initializer="he_normal",
+                           name="class_probabilities")(x)
+    return keras.Model(inputs, outputs, name=f"osmlulc_resnet_v2_d{depth}_p{patch_size}")
 
 
 def _epoch_logger(keras, epochs: int):
@@ -210,12 +305,17 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
                  model_path, history_path) -> dict:
     """Train the ResNet patch classifier and save it (.keras) with its per-epoch history (CSV).
 
-    ``settings``: n_blocks, kernel_size, filters, epochs, batch_size, learning_rate.  The model
-    has one output per class of ``table`` (also for classes without samples); the loss is
-    weighted so that every present class counts the same.  Training is reproducible for a
-    given ``seed`` (Keras seeds + TensorFlow op determinism).
+    ``settings``: architecture (``dense``, the default, or ``original``), n_blocks, kernel_size,
+    filters (dense), original {depth, kernel_size, patch_size, filters}, and for both epochs,
+    batch_size, learning_rate.  The model has one output per class of ``table`` (also for
+    classes without samples); the loss is weighted so that every present class counts the
+    same.  Training is reproducible for a given ``seed`` (Keras seeds + TensorFlow op
+    determinism).  Both architectures share this code; only the network differs.
     """
     _require(settings, ("n_blocks", "kernel_size", "filters", "epochs", "batch_size", "learning_rate"), "resnet")
+    architecture = resnet_architecture(settings)
+    if architecture == "original":
+        _require(settings.get("original", {}), ("depth", "kernel_size", "patch_size", "filters"), "resnet original")
     keras = _keras()
     import tensorflow as tf
 
@@ -225,7 +325,7 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
     train = load_samples(train_npz, table)
     validation = load_samples(validation_npz, table)
     check_same_bands(train, validation, validation_npz)
-    patch = resnet_patch_size(settings["n_blocks"], settings["kernel_size"])
+    patch = resnet_input_patch_size(settings)
     x_train = centre_crop(train.patches, patch).astype(np.float32)
     x_val = centre_crop(validation.patches, patch).astype(np.float32)
     n_bands, n_classes = x_train.shape[-1], len(table)
@@ -234,17 +334,24 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
     pixels = x_train.reshape(-1, n_bands)
     band_mean = pixels.mean(axis=0, dtype=np.float64)
     band_variance = pixels.var(axis=0, dtype=np.float64)
-    model = build_resnet(n_bands, n_classes, n_blocks=settings["n_blocks"], kernel_size=settings["kernel_size"],
-                         filters=settings["filters"], band_mean=band_mean, band_variance=band_variance)
-    # Train through a fixed-size view whose (1, 1, C) output is flattened to (C,), so labels stay (N,).
-    patch_input = keras.Input(shape=(patch, patch, n_bands), dtype="float32")
-    training_model = keras.Model(patch_input, keras.layers.Reshape((n_classes,))(model(patch_input)))
+    if architecture == "original":
+        original = settings["original"]
+        model = build_original_resnet(n_bands, n_classes, depth=original["depth"],
+                                      kernel_size=original["kernel_size"], patch_size=patch,
+                                      filters=original["filters"], band_mean=band_mean, band_variance=band_variance)
+        training_model = model
+    else:
+        model = build_resnet(n_bands, n_classes, n_blocks=settings["n_blocks"], kernel_size=settings["kernel_size"],
+                             filters=settings["filters"], band_mean=band_mean, band_variance=band_variance)
+        # Train through a fixed-size view whose (1, 1, C) output is flattened to (C,), so labels stay (N,).
+        patch_input = keras.Input(shape=(patch, patch, n_bands), dtype="float32")
+        training_model = keras.Model(patch_input, keras.layers.Reshape((n_classes,))(model(patch_input)))
     training_model.compile(optimizer=keras.optimizers.Adam(learning_rate=settings["learning_rate"]),
                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     sample_weight = balanced_class_weights(train.targets, n_classes)[train.targets].astype(np.float32)
 
-    LOG.info("resnet: %d training / %d validation patches of %d x %d px, %d bands, %d classes (%d present), "
-             "%d parameters", len(x_train), len(x_val), patch, patch, n_bands, n_classes,
+    LOG.info("resnet (%s): %d training / %d validation patches of %d x %d px, %d bands, %d classes "
+             "(%d present), %d parameters", architecture, len(x_train), len(x_val), patch, patch, n_bands, n_classes,
              len(np.unique(train.targets)), model.count_params())
     fit = training_model.fit(x_train, train.targets, sample_weight=sample_weight,
                              validation_data=(x_val, validation.targets),
@@ -257,6 +364,7 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
     write_history(history, history_path)
     return {
         "kind": "resnet",
+        "architecture": architecture,
         "val_accuracy": float(history["val_accuracy"][-1]),
         "val_loss": float(history["val_loss"][-1]),
         "accuracy": float(history["accuracy"][-1]),
@@ -397,7 +505,7 @@ class ResnetClassifier(Classifier):
     kind = "resnet"
 
     #: Patches per model call in :meth:`predict_proba_patches`.
-    PATCH_BATCH = 256
+    PATCH_BATCH = 1024
 
     def __init__(self, model):
         self.model = model
@@ -418,6 +526,43 @@ class ResnetClassifier(Classifier):
         out = [self.model.predict_on_batch(np.asarray(patches[i:i + self.PATCH_BATCH], dtype=np.float32))
                for i in range(0, len(patches), self.PATCH_BATCH)]
         return np.concatenate(out).reshape(len(patches), self.n_classes)
+
+
+class PatchResnetClassifier(Classifier):
+    """A fixed-input patch classifier (the original architecture): one patch per pixel.
+
+    ``patch_size`` may be even; the pixel sits at index ``P // 2`` of its patch (see
+    :func:`centre_crop`).  :meth:`predict_proba_block` cuts every valid pixel's patch out of
+    the block and classifies them in batches -- the slow path dense inference replaces.
+    """
+
+    kind = "resnet"
+    PATCH_BATCH = 1024
+
+    def __init__(self, model):
+        self.model = model
+        self.patch_size = int(model.input_shape[1])
+        self.n_classes = int(model.output_shape[-1])
+        self.n_bands = int(model.input_shape[-1])
+        self.bands = None
+
+    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+        out = [self.model.predict_on_batch(np.asarray(patches[i:i + self.PATCH_BATCH], dtype=np.float32))
+               for i in range(0, len(patches), self.PATCH_BATCH)]
+        return np.concatenate(out).reshape(len(patches), self.n_classes)
+
+    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        p = self.patch_size
+        h, w = block.shape[0] - p + 1, block.shape[1] - p + 1
+        out = np.zeros((h, w, self.n_classes), dtype=np.float32)
+        # Views of every pixel's patch (no copy); only one batch of patches is materialised at a time.
+        windows = np.lib.stride_tricks.sliding_window_view(np.asarray(block, dtype=np.float32), (p, p), axis=(0, 1))
+        rows, cols = np.nonzero(np.ones((h, w), bool) if valid is None else valid)
+        for i in range(0, len(rows), self.PATCH_BATCH):
+            r, c = rows[i:i + self.PATCH_BATCH], cols[i:i + self.PATCH_BATCH]
+            batch = np.moveaxis(windows[r, c], 1, -1)          # (n, B, p, p) -> (n, p, p, B)
+            out[r, c] = np.asarray(self.model.predict_on_batch(np.ascontiguousarray(batch)))
+        return out
 
 
 class SklearnClassifier(Classifier):
@@ -473,6 +618,9 @@ def load_classifier(path) -> Classifier:
             model = keras.models.load_model(path, compile=False)
         except (OSError, ValueError) as err:
             raise InputError(f"model {path} cannot be loaded ({err}); retrain it") from None
+        # The dense ResNet maps images to images; the original maps a fixed patch to (N, classes).
+        if len(model.output_shape) == 2:
+            return PatchResnetClassifier(model)
         return ResnetClassifier(model)
     if path.suffix == ".joblib":
         try:

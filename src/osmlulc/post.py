@@ -17,6 +17,7 @@ Every raster function works window by window, so memory does not grow with the c
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from contextlib import ExitStack
@@ -41,6 +42,7 @@ from rasterio.windows import Window
 from shapely.geometry import Polygon, box, shape
 
 from osmlulc.classes import ClassTable
+from osmlulc.logs import progress
 from osmlulc.io import (
     BLOCK_SIZE,
     InputError,
@@ -72,15 +74,23 @@ BINARY_NODATA = 255
 # --------------------------------------------------------------------------- geometry helpers
 
 
+@functools.lru_cache(maxsize=64)
+def _transformer(src_crs: str, dst_crs: str) -> pyproj.Transformer | None:
+    """The (cached: building one costs ~0.1 s, a country has hundreds of tiles) transformer; None if the CRSs are equal."""
+    if pyproj.CRS.from_user_input(src_crs) == pyproj.CRS.from_user_input(dst_crs):
+        return None
+    return pyproj.Transformer.from_crs(src_crs, dst_crs, always_xy=True)
+
+
 def _reproject_geometry(geometry, src_crs, dst_crs):
     """Reproject a shapely geometry, densifying it first so curved images of straight edges are followed."""
-    if pyproj.CRS.from_user_input(src_crs) == pyproj.CRS.from_user_input(dst_crs):
+    transformer = _transformer(str(src_crs), str(dst_crs))
+    if transformer is None:
         return geometry
     minx, miny, maxx, maxy = geometry.bounds
     max_segment = max(maxx - minx, maxy - miny) / _SEGMENTS_PER_EDGE
     if max_segment > 0:
         geometry = shapely.segmentize(geometry, max_segment)
-    transformer = pyproj.Transformer.from_crs(src_crs, dst_crs, always_xy=True)
 
     def transform_coords(xy: np.ndarray) -> np.ndarray:
         x, y = transformer.transform(xy[:, 0], xy[:, 1])
@@ -222,6 +232,32 @@ def _class_code_lut(table: ClassTable) -> np.ndarray:
     return lut
 
 
+def label_lookup(table: ClassTable, coding: str) -> np.ndarray:
+    """Lookup array from label raster values to class codes (nodata where unmapped), for ``coding``.
+
+    ``classes``: the values are class codes; ``corine``: CORINE level-3 codes.
+    """
+    if coding == "classes":
+        return _class_code_lut(table)
+    if coding == "corine":
+        return table.corine_lookup()
+    raise ValueError(f"unknown label coding {coding!r}; use 'classes' or 'corine'")
+
+
+def _nodata(table: ClassTable | None) -> int:
+    """Nodata of a class raster, or 0 for a continuous uint8 layer (``table`` None, e.g. the confidence)."""
+    return table.nodata if table is not None else 0
+
+
+def _describe(dst, table: ClassTable | None, src) -> None:
+    """Class colour table and names for a class raster; for a continuous layer, the source's band description and tags."""
+    if table is not None:
+        write_class_colormap(dst, table)
+    else:
+        dst.set_band_description(1, src.descriptions[0] or "")
+        dst.update_tags(1, **src.tags(1))
+
+
 def _same_grid(a, b) -> bool:
     return (a.crs, a.transform, a.width, a.height) == (b.crs, b.transform, b.width, b.height)
 
@@ -240,12 +276,12 @@ def _bounds_overlap(a: Iterable[float], b: Iterable[float]) -> bool:
 # --------------------------------------------------------------------------- tile -> country
 
 
-def clip_to_footprint(src_path, footprint_3035: Polygon, dst_path, table: ClassTable, *,
+def clip_to_footprint(src_path, footprint_3035: Polygon, dst_path, table: ClassTable | None, *,
                       block_size: int = BLOCK_SIZE * 2) -> None:
     """Copy a classified tile, setting pixels whose centre lies outside its own footprint to nodata (0).
 
     The footprint (EPSG:3035) is densified and reprojected to the tile's CRS; the output is on
-    the tile's own grid.
+    the tile's own grid.  ``table`` None: a continuous uint8 layer (nodata 0, no colour table).
     """
     with open_raster(src_path, "classified tile") as src:
         _require_crs(src, src_path, "classified tile")
@@ -253,11 +289,11 @@ def clip_to_footprint(src_path, footprint_3035: Polygon, dst_path, table: ClassT
         shapely.prepare(footprint)
         profile = _class_profile(src.crs, src.transform, src.width, src.height)
         with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-            write_class_colormap(dst, table)
+            _describe(dst, table, src)
             for window in block_windows(src.width, src.height, block_size):
                 data = src.read(1, window=window)
                 outside = _outside_mask(footprint, src.window_transform(window), data.shape)
-                data[outside] = table.nodata
+                data[outside] = _nodata(table)
                 dst.write(data, 1, window=window)
 
 
@@ -287,7 +323,7 @@ def _subgrid(transform: Affine, width: int, height: int, bounds) -> tuple[Affine
     return transform @ Affine.translation(col0, row0), col1 - col0, row1 - row0
 
 
-def merge_tiles(src_paths: list[str], dst_path, table: ClassTable, *, crs: str = FOOTPRINT_CRS,
+def merge_tiles(src_paths: list[str], dst_path, table: ClassTable | None, *, crs: str = FOOTPRINT_CRS,
                 resolution: float = 10.0, chunk_size: int = MERGE_CHUNK) -> None:
     """Mosaic classified tiles onto one ``crs`` grid at ``resolution``, aligned to multiples of it.
 
@@ -296,6 +332,7 @@ def merge_tiles(src_paths: list[str], dst_path, table: ClassTable, *, crs: str =
     (``chunk_size`` x ``chunk_size`` pixels, through ``dst_path`` and ``mem_limit``), so the
     mosaic is never in memory.  The first valid value wins where tiles overlap; after
     :func:`clip_to_footprint` the valid parts of the tiles do not overlap anyway.
+    ``table`` None: a continuous uint8 layer (nodata 0, no colour table).
     """
     if not src_paths:
         raise ValueError("merge_tiles: no tiles to merge")
@@ -314,20 +351,20 @@ def merge_tiles(src_paths: list[str], dst_path, table: ClassTable, *, crs: str =
             vrts.append(stack.enter_context(WarpedVRT(
                 src, crs=crs, transform=vrt_transform, width=vrt_width, height=vrt_height,
                 resampling=Resampling.nearest, src_nodata=src.nodata if src.nodata is not None else 0,
-                nodata=table.nodata)))
+                nodata=_nodata(table))))
         profile = _class_profile(crs, transform, width, height)
         out_bounds = array_bounds(height, width, transform)  # (west, south, east, north)
         with atomic_output(dst_path) as tmp:
             with rasterio.open(tmp, "w", **profile) as dst:
-                write_class_colormap(dst, table)
+                _describe(dst, table, sources[0])
                 # merge() splits the output into floor(sqrt(mem_limit * 1e6)) pixel squares
                 # (uint8, one band): ask for exactly chunk_size.
-                rasterio.merge.merge(vrts, bounds=out_bounds, res=resolution, nodata=table.nodata,
+                rasterio.merge.merge(vrts, bounds=out_bounds, res=resolution, nodata=_nodata(table),
                                      dtype="uint8", method="first", resampling=Resampling.nearest,
                                      dst_path=dst, mem_limit=(chunk_size + 0.5) ** 2 / 1e6)
             # merge() copies the first source's colour table and closes the file; restore ours.
             with rasterio.open(tmp, "r+") as dst:
-                write_class_colormap(dst, table)
+                _describe(dst, table, sources[0])
 
 
 def _crop_window(src, geometry) -> Window:
@@ -341,7 +378,7 @@ def _crop_window(src, geometry) -> Window:
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
-def clip_to_boundary(src_path, boundary_path, dst_path, table: ClassTable, *,
+def clip_to_boundary(src_path, boundary_path, dst_path, table: ClassTable | None, *,
                      block_size: int = BLOCK_SIZE * 2) -> None:
     """Crop the mosaic to the boundary's bounding box and set pixels outside the boundary to nodata.
 
@@ -360,12 +397,12 @@ def clip_to_boundary(src_path, boundary_path, dst_path, table: ClassTable, *,
         crop_transform = src.window_transform(crop)
         profile = _class_profile(src.crs, crop_transform, crop.width, crop.height)
         with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-            write_class_colormap(dst, table)
+            _describe(dst, table, src)
             for window in block_windows(crop.width, crop.height, block_size):
                 src_window = Window(window.col_off + crop.col_off, window.row_off + crop.row_off,
                                     window.width, window.height)
                 data = src.read(1, window=src_window)
-                data[_outside_mask(boundary, dst.window_transform(window), data.shape)] = table.nodata
+                data[_outside_mask(boundary, dst.window_transform(window), data.shape)] = _nodata(table)
                 dst.write(data, 1, window=window)
 
 
@@ -380,12 +417,7 @@ def transfer_labels(label_path, grid_path, dst_path, table: ClassTable, *, codin
     ``coding="corine"``: they are CORINE level-3 codes, remapped with ``table.corine_lookup()``.
     Pixels where the grid raster's first band is nodata become nodata.
     """
-    if coding == "classes":
-        lut = _class_code_lut(table)
-    elif coding == "corine":
-        lut = table.corine_lookup()
-    else:
-        raise ValueError(f"transfer_labels: unknown label coding {coding!r}; use 'classes' or 'corine'")
+    lut = label_lookup(table, coding)
     with open_raster(label_path, "label raster") as label, open_raster(grid_path, "grid raster") as grid:
         _require_crs(label, label_path, "label raster")
         _require_crs(grid, grid_path, "grid raster")
@@ -482,7 +514,8 @@ def sieve(src_path, dst_path, *, size: int, connectivity: int, halo: int, block_
                 dst.write_colormap(1, colormap)
             dst.update_tags(**src.tags())
             dst.update_tags(1, **src.tags(1))
-            for core in block_windows(src.width, src.height, block_size):
+            for core in progress(list(block_windows(src.width, src.height, block_size)),
+                                 f"sieve {os.path.basename(str(src_path))}"):
                 col0, row0 = max(0, core.col_off - halo), max(0, core.row_off - halo)
                 col1 = min(src.width, core.col_off + core.width + halo)
                 row1 = min(src.height, core.row_off + core.height + halo)

@@ -5,6 +5,10 @@ Pixel prediction reads the stack block by block with a halo of ``P // 2`` px (P 
 classifier's patch size), pads at the image edges by repeating the edge pixels, and classifies
 the whole block in one call: for the ResNet this is exact dense inference, identical to
 classifying every pixel's own edge-padded patch (:func:`predict_patches`, the reference).
+The original architecture (``models.resnet.architecture: original``) takes the same path but
+its classifier cuts and classifies one patch per pixel of the block (the slow path, kept for
+comparison).  For an even patch size P the pixel sits at index P // 2 of its patch: P // 2 px
+of context above / left of it, P // 2 - 1 below / right.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from rasterio.windows import Window
 from osmlulc.classes import ClassTable
 from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, open_raster, raster_profile,
                         write_class_colormap)
+from osmlulc.logs import progress
 from osmlulc.models import Classifier, load_classifier
 
 LOG = logging.getLogger("osmlulc")
@@ -51,9 +56,12 @@ def predict_window_probabilities(src, classifier: Classifier, window: Window) ->
 
     A pixel is valid when no band is nodata (0); invalid pixels get all-zero probabilities.
     """
-    halo = classifier.patch_size // 2
-    block = read_block_with_halo(src, window, halo)
-    core = block[halo:block.shape[0] - halo, halo:block.shape[1] - halo]
+    size = classifier.patch_size
+    halo = size // 2
+    height, width = int(window.height), int(window.width)
+    # An even patch has one pixel less of context below / right: drop the last halo row / column.
+    block = read_block_with_halo(src, window, halo)[:height + size - 1, :width + size - 1]
+    core = block[halo:halo + height, halo:halo + width]
     valid = (core != 0).all(axis=-1)
     if not valid.any():
         # Nothing to classify (e.g. outside the orbit swath): skip the model call.
@@ -67,12 +75,13 @@ def predict_patches(classifier: Classifier, patches: np.ndarray) -> np.ndarray:
     """Classify explicit (N, P, P, B) patches one by one -> (N, n_classes) float32.
 
     The reference against which dense inference is tested; patches larger than the
-    classifier's own patch size are centre-cropped to it.
+    classifier's own patch size are centre-cropped to it (pixel at index P // 2, see
+    :func:`osmlulc.models.centre_crop`).
     """
     size = classifier.patch_size
     have = patches.shape[1]
-    if have < size or have % 2 == 0 or patches.shape[2] != have:
-        raise ValueError(f"predict_patches: need square odd patches of at least {size} px, got {patches.shape[1:3]}")
+    if have < size or patches.shape[2] != have:
+        raise ValueError(f"predict_patches: need square patches of at least {size} px, got {patches.shape[1:3]}")
     start = have // 2 - size // 2
     return classifier.predict_proba_patches(patches[:, start:start + size, start:start + size, :])
 
@@ -136,6 +145,76 @@ def _segment_block(segments_src, window: Window, segments_path) -> np.ndarray:
     return seg.astype(np.int64)
 
 
+def segment_probability_sums(prob_src, seg_src, windows, segments_path) -> tuple[np.ndarray, np.ndarray]:
+    """Per-segment sums of the stored probabilities (n_classes, n_ids) and pixels with probabilities (n_ids,).
+
+    One pass over ``windows`` of an open probability raster and its segment raster; uint8
+    sums are exact in float64.  The arrays grow with the largest segment id seen.
+    """
+    n_classes = prob_src.count
+    sums = np.zeros((n_classes, 1), dtype=np.float64)
+    counts = np.zeros(1, dtype=np.int64)
+    for window in progress(windows, f"segment probability sums {os.path.basename(str(segments_path))}"):
+        seg = _segment_block(seg_src, window, segments_path).ravel()
+        prob = prob_src.read(window=window).reshape(n_classes, -1)
+        n_ids = int(seg.max(initial=0)) + 1
+        if n_ids > sums.shape[1]:
+            grow = max(n_ids, 2 * sums.shape[1]) - sums.shape[1]
+            sums = np.pad(sums, ((0, 0), (0, grow)))
+            counts = np.pad(counts, (0, grow))
+        for c in range(n_classes):
+            sums[c] += np.bincount(seg, weights=prob[c], minlength=sums.shape[1])
+        counts += np.bincount(seg[(prob > 0).any(axis=0)], minlength=counts.shape[0])
+    return sums, counts
+
+
+#: The confidence layer is uint8 percent: round(100 * maximum probability); 0 = nodata (a maximum
+#: probability is at least 1 / n_classes, so a valid pixel is never 0).
+CONFIDENCE_SCALE = 100
+
+
+def tile_confidence(probabilities_path, dst_path, *, segments_path=None, block_size: int = BLOCK_SIZE * 2) -> None:
+    """Per-pixel confidence of a tile's prediction: the maximum class probability, in percent (uint8, 0 = nodata).
+
+    Pixel mode: the maximum of the pixel's stored probabilities.  Superpixel mode (with
+    ``segments_path``): the maximum of the superpixel's mean probabilities — the probability
+    of the class the superpixel was given (see :func:`predict_tile_superpixels`).
+    """
+    with open_raster(probabilities_path, "probabilities") as prob_src:
+        windows = list(block_windows(prob_src.width, prob_src.height, block_size))
+        segment_confidence = None
+        seg_src = None
+        if segments_path is not None:
+            seg_src = open_raster(segments_path, "segments")
+        try:
+            if seg_src is not None:
+                if (seg_src.crs, seg_src.transform, seg_src.width, seg_src.height) != \
+                        (prob_src.crs, prob_src.transform, prob_src.width, prob_src.height):
+                    raise InputError(f"segments {segments_path} are not on the grid of {probabilities_path}")
+                sums, counts = segment_probability_sums(prob_src, seg_src, windows, segments_path)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    mean_max = np.where(counts > 0, sums.max(axis=0) / np.maximum(counts, 1), 0.0)
+                segment_confidence = np.rint(mean_max / PROBABILITY_SCALE * CONFIDENCE_SCALE).astype(np.uint8)
+            profile = raster_profile(crs=prob_src.crs, transform=prob_src.transform, width=prob_src.width,
+                                     height=prob_src.height, dtype="uint8", nodata=0,
+                                     block_size=_output_block_size(block_size))
+            with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+                dst.set_band_description(1, "confidence: maximum class probability (%)")
+                dst.update_tags(1, UNITS="percent", SCALE="value = round(100 * maximum probability); 0 = nodata")
+                for window in progress(windows, f"confidence {os.path.basename(str(dst_path))}"):
+                    prob = prob_src.read(window=window)
+                    has_probabilities = (prob > 0).any(axis=0)
+                    if segment_confidence is None:
+                        confidence = np.rint(prob.max(axis=0) / PROBABILITY_SCALE * CONFIDENCE_SCALE)
+                    else:
+                        confidence = segment_confidence[_segment_block(seg_src, window, segments_path)]
+                    confidence = np.where(has_probabilities, np.maximum(confidence, 1), 0).astype(np.uint8)
+                    dst.write(confidence, 1, window=window)
+        finally:
+            if seg_src is not None:
+                seg_src.close()
+
+
 def predict_tile_superpixels(probabilities_path, segments_path, table: ClassTable, classified_path, *,
                              block_size: int = BLOCK_SIZE * 2) -> None:
     """Class of each superpixel = argmax of the mean pixel probability inside it.
@@ -156,16 +235,8 @@ def predict_tile_superpixels(probabilities_path, segments_path, table: ClassTabl
         windows = list(block_windows(prob_src.width, prob_src.height, block_size))
 
         # Pass 1: per-segment sums of probabilities (argmax of the sums = argmax of the means,
-        # as all classes of a segment share its pixel count).  uint8 sums are exact in float64.
-        sums = np.zeros((n_classes, 1), dtype=np.float64)
-        for window in windows:
-            seg = _segment_block(seg_src, window, segments_path).ravel()
-            prob = prob_src.read(window=window).reshape(n_classes, -1)
-            n_ids = int(seg.max(initial=0)) + 1
-            if n_ids > sums.shape[1]:
-                sums = np.pad(sums, ((0, 0), (0, max(n_ids, 2 * sums.shape[1]) - sums.shape[1])))
-            for c in range(n_classes):
-                sums[c] += np.bincount(seg, weights=prob[c], minlength=sums.shape[1])
+        # as all classes of a segment share its pixel count).
+        sums, _ = segment_probability_sums(prob_src, seg_src, windows, segments_path)
         segment_class = np.where(sums.sum(axis=0) > 0, table.codes[sums.argmax(axis=0)], 0).astype(np.uint8)
         segment_class[0] = 0
         LOG.info("superpixels %s: %d segment ids", os.path.basename(segments_path), sums.shape[1] - 1)
@@ -176,7 +247,7 @@ def predict_tile_superpixels(probabilities_path, segments_path, table: ClassTabl
                                  block_size=_output_block_size(block_size))
         with atomic_output(classified_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             write_class_colormap(dst, table)
-            for window in windows:
+            for window in progress(windows, f"superpixel classes {os.path.basename(str(classified_path))}"):
                 seg = _segment_block(seg_src, window, segments_path)
                 has_probabilities = (prob_src.read(window=window) > 0).any(axis=0)
                 dst.write(np.where(has_probabilities, segment_class[seg], 0).astype(np.uint8), 1, window=window)

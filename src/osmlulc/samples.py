@@ -2,13 +2,19 @@
 
 A sample is a labelled pixel with the image patch around it.  Samples are balanced per
 class (up to ``per_class`` each).  Validation samples come from spatial blocks that are
-held out from training, so validation pixels are not neighbours of training pixels.
+held out from training, so validation pixels are not neighbours of training pixels; a
+buffer (``validation_buffer_px``) also drops held-out pixels that lie closer than that to a
+training block.  A second, *random* validation set is drawn like the original method's: from
+the labelled pixels of the training blocks that were not picked for training, i.e. pixels
+that may neighbour training pixels.  Comparing the two shows how much a random split
+overstates the accuracy.
 Both passes over the label rasters are windowed, so memory depends on the number of
 samples, not on the tile size.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from dataclasses import dataclass
@@ -21,7 +27,7 @@ from osmlulc.io import InputError, atomic_output, block_windows, open_raster
 
 log = logging.getLogger("osmlulc")
 
-SPLITS = ("train", "validation")
+SPLITS = ("train", "validation", "validation_random")
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,9 @@ class SampleSettings:
     split_block_px: int
     validation_fraction: float
     seed: int
+    #: Held-out pixels closer than this (Chebyshev distance, px) to a training block are not used:
+    #: >= patch_size // 2 + 1 keeps every training pixel out of the validation patches.
+    validation_buffer_px: int = 0
 
 
 def validation_blocks(shape: tuple[int, int], block_px: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -41,8 +50,30 @@ def validation_blocks(shape: tuple[int, int], block_px: int, fraction: float, rn
     return rng.random((n_rows, n_cols)) < fraction
 
 
-def _candidates(label_src, stack_src, window: Window, half: int, held_out: np.ndarray, block_px: int):
-    """Labelled, valid pixels in a window whose whole patch lies inside the image: rows, cols, labels, split (0/1)."""
+def buffered_out(rows: np.ndarray, cols: np.ndarray, held_out: np.ndarray, block_px: int, buffer_px: int) -> np.ndarray:
+    """True for pixels with a training block (``~held_out``) within ``buffer_px`` (Chebyshev distance).
+
+    The square of radius ``buffer_px`` around a pixel touches the blocks from
+    (row - buffer) // block to (row + buffer) // block (clipped to the grid); a summed-area
+    table of the training blocks answers "any training block in that range" per pixel.
+    """
+    if buffer_px <= 0:
+        return np.zeros(rows.shape, dtype=bool)
+    training = np.pad((~held_out).astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    n_rows, n_cols = held_out.shape
+    r0 = np.clip((rows - buffer_px) // block_px, 0, n_rows - 1)
+    r1 = np.clip((rows + buffer_px) // block_px, 0, n_rows - 1) + 1
+    c0 = np.clip((cols - buffer_px) // block_px, 0, n_cols - 1)
+    c1 = np.clip((cols + buffer_px) // block_px, 0, n_cols - 1) + 1
+    return (training[r1, c1] - training[r0, c1] - training[r1, c0] + training[r0, c0]) > 0
+
+
+def _candidates(label_src, stack_src, window: Window, half: int, held_out: np.ndarray, block_px: int,
+                buffer_px: int = 0):
+    """Labelled, valid pixels in a window whose whole patch lies inside the image: rows, cols, labels, split (0/1).
+
+    Held-out pixels within ``buffer_px`` of a training block are left out.
+    """
     labels = label_src.read(1, window=window)
     valid = stack_src.read(1, window=window) > 0
     rows, cols = np.nonzero((labels > 0) & valid)
@@ -51,6 +82,8 @@ def _candidates(label_src, stack_src, window: Window, half: int, held_out: np.nd
     inside = ((rows >= half) & (rows < label_src.height - half) & (cols >= half) & (cols < label_src.width - half))
     rows, cols = rows[inside], cols[inside]
     split = held_out[rows // block_px, cols // block_px].astype(np.int8)
+    keep = ~((split == 1) & buffered_out(rows, cols, held_out, block_px, buffer_px))
+    rows, cols, split = rows[keep], cols[keep], split[keep]
     return rows, cols, labels[rows - int(window.row_off), cols - int(window.col_off)], split
 
 
@@ -63,9 +96,25 @@ def _read_patches(stack_src, rows: np.ndarray, cols: np.ndarray, size: int) -> n
     return patches
 
 
+def _pick_outside(n: int, excluded: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` distinct numbers from range(n) minus the sorted ``excluded`` ones, sorted (no range in memory).
+
+    Number i of the complement is i + #{j : excluded[j] - j <= i}.
+    """
+    free = n - len(excluded)
+    picks = np.sort(rng.choice(free, size=min(size, free), replace=False))
+    return picks + np.searchsorted(excluded - np.arange(len(excluded)), picks, side="right")
+
+
 def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings: SampleSettings,
-                 train_path: str | os.PathLike, validation_path: str | os.PathLike) -> dict:
+                 train_path: str | os.PathLike, validation_path: str | os.PathLike,
+                 validation_random_path: str | os.PathLike | None = None) -> dict:
     """Draw balanced train/validation samples from ``tiles``: tile id -> (stack path, label path on the tile grid).
+
+    ``validation_random_path``, if given, receives the random-split validation set: up to
+    ``validation_per_class`` pixels per class drawn from the training blocks' candidates
+    that were not picked for training (drawn after the other two sets, so those do not
+    depend on it).
 
     Returns a summary {split: {class code: count}}.  Classes with no labelled pixel are
     reported in the log and in the summary with count 0 (the models still cover them).
@@ -90,7 +139,8 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
             held_out[tile] = validation_blocks((label.height, label.width), settings.split_block_px,
                                                settings.validation_fraction, rng)
             for window in block_windows(label.width, label.height):
-                _, _, labels, split = _candidates(label, stack, window, half, held_out[tile], settings.split_block_px)
+                _, _, labels, split = _candidates(label, stack, window, half, held_out[tile], settings.split_block_px,
+                                                  settings.validation_buffer_px)
                 known = index[labels] >= 0
                 np.add.at(counts, (split[known], index[labels[known]]), 1)
     if counts.sum() == 0:
@@ -100,16 +150,19 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
     wanted = (settings.per_class, settings.validation_per_class)
     chosen = [[np.sort(rng.choice(counts[s, c], size=min(wanted[s], counts[s, c]), replace=False))
                for c in range(n_classes)] for s in range(2)]
+    # The random split: training-block candidates that are not training samples.
+    chosen_random = [_pick_outside(int(counts[0, c]), chosen[0][c], settings.validation_per_class, rng)
+                     if validation_random_path is not None else np.empty(0, np.int64) for c in range(n_classes)]
 
     # Pass 2: collect the chosen pixels and cut their patches.
     seen = np.zeros((2, n_classes), dtype=np.int64)
-    picked = {s: [] for s in range(2)}
+    picked = {s: [] for s in range(3)}
     for tile in tile_ids:
         stack_path, label_path = tiles[tile]
         with open_raster(stack_path, "band stack") as stack, open_raster(label_path, "label raster") as label:
             for window in block_windows(label.width, label.height):
                 rows, cols, labels, split = _candidates(label, stack, window, half, held_out[tile],
-                                                        settings.split_block_px)
+                                                        settings.split_block_px, settings.validation_buffer_px)
                 for s in range(2):
                     for c in range(n_classes):
                         sel = (split == s) & (index[labels] == c)
@@ -121,10 +174,16 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
                         seen[s, c] += n
                         if take.any():
                             picked[s].append((tile, rows[sel][take], cols[sel][take], labels[sel][take]))
+                        if s == 0:
+                            take = np.isin(running, chosen_random[c], assume_unique=True)
+                            if take.any():
+                                picked[2].append((tile, rows[sel][take], cols[sel][take], labels[sel][take]))
             band_names = np.array(stack.descriptions, dtype=str)
     summary = {}
-    for s, path in zip(range(2), (train_path, validation_path)):
-        summary[SPLITS[s]] = _write_samples(picked[s], tiles, settings.patch_size, band_names, table, path)
+    paths = (train_path, validation_path, validation_random_path)
+    for s, path in enumerate(paths):
+        if path is not None:
+            summary[SPLITS[s]] = _write_samples(picked[s], tiles, settings.patch_size, band_names, table, path)
     return summary
 
 
@@ -155,3 +214,29 @@ def _write_samples(picked, tiles, size, band_names, table: ClassTable, path) -> 
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **result)
     return per_class
+
+
+def write_sample_summary(sample_paths: dict[str, str | os.PathLike], table: ClassTable,
+                         dst_path: str | os.PathLike) -> list[dict]:
+    """Per-class sample counts of each split as CSV: code, name, one column per split, absent.
+
+    Every class of the table has a row (0 where it has no sample); ``absent`` is true for a class
+    without a training sample anywhere: the models still output it, but cannot predict it, which
+    the run report should say.
+    """
+    counts = {}
+    for split, path in sample_paths.items():
+        with np.load(path) as data:
+            labels = data["labels"]
+        counts[split] = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True))}
+    rows = []
+    for code in table.codes.tolist():
+        row = {"code": code, "name": table.name(code)}
+        row.update({split: counts[split].get(code, 0) for split in sample_paths})
+        row["absent"] = "train" in counts and counts["train"].get(code, 0) == 0
+        rows.append(row)
+    with atomic_output(dst_path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows

@@ -14,7 +14,9 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
         },
         i.reference,
         ClassTable.from_yaml(snakemake.config["classes"]),
-        snakemake.output[0],
+        snakemake.output.table,
         mask_path=i.classified,
+        confusion_csv=snakemake.output.confusion,
+        areas_csv=snakemake.output.areas,
     )
     log.info("\n%s", df.to_string())

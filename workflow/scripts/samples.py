@@ -10,4 +10,5 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
         SampleSettings(patch_size=p.patch_size, **p.settings),
         snakemake.output.train,
         snakemake.output.validation,
+        snakemake.output.validation_random,
     )

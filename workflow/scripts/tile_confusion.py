@@ -9,4 +9,6 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         snakemake.input.reference,
         ClassTable.from_yaml(snakemake.config["classes"]),
         snakemake.output[0],
+        stack_path=snakemake.input.stack,
+        water_indices=snakemake.params.water_indices,
     )

@@ -1,9 +1,9 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.post import transfer_labels
+from osmlulc.osm import labels_onto_grid
 
 with run_logged(snakemake.log[0], snakemake.rule, **dict(snakemake.wildcards.items())):
-    transfer_labels(
+    labels_onto_grid(
         snakemake.input.labels,
         snakemake.input.grid,
         snakemake.output[0],

@@ -1,0 +1,73 @@
+"""Dry-run time of country-scale job graphs with the cluster profile: Germany and a ~1,100 tile Europe.
+
+    python benchmarks/benchmark_dag.py [--europe-tiles-box W S E N]
+
+Each case runs `snakemake -n --profile profiles/bwcluster` in a temp dir (links to the workflow,
+empty placeholder band and label files: snakemake needs the user's input files to exist) and
+prints tiles, planned jobs and wall time. The Europe config is generated: the Sentinel-2 tiles
+whose cell meets a lon/lat box (default 9 W - 27 E, 37 - 65 N: 1,110 tiles).
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from shapely.geometry import box
+
+from osmlulc.mgrs import tiles_intersecting
+
+ROOT = Path(__file__).resolve().parent.parent
+LINKS = ("Snakefile", "rules", "workflow", "config", "profiles", "report")
+
+
+def dry_run(country: dict, code: str, configfile: Path | None) -> tuple[int, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for name in LINKS:
+            if (ROOT / name).exists():
+                os.symlink(ROOT / name, workdir / name)
+        with open(ROOT / "config" / "config.yaml") as f:
+            bands = yaml.safe_load(f)["bands"]["resolution"]
+        for tile in country["tiles"]:
+            for band in bands:
+                path = workdir / country["bands"].format(tile=tile, band=band)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+        (workdir / country["label_raster"]).touch()
+        if configfile is None:
+            configfile = workdir / f"{code}.yaml"
+            configfile.write_text(yaml.safe_dump({"run_countries": [code], "countries": {code: country}}))
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/bwcluster",
+                                 "--configfile", str(configfile), "--cores", "64"],
+                                cwd=workdir, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if result.returncode:
+            raise SystemExit(result.stderr[-3000:])
+        total = re.search(r"^total\s+(\d+)", result.stdout + result.stderr, re.M)
+        return int(total.group(1)), seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--europe-box", nargs=4, type=float, default=[-9, 37, 27, 65], metavar=("W", "S", "E", "N"))
+    args = parser.parse_args()
+    with open(ROOT / "config" / "countries" / "DE.yaml") as f:
+        germany = yaml.safe_load(f)["countries"]["DE"]
+    tiles = tiles_intersecting(box(*args.europe_box))
+    europe = {**germany, "name": "Europe (benchmark)", "tiles": tiles, "training_tiles": tiles[::100]}
+    print(f"{'case':<10} {'tiles':>6} {'jobs':>7} {'dry run (s)':>12}")
+    for code, country, configfile in (("DE", germany, ROOT / "config" / "countries" / "DE.yaml"),
+                                      ("EU", europe, None)):
+        jobs, seconds = dry_run(country, code, configfile)
+        print(f"{code:<10} {len(country['tiles']):>6} {jobs:>7} {seconds:>12.1f}")
+
+
+if __name__ == "__main__":
+    main()

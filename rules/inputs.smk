@@ -1,0 +1,98 @@
+# Real inputs: Sentinel-2 products (SAFE directory, zipped SAFE, folder of band files) turned into
+# per-band reflectance GeoTIFFs and a cloud / shadow / snow mask per tile; OSM extracts (.osm.pbf)
+# turned into the country's mapped land-use areas, from which every label raster is burnt.
+
+from osmlulc.osm import OsmClassTable
+from osmlulc.sentinel2 import resolve_product
+
+SENTINEL2 = config.get("sentinel2", {})
+OSM_CLASSES = config.get("osm_classes", "config/osm_classes.yaml")
+
+# A wrong OSM tag table (unknown class, malformed tag) fails when the workflow loads, not mid-run.
+if any("osm_pbf" in country_cfg(cc) for cc in config["run_countries"]):
+    OsmClassTable.from_yaml(OSM_CLASSES, CLASSES)
+
+
+def get_product(wildcards):
+    """The tile's Sentinel-2 product: `products` as a {tile} pattern (may glob) or as a tile -> path mapping."""
+    products = country_cfg(wildcards.country)["products"]
+    if isinstance(products, dict):
+        if wildcards.tile not in products:
+            raise ValueError(f"config: countries.{wildcards.country}.products has no entry for tile {wildcards.tile}")
+        return products[wildcards.tile]
+    return resolve_product(products, wildcards.tile)
+
+
+def reflectance_offset(wildcards):
+    return country_cfg(wildcards.country).get("reflectance_offset")
+
+
+rule sentinel2_band:
+    input:
+        product=get_product,
+    output:
+        "results/{country}/tiles/{tile}/bands/{band}.tif",
+    params:
+        resolution=lambda w: BANDS["resolution"][w.band],
+        offset=reflectance_offset,
+        version=VERSION,
+    log:
+        "logs/sentinel2_band/{country}_{tile}_{band}.log",
+    benchmark:
+        "benchmarks/sentinel2_band/{country}_{tile}_{band}.tsv"
+    resources:
+        mem_mb=500,
+    conda:
+        RASTER_ENV
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/sentinel2_band.py"
+
+
+rule sentinel2_mask:
+    input:
+        product=get_product,
+    output:
+        "results/{country}/tiles/{tile}/valid_mask.tif",
+    params:
+        reference=BANDS["reference"],
+        reference_resolution=lambda w: BANDS["resolution"][BANDS["reference"]],
+        settings=SENTINEL2,
+        offset=reflectance_offset,
+        version=VERSION,
+    log:
+        "logs/sentinel2_mask/{country}_{tile}.log",
+    benchmark:
+        "benchmarks/sentinel2_mask/{country}_{tile}.tsv"
+    resources:
+        mem_mb=1000,
+    conda:
+        RASTER_ENV
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/sentinel2_mask.py"
+
+
+rule osm_landuse:
+    input:
+        pbf=lambda w: country_cfg(w.country)["osm_pbf"],
+        table=OSM_CLASSES,
+    output:
+        "results/{country}/labels/{country}_osm_landuse.gpkg",
+    params:
+        version=VERSION,
+    log:
+        "logs/osm_landuse/{country}.log",
+    benchmark:
+        "benchmarks/osm_landuse/{country}.tsv"
+    resources:
+        # The mapped areas of the whole extract are held once (a large country: several GB).
+        mem_mb=8000,
+    conda:
+        RASTER_ENV
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/osm_landuse.py"

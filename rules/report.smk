@@ -1,0 +1,163 @@
+# What a user looks at: quicklooks of the final products, confusion-matrix and training-curve plots,
+# the run's configuration, and a STAC item per country. Outputs flagged with report() make up
+# `snakemake --report report.html` (captions in report/).
+
+REPORT_QUICKLOOK_PX = 1024
+
+
+def quicklook_products(country):
+    """Final products that get a quicklook: product name -> kind (classes or continuous)."""
+    products = {"classified_sieved": "classes", "confidence": "continuous"}
+    products.update({f"lu{code}_sieved": "classes" for code in PRODUCT["land_use"]})
+    return products
+
+
+def trains_resnet(country):
+    return "resnet" in MODELS and not country_cfg(country).get("models", {}).get("resnet")
+
+
+def report_targets(country):
+    """Everything of a country that the report shows, and the STAC item."""
+    targets = [
+        f"results/{country}/report/{country}_{name}_quicklook.png" for name in quicklook_products(country)
+    ]
+    targets += [
+        f"results/{country}/report/{country}_validation_confusion.png",
+        f"results/{country}/report/{country}_config.yaml",
+        f"results/{country}/{country}_10m_3035_stac_item.json",
+    ]
+    if has_reference(country):
+        targets.append(f"results/{country}/report/{country}_reference_confusion.png")
+    if trains_resnet(country):
+        targets.append(f"results/{country}/report/{country}_resnet_training.png")
+    return targets
+
+
+rule quicklook:
+    input:
+        "results/{country}/{country}_10m_3035_{product}.tif",
+    output:
+        report(
+            "results/{country}/report/{country}_{product}_quicklook.png",
+            caption="../report/quicklook.rst",
+            category="Products",
+            labels={"country": "{country}", "product": "{product}"},
+        ),
+    wildcard_constraints:
+        product=r"classified_sieved|lu\d+_sieved|confidence",
+    params:
+        kind=lambda w: quicklook_products(w.country)[w.product],
+        max_size=REPORT_QUICKLOOK_PX,
+        version=VERSION,
+    log:
+        "logs/quicklook/{country}_{product}.log",
+    benchmark:
+        "benchmarks/quicklook/{country}_{product}.tsv"
+    resources:
+        mem_mb=1000,
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/quicklook.py"
+
+
+rule confusion_plot:
+    input:
+        "results/{country}/accuracy/{country}_{assessment}_confusion.csv",
+    output:
+        report(
+            "results/{country}/report/{country}_{assessment}_confusion.png",
+            caption="../report/confusion.rst",
+            category="Accuracy",
+            labels={"country": "{country}", "figure": "confusion matrices: {assessment}"},
+        ),
+    wildcard_constraints:
+        assessment="validation|reference",
+    params:
+        version=VERSION,
+    log:
+        "logs/confusion_plot/{country}_{assessment}.log",
+    benchmark:
+        "benchmarks/confusion_plot/{country}_{assessment}.tsv"
+    resources:
+        mem_mb=1000,
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/confusion_plot.py"
+
+
+rule training_curves:
+    input:
+        "results/{country}/models/resnet_history.csv",
+    output:
+        report(
+            "results/{country}/report/{country}_resnet_training.png",
+            caption="../report/training.rst",
+            category="Training",
+            labels={"country": "{country}", "figure": "ResNet training curves"},
+        ),
+    params:
+        version=VERSION,
+    log:
+        "logs/training_curves/{country}.log",
+    benchmark:
+        "benchmarks/training_curves/{country}.tsv"
+    resources:
+        mem_mb=500,
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/training_curves.py"
+
+
+rule run_config:
+    output:
+        report(
+            "results/{country}/report/{country}_config.yaml",
+            caption="../report/config.rst",
+            category="Configuration",
+            labels={"country": "{country}", "file": "configuration of the run"},
+        ),
+    params:
+        config=config,
+        version=VERSION,
+    log:
+        "logs/run_config/{country}.log",
+    benchmark:
+        "benchmarks/run_config/{country}.tsv"
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/run_config.py"
+
+
+rule stac_item:
+    input:
+        classified="results/{country}/{country}_10m_3035_classified_sieved.tif",
+        confidence="results/{country}/{country}_10m_3035_confidence.tif",
+        land_use=expand("results/{{country}}/{{country}}_10m_3035_lu{code}_sieved.tif", code=PRODUCT["land_use"]),
+        quicklook="results/{country}/report/{country}_classified_sieved_quicklook.png",
+    output:
+        report(
+            "results/{country}/{country}_10m_3035_stac_item.json",
+            caption="../report/stac.rst",
+            category="Products",
+            labels={"country": "{country}", "product": "STAC item"},
+        ),
+    params:
+        name=lambda w: country_cfg(w.country)["name"],
+        period=lambda w: country_cfg(w.country).get("period"),
+        land_use=PRODUCT["land_use"],
+        product=PRODUCT,
+        version=VERSION,
+    log:
+        "logs/stac_item/{country}.log",
+    benchmark:
+        "benchmarks/stac_item/{country}.tsv"
+    resources:
+        mem_mb=500,
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/stac_item.py"

@@ -1,0 +1,191 @@
+"""The job graph: a country-scale dry run with the cluster profile, and "rerun only what is stale".
+
+The rerun tests work on a copy (timestamps and .snakemake metadata kept) of the shared small demo
+run (conftest.small_demo_run), so the other integration tests still see an untouched run.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+
+from conftest import ROOT, WORKFLOW_LINKS
+
+COUNTRY = "XD"
+
+
+def snakemake(workdir, *args, timeout=600):
+    cmd = [sys.executable, "-m", "snakemake", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(output: str) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        match = re.match(r"(?:local)?rule (\w+):", block)
+        if not match:
+            continue
+        wildcards = re.search(r"\n\s+wildcards: (.*)", block)
+        pairs = dict(kv.split("=", 1) for kv in wildcards.group(1).split(", ")) if wildcards else {}
+        jobs.append((match.group(1), pairs, block))
+    return jobs
+
+
+def link_workflow(workdir: Path) -> None:
+    for name in WORKFLOW_LINKS:
+        os.symlink(os.path.join(ROOT, name), workdir / name)
+
+
+# --------------------------------------------------------------------------- Germany with the cluster profile
+
+
+@pytest.fixture(scope="module")
+def germany_dry_run(tmp_path_factory):
+    """`snakemake -n --profile profiles/bwcluster` for Germany, with empty placeholder input files.
+
+    Snakemake needs the input files that no rule makes (bands, label raster) to exist even in a
+    dry run; the placeholders stand in for the data that lives on the cluster.
+    """
+    workdir = tmp_path_factory.mktemp("germany")
+    link_workflow(workdir)
+    with open(os.path.join(ROOT, "config", "countries", "DE.yaml")) as f:
+        germany = yaml.safe_load(f)["countries"]["DE"]
+    with open(os.path.join(ROOT, "config", "config.yaml")) as f:
+        bands = yaml.safe_load(f)["bands"]["resolution"]
+    for tile in germany["tiles"]:
+        for band in bands:
+            path = workdir / germany["bands"].format(tile=tile, band=band)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    (workdir / germany["label_raster"]).touch()
+    # --cores: as on a login node (the workflow profile's `cores: all` would cap threads at this machine's).
+    result = snakemake(workdir, "-n", "--profile", "profiles/bwcluster", "--configfile", "config/countries/DE.yaml",
+                       "--cores", "64")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return germany, planned_jobs(result.stdout + result.stderr)
+
+
+def test_germany_dry_run_plans_every_tile(germany_dry_run):
+    germany, jobs = germany_dry_run
+    counts = Counter(rule for rule, _, _ in jobs)
+    n_tiles = len(germany["tiles"])
+    assert n_tiles == 70
+    for rule in ("check_inputs", "combine", "ndwi", "clip_extent", "predict_pixel_resnet"):
+        assert counts[rule] == n_tiles, rule
+    assert counts["resample"] == 6 * n_tiles  # the 20 m bands
+    # Labels on the tile grid are needed for training only (Germany has no per-tile reference to assess).
+    assert {w["tile"] for rule, w, _ in jobs if rule == "label_tile"} == set(germany["training_tiles"])
+    assert counts["train_resnet"] == counts["merge"] == counts["sieve_classified"] == 1
+    assert {w["tile"] for rule, w, _ in jobs if "tile" in w} == set(germany["tiles"])
+    assert {w["country"] for _, w, _ in jobs if "country" in w} == {"DE"}
+
+
+def resources(block: str) -> dict:
+    line = re.search(r"\n\s+resources: (.*)", block).group(1)
+    return dict(kv.split("=", 1) for kv in line.split(", "))
+
+
+def test_cluster_profile_sends_only_the_resnet_to_the_gpu(germany_dry_run, tmp_path):
+    # The demo plans every model's prediction (its tiles have a reference to assess them against).
+    link_workflow(tmp_path)
+    result = snakemake(tmp_path, "-n", "--profile", "profiles/bwcluster", "--cores", "64")
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = set()
+    for rule, wildcards, block in germany_dry_run[1] + planned_jobs(result.stdout + result.stderr):
+        if rule == "all":
+            continue
+        res = resources(block)
+        threads = re.search(r"\n\s+threads: (\d+)", block)
+        if rule in ("train_resnet", "predict_pixel_resnet"):
+            assert res["slurm_partition"] == "gpu_h100" and res["gpu"] == "1", (rule, res)
+            assert int(threads.group(1)) == 16
+        else:
+            assert res["slurm_partition"] == "cpu" and "gpu" not in res, (rule, res)
+        assert int(res["runtime"]) > 0 and int(res["mem_mb"]) > 0
+        if rule == "predict_pixel":
+            assert wildcards["model"] in ("svm", "rf")
+        seen.add(rule)
+    assert {"train_resnet", "predict_pixel_resnet", "predict_pixel", "train_sklearn"} <= seen
+
+
+def test_bad_tile_id_in_a_country_config_is_one_line(tmp_path):
+    link_workflow(tmp_path)
+    bad = {"run_countries": ["DE"], "countries": {"DE": {"tiles": ["32UNU", "31NNU"], "training_tiles": ["32UNU"]}}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    result = snakemake(tmp_path, "-n", "--configfile", "config/countries/DE.yaml", "bad.yaml")
+    assert result.returncode != 0
+    assert "countries.DE.tiles: tile 31NNU: column letter N is not used in zone 31" in result.stderr
+
+
+# --------------------------------------------------------------------------- rerun only what is stale
+
+
+@pytest.fixture
+def demo_copy(small_demo_run, tmp_path):
+    """A copy of the finished small demo run (timestamps and snakemake's metadata kept)."""
+    workdir = tmp_path / "demo"
+    shutil.copytree(small_demo_run, workdir, symlinks=True)
+    return workdir
+
+
+def dry_run(workdir, *configfiles):
+    result = snakemake(workdir, "-n", "--configfile", "config_small.yaml", *configfiles)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return result.stdout + result.stderr, planned_jobs(result.stdout + result.stderr)
+
+
+#: Rules of a tile's chain (wildcard tile) and rules upstream of training.
+TRAINING_RULES = {"samples", "sample_summary", "train_resnet", "train_sklearn"}
+
+
+def test_nothing_to_do_after_a_run(demo_copy):
+    output, jobs = dry_run(demo_copy)
+    assert jobs == [] and "Nothing to be done" in output
+
+
+def test_replaced_band_reruns_only_that_tile_and_the_country(demo_copy, small_demo_run):
+    tile = "32UNV"  # not a training tile
+    with open(demo_copy / "config_small.yaml") as f:
+        assert tile not in (yaml.safe_load(f).get("countries", {}).get(COUNTRY, {}).get("training_tiles") or [])
+    band = demo_copy / "resources" / "demo" / COUNTRY / "tiles" / tile / f"{tile}_B05.tif"
+    # Replace the file with a new one (other values, new time stamp), as a re-downloaded band would be.
+    with rasterio.open(band) as src:
+        profile, data = src.profile, src.read()
+    band.unlink()
+    with rasterio.open(band, "w", **profile) as dst:
+        dst.write(np.where(data > 0, data + 1, 0).astype(data.dtype))
+    _, jobs = dry_run(demo_copy)
+    rules = {rule for rule, _, _ in jobs}
+    assert {"check_inputs", "resample", "combine", "snic", "predict_pixel_resnet", "clip_extent", "merge",
+            "product_merge", "sieve_classified"} <= rules
+    assert not rules & TRAINING_RULES, rules & TRAINING_RULES
+    assert {w["tile"] for _, w, _ in jobs if "tile" in w} == {tile}
+    # The tile's input check reruns, and with it the tile's whole chain (all its 20 m bands).
+    assert sorted(w["band"] for rule, w, _ in jobs if rule == "resample") == ["B05", "B06", "B07", "B11", "B12", "B8A"]
+    tile_rules = {rule for rule, w, _ in jobs if "tile" in w}
+    assert tile_rules >= {"combine", "ndwi", "predict_pixel", "predict_superpixel", "tile_confusion"}
+    # The rest are country-level products (no tile wildcard), downstream of the tile; the inputs stay.
+    assert "demo_data" not in rules
+
+
+def test_model_setting_reruns_only_that_model_and_what_follows(demo_copy):
+    (demo_copy / "config_rf.yaml").write_text("models:\n  rf:\n    n_estimators: 41\n")
+    _, jobs = dry_run(demo_copy, "config_rf.yaml")
+    rules = {rule for rule, _, _ in jobs}
+    assert ("train_sklearn", "rf") in {(rule, w.get("model")) for rule, w, _ in jobs}
+    assert {"predict_pixel", "predict_superpixel", "validation_accuracy"} <= rules
+    # Nothing upstream of training, and no other model's training or prediction.
+    assert rules.isdisjoint({"demo_data", "check_inputs", "resample", "combine", "ndwi", "snic", "label_tile",
+                             "samples", "train_resnet", "predict_pixel_resnet"}), rules
+    assert {w["model"] for _, w, _ in jobs if "model" in w} == {"rf"}
+    # The country product is the ResNet's (product.model): it is not stale.
+    assert rules.isdisjoint({"clip_extent", "merge", "product_merge", "sieve_classified"}), rules

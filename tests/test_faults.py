@@ -1,0 +1,128 @@
+"""Faults: a job killed mid-write leaves no file that Snakemake would take as done, and the next run completes.
+
+Every output is written under a temporary name and renamed when complete (osmlulc.io.atomic_output).
+The unit test kills a real writer process; the integration test SIGKILLs a whole snakemake run on the
+small demo while a rule is writing, then checks what is left and resumes it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import rasterio
+
+from conftest import ROOT, WORKFLOW_LINKS, write_raster
+from osmlulc.io import atomic_output, raster_profile
+
+
+def _slow_writer(path: str, started) -> None:
+    """Write a raster block by block through atomic_output, signal after the first block, then stall."""
+    profile = raster_profile(crs="EPSG:32632", transform=rasterio.transform.from_origin(0, 0, 10, 10),
+                             width=256, height=256)
+    with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(np.ones((128, 256), np.uint8), 1, window=rasterio.windows.Window(0, 0, 256, 128))
+        started.set()
+        time.sleep(60)
+
+
+def test_killed_writer_leaves_no_output_and_the_next_writer_cleans_up(tmp_path):
+    path = tmp_path / "classified.tif"
+    started = multiprocessing.get_context("fork").Event()
+    writer = multiprocessing.get_context("fork").Process(target=_slow_writer, args=(str(path), started))
+    writer.start()
+    assert started.wait(60)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.join()
+    assert writer.exitcode == -signal.SIGKILL
+    assert not path.exists()  # nothing under the output's name: Snakemake sees the output as missing
+    leftovers = list(tmp_path.glob(".classified.tmp*"))
+    assert leftovers  # the killed writer's temporary file (its except clause never ran)
+    write_raster(tmp_path / "other.tif", np.ones((4, 4), np.uint8))  # another output of the folder is untouched
+    with atomic_output(path) as tmp:
+        write_raster(tmp, np.full((32, 32), 7, np.uint8))
+    with rasterio.open(path) as src:
+        assert (src.read(1) == 7).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classified.tif", "other.tif"]
+
+
+# --------------------------------------------------------------------------- a killed snakemake run
+
+TILE = "32UNU"
+TARGET = f"results/XD/tiles/{TILE}/snic_segments.tif"
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants at once (what a node failure or `scancel` does)."""
+    parent = psutil.Process(pid)
+    processes = [parent, *parent.children(recursive=True)]
+    for process in processes:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(processes, timeout=30)
+
+
+def _temporaries(results: Path) -> list[Path]:
+    return [p for p in results.rglob("*") if ".tmp" in p.name or ".scratch" in p.name]
+
+
+def _snakemake(workdir, *args, **kwargs):
+    # Targets first: --configfile takes several files and would swallow them.
+    cmd = [sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", "config_small.yaml"]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900, **kwargs)
+
+
+@pytest.mark.integration
+def test_run_killed_mid_write_resumes_and_completes(tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    for name in WORKFLOW_LINKS:
+        os.symlink(os.path.join(ROOT, name), workdir / name)
+    shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
+    results = workdir / "results" / "XD" / "tiles" / TILE
+    log = open(tmp_path / "killed_run.log", "w")
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", TARGET, "--cores", "2", "--configfile",
+                            "config_small.yaml"], cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    # Wait until the segmentation rule is writing its output under the temporary name, then kill everything.
+    deadline = time.time() + 600
+    seen = []
+    while not seen and run.poll() is None and time.time() < deadline:
+        seen = list(results.glob(".snic_segments.tmp*.tif")) if results.exists() else []
+        time.sleep(0.01)
+    assert seen, "the run ended before the snic rule started writing; see " + str(tmp_path / "killed_run.log")
+    _kill_tree(run.pid)
+    log.close()
+
+    # Nothing of the killed rule is under its output names; finished upstream outputs are complete.
+    assert not (results / "snic_segments.tif").exists() and not (results / "snic_centroids.gpkg").exists()
+    with rasterio.open(results / "stack_10m.tif") as src:
+        assert src.count == 10 and src.read().any()
+    assert _temporaries(results)  # the killed job's temporary files are still there...
+
+    # Snakemake sees the killed job's outputs as missing (not as done), and only that job has to run again.
+    assert _snakemake(workdir, "--unlock").returncode == 0  # the killed run's lock (its process is gone)
+    dry = _snakemake(workdir, "-n", TARGET)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = dry.stdout + dry.stderr
+    assert "rule snic:" in jobs and "Missing output files:" in jobs
+    for done in ("rule combine:", "rule resample:", "rule demo_data:", "rule check_inputs:"):
+        assert done not in jobs, done
+
+    resumed = _snakemake(workdir, TARGET)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    with rasterio.open(results / "snic_segments.tif") as src:
+        segments = src.read(1)
+    assert segments.max() > 100
+    assert not _temporaries(workdir / "results")  # ...and the next writer of the same output removed them
+    assert "Nothing to be done" in (lambda r: r.stdout + r.stderr)(_snakemake(workdir, "-n", TARGET))

@@ -1,0 +1,16 @@
+from osmlulc.logs import run_logged
+from osmlulc.sentinel2 import open_product, write_valid_mask
+
+w, p = snakemake.wildcards, snakemake.params
+with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile) as log:
+    screen = p.settings.get("l1c_cloud_screen")
+    masked = write_valid_mask(
+        open_product(snakemake.input.product, w.tile, offset=p.offset),
+        snakemake.output[0],
+        reference_band=p.reference,
+        reference_resolution=p.reference_resolution,
+        scl_classes=p.settings.get("scl_mask_classes", [0, 1, 3, 8, 9, 10, 11]),
+        l1c_screen=screen if screen and screen.get("enabled") else None,
+        buffer_px=p.settings.get("mask_buffer_px", 0),
+    )
+    log.info("masked fraction of the tile by reason: %s", {k: round(v, 4) for k, v in masked.items()})

@@ -1,0 +1,18 @@
+from osmlulc.classes import ClassTable
+from osmlulc.logs import run_logged
+from osmlulc.report import country_stac_item
+
+i, p, w = snakemake.input, snakemake.params, snakemake.wildcards
+with run_logged(snakemake.log[0], snakemake.rule, country=w.country):
+    country_stac_item(
+        w.country,
+        p.name,
+        {"classified": i.classified, "confidence": i.confidence,
+         **{f"lu{code}": path for code, path in zip(p.land_use, i.land_use)}},
+        ClassTable.from_yaml(snakemake.config["classes"]),
+        snakemake.output[0],
+        quicklook_png=i.quicklook,
+        period=p.period,
+        extra_properties={"osmlulc:version": p.version, "osmlulc:model": p.product["model"],
+                          "osmlulc:mode": p.product["mode"]},
+    )
