@@ -64,7 +64,12 @@ rule sample_summary:
     input:
         **rules.samples.output,
     output:
-        "results/{country}/samples/summary.csv",
+        report(
+            "results/{country}/samples/summary.csv",
+            caption="../report/sample_summary.rst",
+            category="Samples",
+            labels={"country": "{country}", "table": "samples per class (absent classes marked)"},
+        ),
     params:
         version=VERSION,
     log:
