@@ -9,9 +9,6 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-report: "report/workflow.rst"
-
-
 include: "rules/common.smk"
 include: "rules/inputs.smk"
 include: "rules/validate.smk"
@@ -24,6 +21,9 @@ include: "rules/prediction.smk"
 include: "rules/postprocessing.smk"
 include: "rules/accuracy.smk"
 include: "rules/report.smk"
+
+
+report: report_description()
 
 
 rule all:

@@ -11,7 +11,7 @@ from snakemake.utils import validate
 import osmlulc
 from osmlulc.classes import ClassTable
 from osmlulc.demo import demo_tile_grid
-from osmlulc.io import InputError
+from osmlulc.io import InputError, atomic_output
 from osmlulc.mgrs import tile_grid as mgrs_tile_grid
 from osmlulc.models import sample_patch_size
 from osmlulc.post import own_footprints, tile_footprints_3035

@@ -5,6 +5,21 @@
 REPORT_QUICKLOOK_PX = 1024
 
 
+def report_description():
+    """The report's front page: report/workflow.rst plus the run status of the last run (failed tiles).
+
+    The status is written by the onsuccess/onerror handlers (rules/validate.smk), not by a rule,
+    so it is added here when the workflow loads for `snakemake --report`.
+    """
+    page = Path(".snakemake/osmlulc/workflow.rst")
+    status = run_status_rst({cc: f"results/{cc}/run_status.csv" for cc in config["run_countries"]})
+    text = Path(workflow.basedir, "report", "workflow.rst").read_text()
+    # raw: a message from a log must not be read as a Jinja template.
+    with atomic_output(page) as tmp:
+        tmp.write_text(f"{text}\n\n{{% raw %}}\n{status}\n{{% endraw %}}\n")
+    return str(page.resolve())
+
+
 def quicklook_products(country):
     """Final products that get a quicklook: product name -> kind (classes or continuous)."""
     products = {"classified_sieved": "classes", "confidence": "continuous"}

@@ -6,7 +6,7 @@
 import sys
 import time
 
-from osmlulc.validate import failures_in_logs, run_status, write_run_status
+from osmlulc.validate import failures_in_logs, run_status, run_status_rst, write_run_status
 
 CHECKS = config["checks"]
 # Bands of a tile that the check reads: the stack bands and the reference band.

@@ -320,3 +320,28 @@ def write_run_status(rows: list[dict], path: str | os.PathLike) -> None:
         writer = csv.DictWriter(f, fieldnames=RUN_STATUS_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def run_status_rst(status_csvs: dict[str, str | os.PathLike]) -> str:
+    """A reStructuredText section for the report: per country, the tiles that failed in the last run.
+
+    ``status_csvs`` maps a country to its run_status.csv (see :func:`write_run_status`); a
+    country whose table does not exist yet is reported as not run.
+    """
+    lines = ["Run status", "----------", ""]
+    for country, path in status_csvs.items():
+        path = Path(path)
+        if not path.exists():
+            lines += [f"- **{country}**: no run status yet (written at the end of each run).", ""]
+            continue
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        failed = [r for r in rows if r["status"] == "failed"]
+        ok = sum(r["status"] == "ok" for r in rows)
+        lines.append(f"- **{country}**: {ok} tile(s) passed their input check, {len(failed)} failed"
+                     f" (last run; details in ``{path}``).")
+        for r in failed:
+            where = r["tile"] or "country level"
+            lines.append(f"  - {where}: rule ``{r['rule']}`` failed: {r['message']}")
+        lines.append("")
+    return "\n".join(lines)
