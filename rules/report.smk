@@ -3,6 +3,8 @@
 # `snakemake --report report.html` (captions in report/).
 
 REPORT_QUICKLOOK_PX = 1024
+# The workflow's own report/ folder, also when the workflow is run through a symlinked Snakefile.
+REPORT_DIR = Path(workflow.current_basedir).resolve().parent / "report"
 
 
 def report_description():
@@ -13,7 +15,7 @@ def report_description():
     """
     page = Path(".snakemake/osmlulc/workflow.rst")
     status = run_status_rst({cc: f"results/{cc}/run_status.csv" for cc in config["run_countries"]})
-    text = Path(workflow.basedir, "report", "workflow.rst").read_text()
+    text = (REPORT_DIR / "workflow.rst").read_text()
     # raw: a message from a log must not be read as a Jinja template.
     with atomic_output(page) as tmp:
         tmp.write_text(f"{text}\n\n{{% raw %}}\n{status}\n{{% endraw %}}\n")

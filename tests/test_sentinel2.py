@@ -12,7 +12,7 @@ import rasterio
 import yaml
 from rasterio.transform import from_origin
 
-from conftest import ROOT
+from conftest import ROOT, WORKFLOW_LINKS
 from osmlulc import sentinel2 as s2
 from osmlulc.features import ndwi, resample_to_grid, stack_bands
 from osmlulc.io import InputError
@@ -422,7 +422,7 @@ def test_workflow_builds_the_real_tile_from_its_product_and_plans_osm_labels(sce
 
     from real_data import osm_extract
 
-    for name in ("Snakefile", "rules", "workflow", "config", "profiles"):
+    for name in WORKFLOW_LINKS:
         os.symlink(os.path.join(ROOT, name), tmp_path / name)
     import json
 
