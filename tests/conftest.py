@@ -20,11 +20,15 @@ WORKFLOW_LINKS = ("Snakefile", "rules", "workflow", "config", "profiles", "repor
 def small_demo_run(tmp_path_factory):
     """One run of the whole workflow on the small demo (tests/config_small.yaml) in a temp dir, shared by
     the integration tests (tests/test_workflow.py, tests/test_report.py)."""
+    return run_small_demo(tmp_path_factory.mktemp("demo"))
+
+
+def run_small_demo(workdir):
+    """Link the workflow into ``workdir``, run it on the small demo config there, return ``workdir``."""
     import shutil
     import subprocess
     import sys
 
-    workdir = tmp_path_factory.mktemp("demo")
     for name in WORKFLOW_LINKS:
         os.symlink(os.path.join(ROOT, name), workdir / name)
     shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")

@@ -8,17 +8,13 @@ run (conftest.small_demo_run); this module makes a second one in its own temp di
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 
-from conftest import ROOT, WORKFLOW_LINKS
+from conftest import run_small_demo
 
 pytestmark = pytest.mark.integration
 COUNTRY = "XD"
@@ -28,14 +24,7 @@ PRODUCTS = [f"{COUNTRY}_10m_3035_{name}.tif" for name in ("classified", "classif
 
 @pytest.fixture(scope="module")
 def second_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo_again")
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), workdir / name)
-    shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config_small.yaml"],
-                            cwd=workdir, capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
+    return run_small_demo(tmp_path_factory.mktemp("demo_again"))
 
 
 def digest(path) -> str:

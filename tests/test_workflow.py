@@ -76,7 +76,6 @@ def test_water_layer_is_binary_and_matches_product(run):
 
 
 def test_tile_clips_do_not_overlap(run):
-    from osmlulc.post import merge_tiles  # noqa: F401  (the workflow's own merge produced the mosaic)
     tiles = sorted((run / "results" / COUNTRY / "tiles").iterdir())
     assert len(tiles) == 3
     counted = 0
