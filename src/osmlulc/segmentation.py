@@ -50,9 +50,8 @@ _NEIGHBOUR_DCOL = np.array([0, -1, 0, 1], dtype=np.int64)
 # --------------------------------------------------------------------------------------
 
 @numba.njit(cache=True)
-def _heap_push(heap, size, entry):
-    """Insert ``entry`` into the uint64 min-heap ``heap[:size]``; return the new size."""
-    i = size
+def _sift_up(heap, i, entry):
+    """Put ``entry`` into the hole at ``i`` of the min-heap, moving larger parents down into it."""
     while i > 0:
         parent = (i - 1) >> 1
         if entry < heap[parent]:
@@ -61,6 +60,12 @@ def _heap_push(heap, size, entry):
         else:
             break
     heap[i] = entry
+
+
+@numba.njit(cache=True)
+def _heap_push(heap, size, entry):
+    """Insert ``entry`` into the uint64 min-heap ``heap[:size]``; return the new size."""
+    _sift_up(heap, size, entry)
     return size + 1
 
 
@@ -82,14 +87,7 @@ def _heap_pop(heap, size):
             heap[i] = heap[child]
             i = child
             child = 2 * i + 1
-        while i > 0:
-            parent = (i - 1) >> 1
-            if entry < heap[parent]:
-                heap[i] = heap[parent]
-                i = parent
-            else:
-                break
-        heap[i] = entry
+        _sift_up(heap, i, entry)
     return top, size
 
 
