@@ -12,7 +12,8 @@ rule snic:
     params:
         rgb_bands=[STACK_ORDER.index(b) + 1 for b in SEGMENTATION["rgb_bands"]],
         spacing=SEGMENTATION["spacing_px"],
-        compactness=SEGMENTATION["compactness"],
+        method=SEGMENTATION["method"],
+        compactness=SEGMENTATION["compactness" if SEGMENTATION["method"] == "snic" else "slic_compactness"],
         colour_space=SEGMENTATION.get("colour_space", "lab"),
         block_size=SEGMENTATION["block_size_px"],
         version=VERSION,
@@ -20,8 +21,9 @@ rule snic:
         "logs/snic/{country}_{tile}.log",
     benchmark:
         "benchmarks/snic/{country}_{tile}.tsv"
+    threads: SEGMENTATION["threads"]
     resources:
-        mem_mb=2000,
+        mem_mb=lambda w, threads: 1000 + 600 * threads,
     conda:
         RASTER_ENV
     script:

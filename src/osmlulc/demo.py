@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
@@ -704,14 +705,16 @@ def _rasterize_ids(geoms: np.ndarray, tree: shapely.STRtree, bounds, transform, 
                                        fill=0, dtype="int32")
 
 
-def _nodata_triangle(s: DemoSpec, tile: str) -> np.ndarray:
-    """Boolean mask of the swath-edge triangle of the nodata tile (all False for other tiles)."""
-    mask = np.zeros((s.size, s.size), dtype=bool)
+def _nodata_triangle(s: DemoSpec, tile: str, row_start: int = 0, row_stop: int | None = None) -> np.ndarray:
+    """Boolean mask of the swath-edge triangle of the nodata tile (all False for other tiles), rows
+    ``row_start:row_stop`` of the tile."""
+    row_stop = s.size if row_stop is None else row_stop
+    mask = np.zeros((row_stop - row_start, s.size), dtype=bool)
     if tile != s.nodata_tile or s.nodata_size <= 0:
         return mask
-    r = np.arange(s.size)
+    r, c = np.arange(row_start, row_stop), np.arange(s.size)
     from_top = r[:, None] if s.nodata_corner.startswith("upper") else (s.size - 1 - r)[:, None]
-    from_left = r[None, :] if s.nodata_corner.endswith("left") else (s.size - 1 - r)[None, :]
+    from_left = c[None, :] if s.nodata_corner.endswith("left") else (s.size - 1 - c)[None, :]
     return (from_top + from_left) < s.nodata_size
 
 
@@ -742,53 +745,67 @@ def _to_uint16(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid, np.clip(np.rint(values), 1, 65535), 0).astype(np.uint16)
 
 
-def _write_single_band(path: str, array: np.ndarray, crs: str, transform, description: str, *, nodata=0,
-                       table: ClassTable | None = None) -> None:
-    with atomic_output(path) as tmp:
-        profile = raster_profile(crs=crs, transform=transform, width=array.shape[1], height=array.shape[0],
-                                 dtype=array.dtype.name, nodata=nodata)
-        with rasterio.open(tmp, "w", **profile) as dst:
-            for win in block_windows(array.shape[1], array.shape[0]):
-                dst.write(array[win.row_off:win.row_off + win.height, win.col_off:win.col_off + win.width], 1,
-                          window=win)
-            dst.set_band_description(1, description)
-            if table is not None:
-                write_class_colormap(dst, table)
+#: Rows of a tile rendered at once (even, so 20 m pixels never straddle two strips).
+_RENDER_ROWS = 1024
 
 
 def _render_tile(s: DemoSpec, tile: str, land: Landscape, tree, params: FeatureParams, bands: list[str], salts: dict,
                  band_paths: dict[str, str], truth_path: str, table: ClassTable) -> None:
-    """Rasterize the landscape on one tile grid and write its bands and truth."""
+    """Rasterize the landscape on one tile grid and write its bands and truth, in strips of rows.
+
+    Each strip is rendered with a margin of :data:`_MARGIN_PX` rows and columns, wider than the
+    point-spread blur reaches, so strips join seamlessly and memory does not grow with the tile.
+    """
     m = _MARGIN_PX
     left, top = s.tile_ul(tile)
-    n = s.size + 2 * m
-    grid_transform = from_origin(left - m * PIXEL_M, top + m * PIXEL_M, PIXEL_M, PIXEL_M)
-    grid_bounds = (left - m * PIXEL_M, top - (s.size + m) * PIXEL_M, left + (s.size + m) * PIXEL_M, top + m * PIXEL_M)
-    ids = _rasterize_ids(land.geoms, tree, grid_bounds, grid_transform, (n, n))
-
     gx0, gy0 = s.tile_offset_px(tile)
-    gx = np.arange(gx0 - m, gx0 - m + n, dtype=np.int64)
-    gy = np.arange(gy0 - m, gy0 - m + n, dtype=np.int64)
-    frac = np.clip(params.f_base[ids] + params.f_amp[ids] * _texture(gx, gy, salts["mix"]), 0, 1).astype(np.float32)
-    bright = (1 + params.tex[ids] * _texture(gx, gy, salts["bright"])).astype(np.float32)
+    n_cols = s.size + 2 * m
+    gx = np.arange(gx0 - m, gx0 - m + n_cols, dtype=np.int64)
+    outputs = {"truth": (truth_path, from_origin(left, top, PIXEL_M, PIXEL_M), s.size, "truth", table)}
+    for band in bands:
+        factor = s.bands[band] // 10
+        size = -(-s.size // factor)
+        outputs[band] = (band_paths[band], from_origin(left, top, factor * PIXEL_M, factor * PIXEL_M), size, band, None)
 
-    inner = (slice(m, m + s.size), slice(m, m + s.size))
-    valid = ~_nodata_triangle(s, tile)
-    truth = np.where(valid, params.truth[ids[inner]], 0).astype(np.uint8)
-    tile_transform = from_origin(left, top, PIXEL_M, PIXEL_M)
-    _write_single_band(truth_path, truth, s.crs, tile_transform, "truth", table=table)
+    with ExitStack() as stack:
+        dst = {}
+        for key, (path, transform, size, description, colour_table) in outputs.items():
+            tmp = stack.enter_context(atomic_output(path))
+            profile = raster_profile(crs=s.crs, transform=transform, width=size, height=size,
+                                     dtype="uint8" if key == "truth" else "uint16", nodata=0)
+            dst[key] = stack.enter_context(rasterio.open(tmp, "w", **profile))
+            dst[key].set_band_description(1, description)
+            if colour_table is not None:
+                write_class_colormap(dst[key], colour_table)
 
-    for b_i, band in enumerate(bands):
-        pure = params.primary[:, b_i].astype(np.float32)[ids] * (1 - frac) + \
-            params.secondary[:, b_i].astype(np.float32)[ids] * frac
-        # the sensor's point-spread function mixes neighbouring surfaces at edges
-        blurred = gaussian_filter(pure * bright, _PSF_SIGMA_PX, mode="nearest")[inner]
-        noisy = blurred + SENSOR_NOISE[band] * _gaussian_noise(gx[m:-m], gy[m:-m], salts["noise"][b_i])
-        if s.bands[band] == 10:
-            _write_single_band(band_paths[band], _to_uint16(noisy, valid), s.crs, tile_transform, band)
-        else:
-            _write_single_band(band_paths[band], _block_mean_20m(noisy, valid), s.crs,
-                               from_origin(left, top, 2 * PIXEL_M, 2 * PIXEL_M), band)
+        for row0 in range(0, s.size, _RENDER_ROWS):
+            row1 = min(s.size, row0 + _RENDER_ROWS)
+            n_rows = row1 - row0 + 2 * m
+            strip_top = top - (row0 - m) * PIXEL_M
+            strip_transform = from_origin(left - m * PIXEL_M, strip_top, PIXEL_M, PIXEL_M)
+            strip_bounds = (left - m * PIXEL_M, strip_top - n_rows * PIXEL_M, left + (s.size + m) * PIXEL_M, strip_top)
+            ids = _rasterize_ids(land.geoms, tree, strip_bounds, strip_transform, (n_rows, n_cols))
+            gy = np.arange(gy0 + row0 - m, gy0 + row0 - m + n_rows, dtype=np.int64)
+            frac = np.clip(params.f_base[ids] + params.f_amp[ids] * _texture(gx, gy, salts["mix"]), 0, 1)
+            frac = frac.astype(np.float32)
+            bright = (1 + params.tex[ids] * _texture(gx, gy, salts["bright"])).astype(np.float32)
+
+            inner = (slice(m, m + row1 - row0), slice(m, m + s.size))
+            valid = ~_nodata_triangle(s, tile, row0, row1)
+            truth = np.where(valid, params.truth[ids[inner]], 0).astype(np.uint8)
+            dst["truth"].write(truth, 1, window=rasterio.windows.Window(0, row0, s.size, row1 - row0))
+
+            for b_i, band in enumerate(bands):
+                pure = params.primary[:, b_i].astype(np.float32)[ids] * (1 - frac) + \
+                    params.secondary[:, b_i].astype(np.float32)[ids] * frac
+                # the sensor's point-spread function mixes neighbouring surfaces at edges
+                blurred = gaussian_filter(pure * bright, _PSF_SIGMA_PX, mode="nearest")[inner]
+                noisy = blurred + SENSOR_NOISE[band] * _gaussian_noise(gx[m:-m], gy[m:-m], salts["noise"][b_i])
+                if s.bands[band] == 10:
+                    values, row_off = _to_uint16(noisy, valid), row0
+                else:
+                    values, row_off = _block_mean_20m(noisy, valid), row0 // 2
+                dst[band].write(values, 1, window=rasterio.windows.Window(0, row_off, values.shape[1], values.shape[0]))
 
 
 def _country_grid(s: DemoSpec, union):

@@ -17,13 +17,17 @@ the input.  :func:`segment_tile` runs it on a Sentinel-2 stack block by block.
 
 from __future__ import annotations
 
-from typing import Iterator
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 
-import fiona
 import numba
 import numpy as np
+import pyogrio.raw
 import rasterio
+import shapely
 from skimage.color import rgb2lab
+from skimage.segmentation import relabel_sequential, slic
 
 from osmlulc.io import BLOCK_SIZE, InputError, atomic_output, block_windows, open_raster, raster_profile
 
@@ -35,6 +39,8 @@ REFLECTANCE_SCALE = 10000.0
 WHITE_REFLECTANCE = 0.3
 #: Colour spaces :func:`segment_tile` can segment in.
 COLOUR_SPACES = ("lab", "rgb")
+#: Superpixel algorithms :func:`segment_tile` offers.
+METHODS = ("snic", "slic")
 
 #: Largest image (pixels) one :func:`snic` call takes: queue entries keep the pixel index
 #: in 32 bits and labels are int32.
@@ -49,7 +55,7 @@ _NEIGHBOUR_DCOL = np.array([0, -1, 0, 1], dtype=np.int64)
 # numba kernel: binary heap in arrays + SNIC region growing
 # --------------------------------------------------------------------------------------
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sift_up(heap, i, entry):
     """Put ``entry`` into the hole at ``i`` of the min-heap, moving larger parents down into it."""
     while i > 0:
@@ -62,14 +68,14 @@ def _sift_up(heap, i, entry):
     heap[i] = entry
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _heap_push(heap, size, entry):
     """Insert ``entry`` into the uint64 min-heap ``heap[:size]``; return the new size."""
     _sift_up(heap, size, entry)
     return size + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _heap_pop(heap, size):
     """Remove the smallest entry of ``heap[:size]``; return (it, new size).  ``size`` must be > 0."""
     top = heap[0]
@@ -91,7 +97,7 @@ def _heap_pop(heap, size):
     return top, size
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _grown(array, capacity):
     """A copy of ``array`` (1-D or 2-D, along axis 0) with room for ``capacity`` rows."""
     out = np.zeros((capacity,) + array.shape[1:], dtype=array.dtype)
@@ -99,7 +105,7 @@ def _grown(array, capacity):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _seed_pixels(valid, seed_rows, seed_cols, cell_rows, cell_cols):
     """Flat index of each grid seed, moved to the valid pixel of its cell nearest the cell's seed
     point when the seed point itself is nodata; -1 for a cell without any valid pixel."""
@@ -126,7 +132,7 @@ def _seed_pixels(valid, seed_rows, seed_cols, cell_rows, cell_cols):
     return seeds
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _snic_kernel(features, valid, seeds, spatial_weight):
     """SNIC region growing on ``features`` (H, W, C); returns int32 labels (0 = not segmented).
 
@@ -333,28 +339,58 @@ def _tile_edge_for(block_size: int) -> int:
     return BLOCK_SIZE
 
 
-def _centroid_records(labels: np.ndarray, id_offset: int, row_off: int, col_off: int, transform) -> Iterator[dict]:
-    """One Point record per superpixel of a block, at the mean pixel position of its pixels.
+def block_centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel count and mean row / column index (within the block) of each label 1..n of a block."""
+    n_labels = int(labels.max()) if labels.size else 0
+    if n_labels == 0:
+        empty = np.zeros(0)
+        return empty.astype(np.int64), empty, empty
+    flat = labels.ravel()
+    rows, cols = np.indices(labels.shape, dtype=np.int32)
+    counts = np.bincount(flat, minlength=n_labels + 1)[1:]
+    mean_rows = np.bincount(flat, weights=rows.ravel(), minlength=n_labels + 1)[1:] / counts
+    mean_cols = np.bincount(flat, weights=cols.ravel(), minlength=n_labels + 1)[1:] / counts
+    return counts.astype(np.int64), mean_rows, mean_cols
+
+
+def _write_centroids(path, first_id: int, row_off: int, col_off: int, centroids, transform, crs_wkt: str,
+                     append: bool) -> None:
+    """Append one block's superpixel centroids to the GeoPackage layer ``centroids``.
 
     ``row``/``col`` are tile pixel indexes (mean of the integer indexes); the point is at the
     centre of that (fractional) pixel in map coordinates, i.e. ``transform * (col + 0.5, row + 0.5)``.
+    pyogrio writes arrays in one call (fiona's per-record writing took 3.1 s for 48k points).
     """
-    n_labels = int(labels.max()) if labels.size else 0
-    if n_labels == 0:
-        return
-    flat = labels.ravel()
-    rows, cols = np.indices(labels.shape)
-    counts = np.bincount(flat, minlength=n_labels + 1)[1:]
-    mean_rows = np.bincount(flat, weights=rows.ravel(), minlength=n_labels + 1)[1:] / counts + row_off
-    mean_cols = np.bincount(flat, weights=cols.ravel(), minlength=n_labels + 1)[1:] / counts + col_off
-    xs = transform.c + transform.a * (mean_cols + 0.5) + transform.b * (mean_rows + 0.5)
-    ys = transform.f + transform.d * (mean_cols + 0.5) + transform.e * (mean_rows + 0.5)
-    for i in range(n_labels):
-        yield {
-            "geometry": {"type": "Point", "coordinates": (float(xs[i]), float(ys[i]))},
-            "properties": {"segment": id_offset + i + 1, "row": float(mean_rows[i]),
-                           "col": float(mean_cols[i]), "n_pixels": int(counts[i])},
-        }
+    counts, mean_rows, mean_cols = centroids
+    rows, cols = mean_rows + row_off, mean_cols + col_off
+    xs = transform.c + transform.a * (cols + 0.5) + transform.b * (rows + 0.5)
+    ys = transform.f + transform.d * (cols + 0.5) + transform.e * (rows + 0.5)
+    segment = np.arange(first_id, first_id + len(counts), dtype=np.int64)
+    pyogrio.raw.write(str(path), shapely.to_wkb(shapely.points(xs, ys)), [segment, rows, cols, counts],
+                      ["segment", "row", "col", "n_pixels"], layer="centroids", driver="GPKG", crs=crs_wkt,
+                      geometry_type="Point", append=append)
+
+
+def slic_superpixels(image: np.ndarray, spacing: int, compactness: float, valid: np.ndarray | None = None) -> np.ndarray:
+    """scikit-image SLIC superpixels of a (H, W, C) float image, labelled like :func:`snic`.
+
+    About one superpixel per ``spacing`` x ``spacing`` px (k-means in colour + position, 10
+    iterations); ``compactness`` is SLIC's own (colour units per ``spacing`` px, ~10 for CIELAB).
+    Returns int32 labels 1..n without gaps, 0 where ``valid`` is False.  Deterministic.
+    """
+    image = np.asarray(image)
+    height, width = image.shape[:2]
+    if valid is None:
+        valid = np.ones((height, width), dtype=bool)
+    if not valid.any():
+        return np.zeros((height, width), dtype=np.int32)
+    n_segments = max(1, int(round(height * width / int(spacing) ** 2)))
+    # No ``mask=``: skimage's masked SLIC took 152 s instead of 0.9 s on a 1000 x 1000 px block.
+    # Nodata pixels (colour 0) form their own segments, which are then dropped.
+    labels = slic(image.astype(np.float64), n_segments=n_segments, compactness=float(compactness),
+                  start_label=1, convert2lab=False, channel_axis=-1)
+    labels = np.where(valid, labels, 0)
+    return relabel_sequential(labels)[0].astype(np.int32)
 
 
 def _check_stack(src, stack_path, rgb_bands, colour_space) -> None:
@@ -372,12 +408,14 @@ def _check_stack(src, stack_path, rgb_bands, colour_space) -> None:
 
 def segment_tile(stack_path: str, rgb_bands: list[int], segments_path: str, centroids_path: str, *,
                  spacing: int, compactness: float, block_size: int, colour_space: str = "lab",
-                 white_reflectance: float = WHITE_REFLECTANCE) -> int:
-    """SNIC superpixels of a tile's RGB composite, block by block, plus one centroid per superpixel.
+                 white_reflectance: float = WHITE_REFLECTANCE, method: str = "snic",
+                 threads: int = 1) -> int:
+    """Superpixels (SNIC, or SLIC) of a tile's RGB composite, block by block, plus one centroid each.
 
     ``rgb_bands`` are 1-based indexes into the multi-band uint16 reflectance stack (nodata 0),
     e.g. ``[3, 2, 1]`` for B04 B03 B02.  A pixel that is 0 in *any* band of the stack is nodata:
-    it gets segment 0 and is never absorbed.
+    it gets segment 0 and is never absorbed.  ``method`` is ``"snic"`` (:func:`snic`) or
+    ``"slic"`` (:func:`slic_superpixels`, with ``compactness`` in SLIC's units).
 
     Seams: the tile is read and segmented in independent ``block_size`` x ``block_size`` blocks
     (bounded memory, whatever the tile size), each with its own seed grid whose cells tile the
@@ -385,6 +423,10 @@ def segment_tile(stack_path: str, rgb_bands: list[int], segments_path: str, cent
     a superpixel border: no superpixel crosses it.  A ``block_size`` that is a multiple of
     ``spacing`` keeps the seed step exactly ``spacing``; otherwise the step is adjusted slightly
     per block.  Segment ids are offset per block so they are unique over the tile (1..n).
+
+    ``threads`` blocks are read and segmented at once (the kernel releases the GIL); they are
+    written in block order, so the result does not depend on ``threads``, and at most
+    ``2 * threads`` blocks are held at a time.
 
     Writes ``segments_path`` (int32, nodata 0, tile grid) and ``centroids_path`` (GeoPackage,
     layer ``centroids``, tile CRS): one Point per superpixel with ``segment``, ``row``/``col``
@@ -394,32 +436,51 @@ def segment_tile(stack_path: str, rgb_bands: list[int], segments_path: str, cent
     """
     if int(block_size) < 1:
         raise ValueError(f"block_size must be >= 1 px, got {block_size}")
+    if method not in METHODS:
+        raise ValueError(f"segmentation method must be one of {METHODS}, got {method!r}")
+    if int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    superpixels = snic if method == "snic" else slic_superpixels
     with open_raster(stack_path, "band stack") as src:
         _check_stack(src, stack_path, rgb_bands, colour_space)
         nodata = src.nodata if src.nodata is not None else 0
         band_index = [int(b) - 1 for b in rgb_bands]
         profile = raster_profile(crs=src.crs, transform=src.transform, width=src.width, height=src.height,
                                  dtype="int32", nodata=0, block_size=_tile_edge_for(int(block_size)))
-        schema = {"geometry": "Point",
-                  "properties": {"segment": "int", "row": "float", "col": "float", "n_pixels": "int"}}
-        n_segments = 0
-        with atomic_output(segments_path) as seg_tmp, atomic_output(centroids_path) as cen_tmp, \
-                rasterio.open(seg_tmp, "w", **profile) as dst, \
-                fiona.open(cen_tmp, "w", driver="GPKG", layer="centroids", schema=schema,
-                           crs_wkt=src.crs.to_wkt()) as centroids:
-            dst.set_band_description(1, "SNIC segment id")
-            for window in block_windows(src.width, src.height, int(block_size)):
-                block = src.read(window=window)
-                valid = np.all(block != 0, axis=0)
-                if nodata != 0:
-                    valid &= np.all(block != nodata, axis=0)
-                colour = reflectance_to_colour(np.moveaxis(block[band_index], 0, -1), colour_space,
-                                               white_reflectance)
-                del block
-                labels = snic(colour, spacing, compactness, valid)
-                centroids.writerecords(_centroid_records(labels, n_segments, int(window.row_off),
-                                                         int(window.col_off), src.transform))
-                n_block = int(labels.max()) if labels.size else 0
-                dst.write(np.where(labels > 0, labels + n_segments, 0).astype(np.int32), 1, window=window)
-                n_segments += n_block
-        return n_segments
+        windows = list(block_windows(src.width, src.height, int(block_size)))
+        crs_wkt, transform = src.crs.to_wkt(), src.transform
+    # rasterio datasets must not be shared between threads: one reader per worker thread.
+    readers = threading.local()
+    opened = []
+
+    def segment_block(window):
+        if not hasattr(readers, "src"):
+            readers.src = rasterio.open(stack_path)
+            opened.append(readers.src)
+        block = readers.src.read(window=window)
+        valid = np.all(block != 0, axis=0)
+        if nodata != 0:
+            valid &= np.all(block != nodata, axis=0)
+        colour = reflectance_to_colour(np.moveaxis(block[band_index], 0, -1), colour_space, white_reflectance)
+        del block
+        labels = superpixels(colour, spacing, compactness, valid)
+        return window, labels, block_centroids(labels)
+
+    n_segments = 0
+    try:
+        with ThreadPoolExecutor(max_workers=int(threads)) as pool, \
+                atomic_output(segments_path) as seg_tmp, atomic_output(centroids_path) as cen_tmp, \
+                rasterio.open(seg_tmp, "w", **profile) as dst:
+            dst.set_band_description(1, f"{method.upper()} segment id")
+            pending = iter(windows)
+            while batch := list(islice(pending, 2 * int(threads))):
+                for window, labels, centroids in pool.map(segment_block, batch):
+                    # the first block creates the layer (also when it has no superpixel)
+                    _write_centroids(cen_tmp, n_segments + 1, int(window.row_off), int(window.col_off), centroids,
+                                     transform, crs_wkt, append=window is not windows[0])
+                    dst.write(np.where(labels > 0, labels + n_segments, 0).astype(np.int32), 1, window=window)
+                    n_segments += len(centroids[0])
+    finally:
+        for reader in opened:
+            reader.close()
+    return n_segments

@@ -12,5 +12,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         compactness=p.compactness,
         block_size=p.block_size,
         colour_space=p.colour_space,
+        method=p.method,
+        threads=snakemake.threads,
     )
-    log.info("%d superpixels", n)
+    log.info("%d superpixels (%s)", n, p.method)
