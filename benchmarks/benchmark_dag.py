@@ -6,11 +6,17 @@ Each case runs `snakemake -n --profile profiles/bwcluster` in a temp dir (links 
 empty placeholder band and label files: snakemake needs the user's input files to exist) and
 prints tiles, planned jobs and wall time. The Europe config is generated: the Sentinel-2 tiles
 whose cell meets a lon/lat box (default 9 W - 27 E, 37 - 65 N: 1,110 tiles).
+
+Two columns: "no Slurm" runs with the Slurm commands hidden from PATH, as on a laptop or a CI
+machine (the issue's target); "Slurm tools" with them on PATH, when this machine has them: the
+Slurm plugin then asks `scontrol` for the cluster's settings when it loads, which waits ~9 s for
+a time-out where no controller answers (a login node's controller answers at once).
 """
 
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,9 +30,24 @@ from osmlulc.mgrs import tiles_intersecting
 
 ROOT = Path(__file__).resolve().parent.parent
 LINKS = ("Snakefile", "rules", "workflow", "config", "profiles", "report")
+#: Commands snakemake-executor-plugin-slurm calls.
+SLURM_COMMANDS = {"sacct", "sacctmgr", "sbatch", "scancel", "scontrol", "sinfo", "squeue", "srun", "sshare"}
 
 
-def dry_run(country: dict, code: str, configfile: Path | None) -> tuple[int, float]:
+def path_without_slurm(shim: Path) -> str:
+    """A PATH of one folder linking every program on PATH except the Slurm commands."""
+    shim.mkdir(parents=True, exist_ok=True)
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.scandir(folder):
+            target = shim / entry.name
+            if entry.name not in SLURM_COMMANDS and not os.path.lexists(target):
+                os.symlink(entry.path, target)
+    return str(shim)
+
+
+def dry_run(country: dict, code: str, configfile: Path | None, path: str) -> tuple[int, float]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for name in LINKS:
@@ -46,7 +67,7 @@ def dry_run(country: dict, code: str, configfile: Path | None) -> tuple[int, flo
         start = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/bwcluster",
                                  "--configfile", str(configfile), "--cores", "64"],
-                                cwd=workdir, capture_output=True, text=True)
+                                cwd=workdir, capture_output=True, text=True, env={**os.environ, "PATH": path})
         seconds = time.perf_counter() - start
         if result.returncode:
             raise SystemExit(result.stderr[-3000:])
@@ -62,11 +83,20 @@ def main():
         germany = yaml.safe_load(f)["countries"]["DE"]
     tiles = tiles_intersecting(box(*args.europe_box))
     europe = {**germany, "name": "Europe (benchmark)", "tiles": tiles, "training_tiles": tiles[::100]}
-    print(f"{'case':<10} {'tiles':>6} {'jobs':>7} {'dry run (s)':>12}")
-    for code, country, configfile in (("DE", germany, ROOT / "config" / "countries" / "DE.yaml"),
-                                      ("EU", europe, None)):
-        jobs, seconds = dry_run(country, code, configfile)
-        print(f"{code:<10} {len(country['tiles']):>6} {jobs:>7} {seconds:>12.1f}")
+    with_slurm = shutil.which("sinfo") is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"no Slurm (s)": path_without_slurm(Path(tmp) / "bin")}
+        if with_slurm:
+            paths["Slurm tools (s)"] = os.environ["PATH"]
+        print(f"{'case':<10} {'tiles':>6} {'jobs':>7} " + " ".join(f"{k:>16}" for k in paths))
+        for code, country, configfile in (("DE", germany, ROOT / "config" / "countries" / "DE.yaml"),
+                                          ("EU", europe, None)):
+            times = []
+            for path in paths.values():
+                jobs, seconds = dry_run(country, code, configfile, path)
+                times.append(seconds)
+            print(f"{code:<10} {len(country['tiles']):>6} {jobs:>7} " + " ".join(f"{t:>16.1f}" for t in times),
+                  flush=True)
 
 
 if __name__ == "__main__":

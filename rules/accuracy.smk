@@ -2,30 +2,6 @@
 # against the reference raster of each tile (with the NDWI > 0 / MNDWI > 0 water rules on the same pixels),
 # and the country products against the country reference. Tables are flagged for `snakemake --report`.
 
-# Water index rules compared with the models' water class: name -> (band a, band b) of (a - b) / (a + b) > 0.
-WATER_INDICES = {"ndwi": (BANDS["green"], BANDS["nir"])}
-if BANDS.get("swir1") in STACK_ORDER:
-    WATER_INDICES["mndwi"] = (BANDS["green"], BANDS["swir1"])
-
-
-def get_reference_tile(wildcards):
-    return country_cfg(wildcards.country)["reference"]["tile"].format(tile=wildcards.tile)
-
-
-def get_models(wildcards):
-    return {m: model_path(wildcards.country, m) for m in MODELS}
-
-
-def get_tile_confusions(wildcards):
-    return expand(
-        "results/{country}/accuracy/tiles/{tile}_confusion.npz", country=wildcards.country, tile=tiles_of(wildcards.country)
-    )
-
-
-def get_reference_country(wildcards):
-    return country_cfg(wildcards.country)["reference"]["country"]
-
-
 rule validation_accuracy:
     input:
         unpack(get_models),

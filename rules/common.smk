@@ -1,4 +1,5 @@
-# Config loading and validation, wildcard constraints, and the input functions (get_*) of all rules.
+# Config loading and validation, wildcard constraints, and the settings and input functions (get_*) of
+# every stage (one section per rules/*.smk below), so the stage files hold rules only.
 
 import json
 import sys
@@ -15,7 +16,8 @@ from osmlulc.io import InputError, atomic_output
 from osmlulc.mgrs import tile_grid as mgrs_tile_grid
 from osmlulc.models import sample_patch_size
 from osmlulc.post import own_footprints, tile_footprints_3035
-from osmlulc.validate import config_error_line
+from osmlulc.sentinel2 import resolve_product
+from osmlulc.validate import config_error_line, failures_in_logs, run_status, run_status_rst, write_run_status
 
 
 def stop_on_config_error(message):
@@ -45,8 +47,8 @@ RESNET = config["models"]["resnet"]
 PATCH_SIZE = sample_patch_size(RESNET) if "resnet" in MODELS else 1
 # Outputs depend on the library's code: its version is a param of the rules, so an upgrade reruns them.
 VERSION = osmlulc.__version__
-# Software environments of the rule groups (conda: directives; used with --software-deployment-method
-# conda, ignored otherwise). Paths are relative to rules/.
+# Software environments of the rule groups, for their conda directives (used with
+# --software-deployment-method conda, ignored otherwise). Paths are relative to rules/.
 RASTER_ENV = "../envs/raster.yaml"
 TENSORFLOW_CPU_ENV = "../envs/tensorflow-cpu.yaml"
 TENSORFLOW_GPU_ENV = "../envs/tensorflow-gpu.yaml"
@@ -128,8 +130,9 @@ def get_valid_mask(wildcards):
     return {}
 
 
-def get_band(wildcards):
-    return band_source(wildcards.country, wildcards.tile, wildcards.band)
+def get_resampled_band_sources(wildcards):
+    """The tile's bands that are resampled to 10 m, in RESAMPLED_BANDS order."""
+    return [band_source(wildcards.country, wildcards.tile, b) for b in RESAMPLED_BANDS]
 
 
 def get_reference_band(wildcards):
@@ -222,3 +225,239 @@ def all_targets():
             targets.append(f"results/{country}/accuracy/{country}_accuracy.csv")
         targets += report_targets(country)  # rules/report.smk: quicklooks, plots, config, STAC item
     return targets
+
+
+# ---- settings and functions of rules/accuracy.smk ----------------------------------------------------
+
+# Water index rules compared with the models' water class: name -> (band a, band b) of (a - b) / (a + b) > 0.
+WATER_INDICES = {"ndwi": (BANDS["green"], BANDS["nir"])}
+if BANDS.get("swir1") in STACK_ORDER:
+    WATER_INDICES["mndwi"] = (BANDS["green"], BANDS["swir1"])
+
+
+def get_reference_tile(wildcards):
+    return country_cfg(wildcards.country)["reference"]["tile"].format(tile=wildcards.tile)
+
+
+def get_models(wildcards):
+    return {m: model_path(wildcards.country, m) for m in MODELS}
+
+
+def get_tile_confusions(wildcards):
+    return expand(
+        "results/{country}/accuracy/tiles/{tile}_confusion.npz", country=wildcards.country, tile=tiles_of(wildcards.country)
+    )
+
+
+def get_reference_country(wildcards):
+    return country_cfg(wildcards.country)["reference"]["country"]
+
+
+# ---- settings and functions of rules/demo.smk --------------------------------------------------------
+
+DEMO_COUNTRIES = [cc for cc, c in config["countries"].items() if c["source"] == "demo"]
+
+
+def demo_outputs(country):
+    cfg = country_cfg(country)
+    tiles = list(config["demo"]["tiles"])
+    outputs = {
+        "label": cfg["label_raster"],
+        "boundary": cfg["boundary"],
+        "bands": [cfg["bands"].format(tile=t, band=b) for t in tiles for b in STACK_ORDER],
+    }
+    if "reference" in cfg:
+        outputs["truth_tiles"] = [cfg["reference"]["tile"].format(tile=t) for t in tiles]
+        outputs["truth_country"] = cfg["reference"]["country"]
+    return outputs
+
+
+# ---- settings and functions of rules/inputs.smk ------------------------------------------------------
+
+SENTINEL2 = config.get("sentinel2", {})
+OSM_CLASSES = config.get("osm_classes", "config/osm_classes.yaml")
+
+
+def get_product(wildcards):
+    """The tile's Sentinel-2 product: `products` as a {tile} pattern (may glob) or as a tile -> path mapping."""
+    products = country_cfg(wildcards.country)["products"]
+    if isinstance(products, dict):
+        if wildcards.tile not in products:
+            raise ValueError(f"config: countries.{wildcards.country}.products has no entry for tile {wildcards.tile}")
+        return products[wildcards.tile]
+    return resolve_product(products, wildcards.tile)
+
+
+def reflectance_offset(wildcards):
+    return country_cfg(wildcards.country).get("reflectance_offset")
+
+
+# ---- settings and functions of rules/postprocessing.smk ----------------------------------------------
+
+SIEVE = PRODUCT["sieve"]
+
+
+def get_boundary(wildcards):
+    return country_cfg(wildcards.country)["boundary"]
+
+
+def get_clipped_tiles(wildcards):
+    return expand(
+        "results/{country}/tiles/{tile}/classified_clipped.tif", country=wildcards.country, tile=tiles_of(wildcards.country)
+    )
+
+
+def get_confidence_inputs(wildcards):
+    tile = f"results/{wildcards.country}/tiles/{wildcards.tile}"
+    inputs = {"probabilities": f"{tile}/probabilities_{PRODUCT['model']}.tif"}
+    if PRODUCT["mode"] == "superpixel":
+        inputs["segments"] = f"{tile}/snic_segments.tif"
+    return inputs
+
+
+def get_clipped_confidence_tiles(wildcards):
+    return expand(
+        "results/{country}/tiles/{tile}/confidence_clipped.tif", country=wildcards.country, tile=tiles_of(wildcards.country)
+    )
+
+
+# ---- settings and functions of rules/report.smk ------------------------------------------------------
+
+REPORT_QUICKLOOK_PX = 1024
+# The workflow's own report/ folder, also when the workflow is run through a symlinked Snakefile.
+REPORT_DIR = Path(workflow.current_basedir).resolve().parent / "report"
+
+
+def report_description():
+    """The report's front page: report/workflow.rst plus the run status of the last run (failed tiles).
+
+    The status is written by the onsuccess/onerror handlers (rules/validate.smk), not by a rule,
+    so it is added here when the workflow loads for `snakemake --report`.
+    """
+    page = Path(".snakemake/osmlulc/workflow.rst")
+    status = run_status_rst({cc: f"results/{cc}/run_status.csv" for cc in config["run_countries"]})
+    text = (REPORT_DIR / "workflow.rst").read_text()
+    # raw: a message from a log must not be read as a Jinja template.
+    with atomic_output(page) as tmp:
+        tmp.write_text(f"{text}\n\n{{% raw %}}\n{status}\n{{% endraw %}}\n")
+    return str(page.resolve())
+
+
+def quicklook_products(country):
+    """Final products that get a quicklook: product name -> kind (classes or continuous)."""
+    products = {"classified_sieved": "classes", "confidence": "continuous"}
+    products.update({f"lu{code}_sieved": "classes" for code in PRODUCT["land_use"]})
+    return products
+
+
+def trains_resnet(country):
+    return "resnet" in MODELS and not country_cfg(country).get("models", {}).get("resnet")
+
+
+def report_targets(country):
+    """Everything of a country that the report shows, and the STAC item."""
+    targets = [
+        f"results/{country}/report/{country}_{name}_quicklook.png" for name in quicklook_products(country)
+    ]
+    targets += [
+        f"results/{country}/report/{country}_validation_confusion.png",
+        f"results/{country}/report/{country}_config.yaml",
+        f"results/{country}/{country}_10m_3035_stac_item.json",
+    ]
+    if has_reference(country):
+        targets.append(f"results/{country}/report/{country}_reference_confusion.png")
+    if trains_resnet(country):
+        targets.append(f"results/{country}/report/{country}_resnet_training.png")
+    return targets
+
+
+# ---- settings and functions of rules/samples.smk -----------------------------------------------------
+
+
+def get_label_raster(wildcards):
+    """The labels a label raster is made from: the OSM areas of the extract (osm_pbf) or the prepared raster."""
+    cfg = country_cfg(wildcards.country)
+    if "osm_pbf" in cfg:
+        return f"results/{wildcards.country}/labels/{wildcards.country}_osm_landuse.gpkg"
+    return cfg["label_raster"]
+
+
+def label_coding(wildcards):
+    """osm: burn OSM areas (osmlulc.osm); classes / corine: the coding of a prepared label raster."""
+    cfg = country_cfg(wildcards.country)
+    return "osm" if "osm_pbf" in cfg else cfg.get("label_coding", "classes")
+
+
+# ---- settings and functions of rules/validate.smk ----------------------------------------------------
+
+CHECKS = config["checks"]
+# Bands of a tile that the check reads: the stack bands and the reference band.
+CHECKED_BANDS = list(dict.fromkeys([BANDS["reference"], *STACK_ORDER]))
+# Sources whose band, label and boundary files the user provides (others are made by rules).
+USER_FILE_SOURCES = ("rasters",)
+
+
+def get_checked_inputs(wildcards):
+    """The tile's band files (as the per-tile rules get them), the label raster and the boundary."""
+    cfg = country_cfg(wildcards.country)
+    return {
+        "bands": [band_source(wildcards.country, wildcards.tile, b) for b in CHECKED_BANDS],
+        # Countries labelled from an OSM extract (osm_pbf) have no label raster to check.
+        **({"label_raster": cfg["label_raster"]} if "label_raster" in cfg else {}),
+        "boundary": cfg["boundary"],
+    }
+
+
+def checked_tile_grid(wildcards):
+    """The configured footprint {crs, bounds} of the tile, or None if the country has no grid for it."""
+    try:
+        return tile_grid(wildcards.country).get(wildcards.tile)
+    except KeyError:
+        return None
+
+
+def check_hints(wildcards):
+    """Config keys a user fixes for this tile, named in the check's error line."""
+    cc = wildcards.country
+    return {
+        "bands": f"countries.{cc}.bands",
+        "tiles": f"countries.{cc}.tiles",
+        "training_tiles": f"countries.{cc}.training_tiles",
+    }
+
+
+def checked_inputs_flag(wildcards):
+    return f"results/{wildcards.country}/tiles/{wildcards.tile}/inputs_ok.json"
+
+
+def missing_user_files():
+    """One line per file a user must provide for the countries of this run that does not exist.
+
+    Snakemake cannot build its job graph around a missing input file; say which and what to do.
+    """
+    lines = []
+    for cc in config["run_countries"]:
+        cfg = country_cfg(cc)
+        if cfg["source"] not in USER_FILE_SOURCES:
+            continue
+        for tile in cfg["tiles"]:
+            for band in CHECKED_BANDS:
+                path = band_source(cc, tile, band)
+                if not Path(path).exists():
+                    lines.append(f"osmlulc: inputs (country={cc} tile={tile}): band {band} of tile {tile} is "
+                                 f"missing: {path} does not exist; download it or fix countries.{cc}.bands")
+        for key in ("label_raster", "osm_pbf", "boundary"):
+            if key in cfg and not Path(cfg[key]).exists():
+                lines.append(f"osmlulc: inputs (country={cc}): {key.replace('_', ' ')} {cfg[key]} does not "
+                             f"exist; provide it or fix countries.{cc}.{key}")
+    return lines
+
+
+def write_run_status_of_run(started):
+    """results/{country}/run_status.csv of every country of the run, for failures logged since ``started``."""
+    rows = run_status({cc: tiles_of(cc) for cc in config["run_countries"]}, failures_in_logs("logs", started))
+    for cc in config["run_countries"]:
+        write_run_status([r for r in rows if r["country"] == cc], f"results/{cc}/run_status.csv")
+    failed = [r for r in rows if r["status"] == "failed"]
+    for r in failed:
+        print(f"osmlulc: run status: {r['country']} {r['tile']}: {r['rule']} failed: {r['message']}", file=sys.stderr)

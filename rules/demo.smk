@@ -1,23 +1,6 @@
 # The embedded demo country: Sentinel-2-like tiles, OSM-like labels, ground truth and a boundary,
 # generated deterministically from config["demo"].
 
-DEMO_COUNTRIES = [cc for cc, c in config["countries"].items() if c["source"] == "demo"]
-
-
-def demo_outputs(country):
-    cfg = country_cfg(country)
-    tiles = list(config["demo"]["tiles"])
-    outputs = {
-        "label": cfg["label_raster"],
-        "boundary": cfg["boundary"],
-        "bands": [cfg["bands"].format(tile=t, band=b) for t in tiles for b in STACK_ORDER],
-    }
-    if "reference" in cfg:
-        outputs["truth_tiles"] = [cfg["reference"]["tile"].format(tile=t) for t in tiles]
-        outputs["truth_country"] = cfg["reference"]["country"]
-    return outputs
-
-
 if DEMO_COUNTRIES:
 
     rule demo_data:

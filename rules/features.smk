@@ -2,23 +2,26 @@
 
 
 rule resample:
+    # One job per tile for its six 20 m bands: per-band jobs made 45 % of a country's DAG and
+    # a Slurm job each for a few seconds of work (benchmarks/benchmark_dag.py).
     input:
-        band=get_band,
+        bands=get_resampled_band_sources,
         reference=get_reference_band,
         # rules/validate.smk: a bad tile fails there, in seconds. Not ancient(): when the check reruns
         # (a band was replaced), snakemake does not look at this job's own inputs any more, only at
         # the edge from the check; an ancient edge would leave the tile's chain stale (tests/test_dag.py).
         checked=checked_inputs_flag,
     output:
-        "results/{country}/tiles/{tile}/bands_10m/{band}.tif",
+        expand("results/{{country}}/tiles/{{tile}}/bands_10m/{band}.tif", band=RESAMPLED_BANDS),
     params:
-        band_resolution=lambda w: BANDS["resolution"][w.band],
+        band_names=RESAMPLED_BANDS,
+        band_resolutions=[BANDS["resolution"][b] for b in RESAMPLED_BANDS],
         resampling=BANDS["resampling"],
         version=VERSION,
     log:
-        "logs/resample/{country}_{tile}_{band}.log",
+        "logs/resample/{country}_{tile}.log",
     benchmark:
-        "benchmarks/resample/{country}_{tile}_{band}.tsv"
+        "benchmarks/resample/{country}_{tile}.tsv"
     resources:
         mem_mb=500,
     conda:

@@ -3,28 +3,10 @@
 # turned into the country's mapped land-use areas, from which every label raster is burnt.
 
 from osmlulc.osm import OsmClassTable
-from osmlulc.sentinel2 import resolve_product
-
-SENTINEL2 = config.get("sentinel2", {})
-OSM_CLASSES = config.get("osm_classes", "config/osm_classes.yaml")
 
 # A wrong OSM tag table (unknown class, malformed tag) fails when the workflow loads, not mid-run.
 if any("osm_pbf" in country_cfg(cc) for cc in config["run_countries"]):
     OsmClassTable.from_yaml(OSM_CLASSES, CLASSES)
-
-
-def get_product(wildcards):
-    """The tile's Sentinel-2 product: `products` as a {tile} pattern (may glob) or as a tile -> path mapping."""
-    products = country_cfg(wildcards.country)["products"]
-    if isinstance(products, dict):
-        if wildcards.tile not in products:
-            raise ValueError(f"config: countries.{wildcards.country}.products has no entry for tile {wildcards.tile}")
-        return products[wildcards.tile]
-    return resolve_product(products, wildcards.tile)
-
-
-def reflectance_offset(wildcards):
-    return country_cfg(wildcards.country).get("reflectance_offset")
 
 
 rule sentinel2_band:

@@ -1,19 +1,6 @@
 # Country products: extent clip per tile, mosaic in EPSG:3035, clip by the boundary, label transfer,
 # product merge (OSM label where present, prediction elsewhere), land-use extraction, sieve.
 
-SIEVE = PRODUCT["sieve"]
-
-
-def get_boundary(wildcards):
-    return country_cfg(wildcards.country)["boundary"]
-
-
-def get_clipped_tiles(wildcards):
-    return expand(
-        "results/{country}/tiles/{tile}/classified_clipped.tif", country=wildcards.country, tile=tiles_of(wildcards.country)
-    )
-
-
 rule clip_extent:
     input:
         lambda w: product_tile(w.country, w.tile),
@@ -179,26 +166,15 @@ rule sieve_land_use:
 # through the same extent clip, mosaic and boundary clip as the classification, published as a COG.
 
 
-def get_confidence_inputs(wildcards):
-    tile = f"results/{wildcards.country}/tiles/{wildcards.tile}"
-    inputs = {"probabilities": f"{tile}/probabilities_{PRODUCT['model']}.tif"}
-    if PRODUCT["mode"] == "superpixel":
-        inputs["segments"] = f"{tile}/snic_segments.tif"
-    return inputs
-
-
-def get_clipped_confidence_tiles(wildcards):
-    return expand(
-        "results/{country}/tiles/{tile}/confidence_clipped.tif", country=wildcards.country, tile=tiles_of(wildcards.country)
-    )
-
-
 rule tile_confidence:
+    # Confidence of the product's prediction, clipped to the tile's own extent in the same job
+    # (one job per tile fewer than computing and clipping apart; the unclipped layer is scratch).
     input:
         unpack(get_confidence_inputs),
     output:
-        "results/{country}/tiles/{tile}/confidence.tif",
+        "results/{country}/tiles/{tile}/confidence_clipped.tif",
     params:
+        footprint=own_footprint_wkt,
         version=VERSION,
     log:
         "logs/tile_confidence/{country}_{tile}.log",
@@ -210,27 +186,6 @@ rule tile_confidence:
         RASTER_ENV
     script:
         "../workflow/scripts/tile_confidence.py"
-
-
-rule clip_extent_confidence:
-    input:
-        "results/{country}/tiles/{tile}/confidence.tif",
-    output:
-        "results/{country}/tiles/{tile}/confidence_clipped.tif",
-    params:
-        footprint=own_footprint_wkt,
-        categorical=False,
-        version=VERSION,
-    log:
-        "logs/clip_extent_confidence/{country}_{tile}.log",
-    benchmark:
-        "benchmarks/clip_extent_confidence/{country}_{tile}.tsv"
-    resources:
-        mem_mb=500,
-    conda:
-        RASTER_ENV
-    script:
-        "../workflow/scripts/clip_extent.py"
 
 
 rule merge_confidence:

@@ -2,54 +2,6 @@
 # the run's configuration, and a STAC item per country. Outputs flagged with report() make up
 # `snakemake --report report.html` (captions in report/).
 
-REPORT_QUICKLOOK_PX = 1024
-# The workflow's own report/ folder, also when the workflow is run through a symlinked Snakefile.
-REPORT_DIR = Path(workflow.current_basedir).resolve().parent / "report"
-
-
-def report_description():
-    """The report's front page: report/workflow.rst plus the run status of the last run (failed tiles).
-
-    The status is written by the onsuccess/onerror handlers (rules/validate.smk), not by a rule,
-    so it is added here when the workflow loads for `snakemake --report`.
-    """
-    page = Path(".snakemake/osmlulc/workflow.rst")
-    status = run_status_rst({cc: f"results/{cc}/run_status.csv" for cc in config["run_countries"]})
-    text = (REPORT_DIR / "workflow.rst").read_text()
-    # raw: a message from a log must not be read as a Jinja template.
-    with atomic_output(page) as tmp:
-        tmp.write_text(f"{text}\n\n{{% raw %}}\n{status}\n{{% endraw %}}\n")
-    return str(page.resolve())
-
-
-def quicklook_products(country):
-    """Final products that get a quicklook: product name -> kind (classes or continuous)."""
-    products = {"classified_sieved": "classes", "confidence": "continuous"}
-    products.update({f"lu{code}_sieved": "classes" for code in PRODUCT["land_use"]})
-    return products
-
-
-def trains_resnet(country):
-    return "resnet" in MODELS and not country_cfg(country).get("models", {}).get("resnet")
-
-
-def report_targets(country):
-    """Everything of a country that the report shows, and the STAC item."""
-    targets = [
-        f"results/{country}/report/{country}_{name}_quicklook.png" for name in quicklook_products(country)
-    ]
-    targets += [
-        f"results/{country}/report/{country}_validation_confusion.png",
-        f"results/{country}/report/{country}_config.yaml",
-        f"results/{country}/{country}_10m_3035_stac_item.json",
-    ]
-    if has_reference(country):
-        targets.append(f"results/{country}/report/{country}_reference_confusion.png")
-    if trains_resnet(country):
-        targets.append(f"results/{country}/report/{country}_resnet_training.png")
-    return targets
-
-
 rule quicklook:
     input:
         "results/{country}/{country}_10m_3035_{product}.tif",

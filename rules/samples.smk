@@ -1,20 +1,6 @@
 # OSM labels on each tile grid, and balanced training / validation samples from the training tiles.
 
 
-def get_label_raster(wildcards):
-    """The labels a label raster is made from: the OSM areas of the extract (osm_pbf) or the prepared raster."""
-    cfg = country_cfg(wildcards.country)
-    if "osm_pbf" in cfg:
-        return f"results/{wildcards.country}/labels/{wildcards.country}_osm_landuse.gpkg"
-    return cfg["label_raster"]
-
-
-def label_coding(wildcards):
-    """osm: burn OSM areas (osmlulc.osm); classes / corine: the coding of a prepared label raster."""
-    cfg = country_cfg(wildcards.country)
-    return "osm" if "osm_pbf" in cfg else cfg.get("label_coding", "classes")
-
-
 rule label_tile:
     input:
         labels=get_label_raster,

@@ -6,47 +6,6 @@
 import sys
 import time
 
-from osmlulc.validate import failures_in_logs, run_status, run_status_rst, write_run_status
-
-CHECKS = config["checks"]
-# Bands of a tile that the check reads: the stack bands and the reference band.
-CHECKED_BANDS = list(dict.fromkeys([BANDS["reference"], *STACK_ORDER]))
-# Sources whose band, label and boundary files the user provides (others are made by rules).
-USER_FILE_SOURCES = ("rasters",)
-
-
-def get_checked_inputs(wildcards):
-    """The tile's band files (as the per-tile rules get them), the label raster and the boundary."""
-    cfg = country_cfg(wildcards.country)
-    return {
-        "bands": [band_source(wildcards.country, wildcards.tile, b) for b in CHECKED_BANDS],
-        # Countries labelled from an OSM extract (osm_pbf) have no label raster to check.
-        **({"label_raster": cfg["label_raster"]} if "label_raster" in cfg else {}),
-        "boundary": cfg["boundary"],
-    }
-
-
-def checked_tile_grid(wildcards):
-    """The configured footprint {crs, bounds} of the tile, or None if the country has no grid for it."""
-    try:
-        return tile_grid(wildcards.country).get(wildcards.tile)
-    except KeyError:
-        return None
-
-
-def check_hints(wildcards):
-    """Config keys a user fixes for this tile, named in the check's error line."""
-    cc = wildcards.country
-    return {
-        "bands": f"countries.{cc}.bands",
-        "tiles": f"countries.{cc}.tiles",
-        "training_tiles": f"countries.{cc}.training_tiles",
-    }
-
-
-def checked_inputs_flag(wildcards):
-    return f"results/{wildcards.country}/tiles/{wildcards.tile}/inputs_ok.json"
-
 
 rule check_inputs:
     input:
@@ -75,30 +34,7 @@ rule check_inputs:
         "../workflow/scripts/check_inputs.py"
 
 
-def _missing_user_files():
-    """One line per file a user must provide for the countries of this run that does not exist.
-
-    Snakemake cannot build its job graph around a missing input file; say which and what to do.
-    """
-    lines = []
-    for cc in config["run_countries"]:
-        cfg = country_cfg(cc)
-        if cfg["source"] not in USER_FILE_SOURCES:
-            continue
-        for tile in cfg["tiles"]:
-            for band in CHECKED_BANDS:
-                path = band_source(cc, tile, band)
-                if not Path(path).exists():
-                    lines.append(f"osmlulc: inputs (country={cc} tile={tile}): band {band} of tile {tile} is "
-                                 f"missing: {path} does not exist; download it or fix countries.{cc}.bands")
-        for key in ("label_raster", "osm_pbf", "boundary"):
-            if key in cfg and not Path(cfg[key]).exists():
-                lines.append(f"osmlulc: inputs (country={cc}): {key.replace('_', ' ')} {cfg[key]} does not "
-                             f"exist; provide it or fix countries.{cc}.{key}")
-    return lines
-
-
-_MISSING = _missing_user_files()
+_MISSING = missing_user_files()
 if _MISSING:
     print("\n".join(_MISSING), file=sys.stderr)
     raise SystemExit(1)
@@ -108,18 +44,9 @@ if _MISSING:
 _RUN_STARTED = time.time()
 
 
-def _write_run_status():
-    rows = run_status({cc: tiles_of(cc) for cc in config["run_countries"]}, failures_in_logs("logs", _RUN_STARTED))
-    for cc in config["run_countries"]:
-        write_run_status([r for r in rows if r["country"] == cc], f"results/{cc}/run_status.csv")
-    failed = [r for r in rows if r["status"] == "failed"]
-    for r in failed:
-        print(f"osmlulc: run status: {r['country']} {r['tile']}: {r['rule']} failed: {r['message']}", file=sys.stderr)
-
-
 onsuccess:
-    _write_run_status()
+    write_run_status_of_run(_RUN_STARTED)
 
 
 onerror:
-    _write_run_status()
+    write_run_status_of_run(_RUN_STARTED)

@@ -139,16 +139,27 @@ def to_cog(src_path: str | os.PathLike, dst_path: str | os.PathLike, resampling:
         )
 
 
+@contextlib.contextmanager
+def scratch_file(dst_path: str | os.PathLike) -> Iterator[Path]:
+    """A scratch GeoTIFF beside ``dst_path`` for an intermediate step, removed whatever happens.
+
+    A killed job's stale scratch file of the same output is removed first.
+    """
+    dst_path = Path(dst_path)
+    dst_path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = dst_path.with_name(f".{dst_path.stem}.scratch{os.getpid()}.tif")
+    remove_stale(dst_path.parent, f".{dst_path.stem}.scratch*.tif*")
+    try:
+        yield scratch
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
 def write_as_cog(dst_path: str | os.PathLike, write_gtiff, resampling: str = "nearest") -> None:
     """Run ``write_gtiff(path)`` into a scratch GeoTIFF beside ``dst_path``, then publish it as a COG.
 
     The scratch file is removed whatever happens, and ``dst_path`` appears only when complete.
     """
-    dst_path = Path(dst_path)
-    scratch = dst_path.with_name(f".{dst_path.stem}.scratch{os.getpid()}.tif")
-    remove_stale(dst_path.parent, f".{dst_path.stem}.scratch*.tif*")
-    try:
+    with scratch_file(dst_path) as scratch:
         write_gtiff(scratch)
         to_cog(scratch, dst_path, resampling=resampling)
-    finally:
-        scratch.unlink(missing_ok=True)

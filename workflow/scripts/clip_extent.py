@@ -10,6 +10,5 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         snakemake.input[0],
         shapely.from_wkt(snakemake.params.footprint),
         snakemake.output[0],
-        # categorical=False (the confidence layer): no class table, nodata 0.
-        ClassTable.from_yaml(snakemake.config["classes"]) if snakemake.params.get("categorical", True) else None,
+        ClassTable.from_yaml(snakemake.config["classes"]),
     )

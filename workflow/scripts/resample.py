@@ -1,12 +1,10 @@
 from osmlulc.features import resample_to_grid
 from osmlulc.logs import run_logged
 
-w = snakemake.wildcards
-with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile, band=w.band):
-    resample_to_grid(
-        snakemake.input.band,
-        snakemake.input.reference,
-        snakemake.output[0],
-        band_resolution=snakemake.params.band_resolution,
-        resampling=snakemake.params.resampling,
-    )
+w, p = snakemake.wildcards, snakemake.params
+with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile) as log:
+    for band, source, target, resolution in zip(p.band_names, snakemake.input.bands, snakemake.output,
+                                                p.band_resolutions):
+        resample_to_grid(source, snakemake.input.reference, target, band_resolution=resolution,
+                         resampling=p.resampling)
+        log.info("%s: %s -> %s", band, source, target)
