@@ -27,6 +27,7 @@ import yaml
 from shapely.geometry import box
 
 from osmlulc.mgrs import tiles_intersecting
+from osmlulc.validate import touch_placeholder_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 LINKS = ("Snakefile", "rules", "workflow", "config", "profiles", "report")
@@ -54,13 +55,8 @@ def dry_run(country: dict, code: str, configfile: Path | None, path: str) -> tup
             if (ROOT / name).exists():
                 os.symlink(ROOT / name, workdir / name)
         with open(ROOT / "config" / "config.yaml") as f:
-            bands = yaml.safe_load(f)["bands"]["resolution"]
-        for tile in country["tiles"]:
-            for band in bands:
-                path = workdir / country["bands"].format(tile=tile, band=band)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.touch()
-        (workdir / country["label_raster"]).touch()
+            bands = list(yaml.safe_load(f)["bands"]["resolution"])
+        touch_placeholder_inputs(workdir, country, bands)
         if configfile is None:
             configfile = workdir / f"{code}.yaml"
             configfile.write_text(yaml.safe_dump({"run_countries": [code], "countries": {code: country}}))

@@ -24,7 +24,7 @@ import yaml
 from conftest import ROOT, WORKFLOW_LINKS
 from osmlulc.demo import demo_tile_grid, generate_demo_country
 from osmlulc.io import InputError, to_cog
-from osmlulc.validate import TileInputs, check_tile_inputs
+from osmlulc.validate import TileInputs, check_tile_inputs, touch_placeholder_inputs
 
 BANDS = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20, "B12": 20}
 TILE = "32UNU"
@@ -406,3 +406,14 @@ def test_class_without_training_sample_is_listed_as_absent(tmp_path, table):
     assert set(written.index[written["absent"]]) == set(table.codes.tolist()) - {5, 12}
     assert (written.loc[written["absent"], ["train", "validation"]] == 0).all().all()
     assert len(rows) == len(table)
+
+
+def test_placeholder_inputs_for_a_dry_run_leave_existing_files_alone(tmp_path):
+    country = {"bands": "data/{tile}/{tile}_{band}.jp2", "tiles": ["32UNU", "32UPU"], "label_raster": "data/label.tif"}
+    (tmp_path / "data" / "32UNU").mkdir(parents=True)
+    (tmp_path / "data" / "32UNU" / "32UNU_B02.jp2").write_bytes(b"real data")
+    created = touch_placeholder_inputs(tmp_path, country, ["B02", "B05"])
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in created) == [
+        "data/32UNU/32UNU_B05.jp2", "data/32UPU/32UPU_B02.jp2", "data/32UPU/32UPU_B05.jp2", "data/label.tif"]
+    assert (tmp_path / "data" / "32UNU" / "32UNU_B02.jp2").read_bytes() == b"real data"
+    assert all(p.stat().st_size == 0 for p in created)

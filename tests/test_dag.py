@@ -18,6 +18,7 @@ import rasterio
 import yaml
 
 from conftest import ROOT, WORKFLOW_LINKS
+from osmlulc.validate import touch_placeholder_inputs
 
 COUNTRY = "XD"
 
@@ -60,13 +61,8 @@ def germany_dry_run(tmp_path_factory):
     with open(os.path.join(ROOT, "config", "countries", "DE.yaml")) as f:
         germany = yaml.safe_load(f)["countries"]["DE"]
     with open(os.path.join(ROOT, "config", "config.yaml")) as f:
-        bands = yaml.safe_load(f)["bands"]["resolution"]
-    for tile in germany["tiles"]:
-        for band in bands:
-            path = workdir / germany["bands"].format(tile=tile, band=band)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
-    (workdir / germany["label_raster"]).touch()
+        bands = list(yaml.safe_load(f)["bands"]["resolution"])
+    touch_placeholder_inputs(workdir, germany, bands)
     # --cores: as on a login node (the workflow profile's `cores: all` would cap threads at this machine's).
     result = snakemake(workdir, "-n", "--profile", "profiles/bwcluster", "--configfile", "config/countries/DE.yaml",
                        "--cores", "64")

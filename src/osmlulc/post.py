@@ -145,16 +145,18 @@ def own_footprints(footprints: dict[str, Polygon]) -> dict[str, Polygon]:
     union_bounds = shapely.union_all([footprints[t] for t in ids]).bounds
     reach = 4 * math.hypot(union_bounds[2] - union_bounds[0], union_bounds[3] - union_bounds[1]) + 1.0
     lost: dict[str, list] = {t: [] for t in ids}
-    for n, a in enumerate(ids):
-        for b in ids[n + 1:]:
-            if not footprints[a].intersects(footprints[b]):
-                continue
-            if np.allclose(centres[a], centres[b]):
-                lost[b].append(footprints[a])  # same centre: the smaller id keeps the overlap
-                continue
-            towards_a, towards_b = _bisector_halfplanes(centres[a], centres[b], reach)
-            lost[a].append(footprints[b].intersection(towards_b))
-            lost[b].append(footprints[a].intersection(towards_a))
+    # Overlapping pairs from a spatial index (a country-scale config has over a thousand tiles),
+    # in the order of a nested loop over the sorted ids.
+    geometries = [footprints[t] for t in ids]
+    first, second = shapely.STRtree(geometries).query(geometries, predicate="intersects")
+    pairs = sorted((i, j) for i, j in zip(first.tolist(), second.tolist()) if i < j)
+    for a, b in ((ids[i], ids[j]) for i, j in pairs):
+        if np.allclose(centres[a], centres[b]):
+            lost[b].append(footprints[a])  # same centre: the smaller id keeps the overlap
+            continue
+        towards_a, towards_b = _bisector_halfplanes(centres[a], centres[b], reach)
+        lost[a].append(footprints[b].intersection(towards_b))
+        lost[b].append(footprints[a].intersection(towards_a))
     own = {}
     for t in ids:
         geometry = footprints[t]
