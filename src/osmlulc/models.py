@@ -464,10 +464,18 @@ def train_sklearn(kind: str, train_npz, validation_npz, table: ClassTable, setti
         estimator = _build_rf(settings, seed)
 
     start = time.perf_counter()
-    LOG.info("%s: training on %d pixels of %d bands, classes %s", kind, len(y), x.shape[1], np.unique(y).tolist())
+    codes, counts = np.unique(y, return_counts=True)
+    LOG.info("%s: training on %d pixels of %d bands; samples per class %s", kind, len(y), x.shape[1],
+             dict(zip(codes.tolist(), counts.tolist())))
+    LOG.info("%s: %s", kind, estimator)
     estimator.fit(x, y)
-    val_accuracy = float(np.mean(estimator.predict(validation.centre_spectra) == validation.labels))
-    LOG.info("%s: trained in %.1f s, validation accuracy %.4f", kind, time.perf_counter() - start, val_accuracy)
+    LOG.info("%s: fitted in %.1f s", kind, time.perf_counter() - start)
+    predicted = estimator.predict(validation.centre_spectra)
+    val_accuracy = float(np.mean(predicted == validation.labels))
+    recall = {int(c): round(float(np.mean(predicted[validation.labels == c] == c)), 4)
+              for c in np.unique(validation.labels)}
+    LOG.info("%s: validation accuracy %.4f on %d pixels; recall per class %s", kind, val_accuracy,
+             len(validation.labels), recall)
 
     bundle = {"model": estimator, "classes": table.codes, "bands": list(train.bands), "kind": kind}
     with atomic_output(model_path) as tmp:
