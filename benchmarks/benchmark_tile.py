@@ -361,8 +361,9 @@ def slic_tile(stack_path, config: dict, args) -> dict:
 # Parent: one child process per stage, peak RSS from wait4
 # --------------------------------------------------------------------------------------------
 
-def child_env(threads: int) -> dict:
+def child_env(threads: int, config: dict) -> dict:
     env = dict(os.environ)
+    env["GDAL_CACHEMAX"] = str(config["gdal_cache_mb"])   # as the workflow sets it (rules/common.smk)
     for var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "GDAL_NUM_THREADS"):
         env[var] = str(threads)
@@ -371,13 +372,13 @@ def child_env(threads: int) -> dict:
     return env
 
 
-def run_child(name: str, args) -> dict:
+def run_child(name: str, args, config: dict) -> dict:
     out = Path(args.workdir) / "timings" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, __file__, "--child", name, "--result", str(out)] + args.passthrough
     log = open(Path(args.workdir) / "timings" / f"{name}.log", "w")
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=child_env(args.threads), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=child_env(args.threads, config), stdout=log, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -485,7 +486,7 @@ def main(argv=None) -> None:
 
     results = {}
     for name in [s for s in STAGES + COMPARISONS if s in wanted]:
-        results[name] = run_child(name, args)
+        results[name] = run_child(name, args, config)
         r = results[name]
         print(f"  {name}: {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB  {r.get('note', '')}", flush=True)
     # Earlier results of this workdir fill in stages not rerun now (e.g. training for the comparisons).

@@ -2,6 +2,7 @@
 # every stage (one section per rules/*.smk below), so the stage files hold rules only.
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,8 @@ except WorkflowError as err:
         raise
     stop_on_config_error(config_error_line(err.__context__))
 
+# Every job's scripts inherit this; it bounds GDAL's block cache below the rules' mem_mb.
+os.environ["GDAL_CACHEMAX"] = str(config["gdal_cache_mb"])
 CLASSES = ClassTable.from_yaml(config["classes"])
 BANDS = config["bands"]
 STACK_ORDER = BANDS["stack_order"]

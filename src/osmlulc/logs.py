@@ -26,7 +26,7 @@ def run_logged(log_path: str | os.PathLike, step: str, **where):
     log.setLevel(logging.INFO)
     context = " ".join(f"{k}={v}" for k, v in where.items())
     started = time.perf_counter()
-    log.info("start %s %s", step, context)
+    log.info("start %s %s (GDAL_CACHEMAX %s)", step, context, os.environ.get("GDAL_CACHEMAX", "GDAL default"))
     try:
         yield log
     except InputError as err:

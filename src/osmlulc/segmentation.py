@@ -18,6 +18,7 @@ the input.  :func:`segment_tile` runs it on a Sentinel-2 stack block by block.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 
@@ -426,7 +427,7 @@ def segment_tile(stack_path: str, rgb_bands: list[int], segments_path: str, cent
 
     ``threads`` blocks are read and segmented at once (the kernel releases the GIL); they are
     written in block order, so the result does not depend on ``threads``, and at most
-    ``2 * threads`` blocks are held at a time.
+    ``threads + 1`` blocks are held at a time.
 
     Writes ``segments_path`` (int32, nodata 0, tile grid) and ``centroids_path`` (GeoPackage,
     layer ``centroids``, tile CRS): one Point per superpixel with ``segment``, ``row``/``col``
@@ -472,14 +473,19 @@ def segment_tile(stack_path: str, rgb_bands: list[int], segments_path: str, cent
                 atomic_output(segments_path) as seg_tmp, atomic_output(centroids_path) as cen_tmp, \
                 rasterio.open(seg_tmp, "w", **profile) as dst:
             dst.set_band_description(1, f"{method.upper()} segment id")
+            # A sliding window of futures: the workers go on with the next blocks while this
+            # thread writes the oldest one, and at most threads + 1 blocks are held.
             pending = iter(windows)
-            while batch := list(islice(pending, 2 * int(threads))):
-                for window, labels, centroids in pool.map(segment_block, batch):
-                    # the first block creates the layer (also when it has no superpixel)
-                    _write_centroids(cen_tmp, n_segments + 1, int(window.row_off), int(window.col_off), centroids,
-                                     transform, crs_wkt, append=window is not windows[0])
-                    dst.write(np.where(labels > 0, labels + n_segments, 0).astype(np.int32), 1, window=window)
-                    n_segments += len(centroids[0])
+            in_flight = deque(pool.submit(segment_block, w) for w in islice(pending, int(threads) + 1))
+            while in_flight:
+                window, labels, centroids = in_flight.popleft().result()
+                for w in islice(pending, 1):
+                    in_flight.append(pool.submit(segment_block, w))
+                # the first block creates the layer (also when it has no superpixel)
+                _write_centroids(cen_tmp, n_segments + 1, int(window.row_off), int(window.col_off), centroids,
+                                 transform, crs_wkt, append=window is not windows[0])
+                dst.write(np.where(labels > 0, labels + n_segments, 0).astype(np.int32), 1, window=window)
+                n_segments += len(centroids[0])
     finally:
         for reader in opened:
             reader.close()
