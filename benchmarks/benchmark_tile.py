@@ -32,7 +32,7 @@ STAGES = ["demo", "resample", "combine", "ndwi", "snic", "label", "samples", "tr
           "predict_pixel", "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
           "product_merge", "extract_land_use", "sieve"]
 #: Comparisons (also separate processes): per-patch inference, superpixel algorithms.
-COMPARISONS = ["per_patch_dense", "per_patch_original", "superpixels_crop", "slic_tile", "colour"]
+COMPARISONS = ["per_patch_dense", "per_patch_original", "superpixels_crop", "slic_tile"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,8 +247,6 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         info.update(superpixels_crop(p.stack, config, args))
     elif name == "slic_tile":
         info.update(slic_tile(p.stack, config, args))
-    elif name == "colour":
-        info.update(colour_conversion(p.stack, config))
     else:
         raise ValueError(f"unknown stage {name}")
     return info
@@ -351,33 +349,6 @@ def superpixels_crop(stack_path, config: dict, args) -> dict:
             "rates": {k: {"seconds": s, "mpx_per_s": mpx / s, "segments": n} for k, (s, n) in results.items()}}
 
 
-def colour_conversion(stack_path, config: dict) -> dict:
-    """CIELAB of a 2000 x 2000 px RGB block: scikit-image rgb2lab vs the lookup in osmlulc.segmentation."""
-    import rasterio
-    from rasterio.windows import Window
-    from skimage.color import rgb2lab
-
-    from osmlulc.segmentation import REFLECTANCE_SCALE, WHITE_REFLECTANCE, reflectance_to_colour
-
-    order, seg = config["bands"]["stack_order"], config["segmentation"]
-    with rasterio.open(stack_path) as src:
-        edge = min(2000, src.width, src.height)
-        rgb = src.read([order.index(b) + 1 for b in seg["rgb_bands"]], window=Window(0, 0, edge, edge))
-    rgb = np.ascontiguousarray(np.moveaxis(rgb, 0, -1))
-    reflectance_to_colour(rgb[:8, :8])                  # the lookup table is built once per process
-    start = time.perf_counter()
-    ours = reflectance_to_colour(rgb, "lab")
-    lut_s = time.perf_counter() - start
-    start = time.perf_counter()
-    ref = rgb2lab(np.clip(rgb.astype(np.float32) / np.float32(REFLECTANCE_SCALE * WHITE_REFLECTANCE), 0, 1))
-    skimage_s = time.perf_counter() - start
-    mpx = edge * edge / 1e6
-    return {"mpx": mpx, "rates": {"skimage rgb2lab": mpx / skimage_s, "osmlulc lookup": mpx / lut_s},
-            "max_abs_diff": float(np.abs(ours - ref).max()),
-            "note": f"{edge} px block: rgb2lab {skimage_s:.2f} s, lookup {lut_s:.2f} s "
-                    f"({skimage_s / lut_s:.1f} x), max |dLab| {np.abs(ours - ref).max():.1e}"}
-
-
 def slic_tile(stack_path, config: dict, args) -> dict:
     """segment_tile with method slic (scikit-image) on the whole tile: the workflow's alternative."""
     from osmlulc.segmentation import segment_tile
@@ -478,15 +449,6 @@ def print_comparisons(results: dict, args) -> None:
                   f"{s['seconds']:.1f} | {tile_px / 1e6 / s['seconds']:.3f} | |")
 
 
-def print_colour(results: dict) -> None:
-    if "colour" in results:
-        r = results["colour"]
-        print(f"\n| CIELAB of a {r['mpx']:.0f} Mpx block | Mpx/s |\n| --- | ---: |")
-        for k, v in r["rates"].items():
-            print(f"| {k} | {v:.1f} |")
-        print(f"\nmax |Lab difference| {r['max_abs_diff']:.1e}")
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=10980, help="tile edge in px (default: a real tile, 10980)")
@@ -542,7 +504,6 @@ def main(argv=None) -> None:
           f"{sum(r['process_seconds'] for r in chain) / 60:.1f} min (processes); largest peak RSS "
           f"{max((r['peak_rss_mb'] for r in chain), default=0):.0f} MB")
     print_comparisons(results, args)
-    print_colour(results)
 
 
 if __name__ == "__main__":

@@ -142,17 +142,6 @@ def test_reflectance_to_colour_stretch_and_lab():
         reflectance_to_colour(dn, "hsv")
 
 
-def test_lab_of_uint16_numbers_equals_scikit_image_rgb2lab():
-    from skimage.color import rgb2lab
-
-    dn = np.random.default_rng(3).integers(0, 12000, size=(300, 200, 3), dtype=np.uint16)
-    dn[0, :3] = [[0, 0, 0], [3000, 3000, 3000], [65535, 0, 40]]
-    expected = rgb2lab(np.clip(dn / 3000.0, 0, 1))
-    np.testing.assert_allclose(reflectance_to_colour(dn, "lab"), expected, atol=2e-4)
-    # other integer or float input takes scikit-image's path
-    np.testing.assert_allclose(reflectance_to_colour(dn.astype(np.int32), "lab"), expected, atol=2e-4)
-
-
 # --- segment_tile ---------------------------------------------------------------------------
 
 HEIGHT, WIDTH, BLOCK = 300, 250, 128

@@ -17,7 +17,6 @@ the input.  :func:`segment_tile` runs it on a Sentinel-2 stack block by block.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,6 @@ import pyogrio.raw
 import rasterio
 import shapely
 from skimage.color import rgb2lab
-from skimage.color.colorconv import xyz_from_rgb, xyz_tristimulus_values
 from skimage.segmentation import relabel_sequential, slic
 
 from osmlulc.io import BLOCK_SIZE, InputError, atomic_output, block_windows, open_raster, raster_profile
@@ -309,32 +307,6 @@ def snic(image: np.ndarray, spacing: int, compactness: float, valid: np.ndarray 
     return _snic_kernel(features, valid, seeds, spatial_weight)
 
 
-@functools.lru_cache(maxsize=4)
-def _linear_rgb_lut(scale: float) -> np.ndarray:
-    """Linear sRGB of every uint16 digital number ``dn``, stretched as ``clip(dn / scale, 0, 1)``."""
-    stretched = np.clip(np.arange(65536, dtype=np.float64) / scale, 0.0, 1.0)
-    linear = np.where(stretched > 0.04045, ((stretched + 0.055) / 1.055) ** 2.4, stretched / 12.92)
-    return linear.astype(np.float32)
-
-
-def _lab_from_dn(dn: np.ndarray, scale: float) -> np.ndarray:
-    """CIELAB (D65, 2 degree observer, as skimage's ``rgb2lab``) of (..., 3) uint16 numbers as sRGB.
-
-    The sRGB gamma is a lookup over the 65,536 possible numbers instead of a power per pixel:
-    2.4 x faster than ``rgb2lab`` on a 2000 x 2000 px block, within 1e-4 of it
-    (``tests/test_segmentation.py``; ``benchmarks/benchmark_tile.py --stages colour``).
-    """
-    white = np.asarray(xyz_tristimulus_values(illuminant="D65", observer="2"), dtype=np.float64)
-    to_xyz_over_white = (xyz_from_rgb / white[:, None]).T.astype(np.float32)
-    xyz = _linear_rgb_lut(float(scale))[dn] @ to_xyz_over_white
-    f = np.where(xyz > 0.008856, np.cbrt(xyz), np.float32(7.787) * xyz + np.float32(16 / 116))
-    lab = np.empty_like(xyz)
-    lab[..., 0] = 116 * f[..., 1] - 16
-    lab[..., 1] = 500 * (f[..., 0] - f[..., 1])
-    lab[..., 2] = 200 * (f[..., 1] - f[..., 2])
-    return lab
-
-
 def reflectance_to_colour(rgb: np.ndarray, colour_space: str = "lab",
                           white_reflectance: float = WHITE_REFLECTANCE) -> np.ndarray:
     """(H, W, 3) digital numbers -> float32 colour features for :func:`snic`.
@@ -346,10 +318,7 @@ def reflectance_to_colour(rgb: np.ndarray, colour_space: str = "lab",
     """
     if colour_space not in COLOUR_SPACES:
         raise ValueError(f"colour_space must be one of {COLOUR_SPACES}, got {colour_space!r}")
-    scale = REFLECTANCE_SCALE * white_reflectance
-    if colour_space == "lab" and rgb.dtype == np.uint16:
-        return _lab_from_dn(rgb, scale)
-    stretched = np.clip(rgb.astype(np.float32) / np.float32(scale), 0.0, 1.0)
+    stretched = np.clip(rgb.astype(np.float32) / np.float32(REFLECTANCE_SCALE * white_reflectance), 0.0, 1.0)
     if colour_space == "lab":
         return rgb2lab(stretched).astype(np.float32)
     return stretched
