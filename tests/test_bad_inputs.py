@@ -110,7 +110,10 @@ def test_corrupt_band(country, table, tmp_path):
 def test_truncated_geotiff(country, table, tmp_path):
     path = country / TILE / "B11.tif"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    assert_fails(tile_inputs(country), table, tmp_path, "band B11 of tile 32UNU", "B11.tif", "re-download")
+    message = assert_fails(tile_inputs(country), table, tmp_path, "band B11 of tile 32UNU", "B11.tif")
+    # whether the cut leaves the header readable depends on where GDAL wrote it: either line tells what to do
+    assert "cannot be read" in message and "re-download" in message or \
+        "is damaged or truncated" in message and "download it again" in message, message
 
 
 def test_truncated_cog_fails_on_its_data_not_on_open(country, table, tmp_path):
