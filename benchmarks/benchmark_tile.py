@@ -357,7 +357,7 @@ def slic_tile(stack_path, config: dict, args) -> dict:
     out = Path(args.workdir) / "tile"
     n = segment_tile(str(stack_path), [order.index(b) + 1 for b in seg["rgb_bands"]], str(out / "slic_segments.tif"),
                      str(out / "slic_centroids.gpkg"), spacing=seg["spacing_px"],
-                     compactness=seg.get("slic_compactness", 10), block_size=seg["block_size_px"],
+                     compactness=seg["slic_compactness"], block_size=seg["block_size_px"],
                      colour_space=seg.get("colour_space", "lab"), method="slic", threads=args.threads)
     return {"note": f"{n} superpixels, blocks of {seg['block_size_px']} px, {args.threads} at once"}
 
