@@ -36,7 +36,7 @@ except WorkflowError as err:
     stop_on_config_error(config_error_line(err.__context__))
 
 # Every job's scripts inherit this; it bounds GDAL's block cache below the rules' mem_mb.
-os.environ["GDAL_CACHEMAX"] = str(config["gdal_cache_mb"])
+os.environ.update(GDAL_CACHEMAX=str(config["gdal_cache_mb"]))
 CLASSES = ClassTable.from_yaml(config["classes"])
 BANDS = config["bands"]
 STACK_ORDER = BANDS["stack_order"]

@@ -19,7 +19,7 @@ from rasterio.vrt import WarpedVRT
 from sklearn.metrics import cohen_kappa_score, jaccard_score, precision_recall_fscore_support
 
 from osmlulc.classes import ClassTable
-from osmlulc.io import BLOCK_SIZE, InputError, block_windows, open_raster
+from osmlulc.io import BLOCK_SIZE, InputError, block_windows, open_raster, same_grid
 
 #: Leading columns of :func:`metrics_table`, in order (the per-class F1 columns follow, then n_pixels).
 TABLE_COLUMNS = ("model", "mode", "overall_accuracy", "kappa", "macro_f1", "water_f1", "water_iou")
@@ -38,7 +38,7 @@ def _class_index(values: np.ndarray, index_of_code: np.ndarray) -> np.ndarray:
 
 def _on_grid(stack: ExitStack, src, grid, path, what: str):
     """``src`` itself if it is on ``grid``'s grid, else a nearest-neighbour WarpedVRT onto it."""
-    if (src.crs, src.transform, src.width, src.height) == (grid.crs, grid.transform, grid.width, grid.height):
+    if same_grid(src, grid):
         return src
     if src.crs is None or grid.crs is None:
         raise InputError(f"{what} {path} and the prediction are on different grids and one has no CRS")

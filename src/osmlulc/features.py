@@ -10,7 +10,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
-from osmlulc.io import InputError, atomic_output, block_windows, open_raster, raster_profile
+from osmlulc.io import InputError, atomic_output, block_windows, open_raster, raster_profile, same_grid
 
 #: Relative tolerance when comparing a band's pixel size with the one the config expects.
 _RESOLUTION_TOLERANCE = 1e-6
@@ -77,7 +77,7 @@ def stack_bands(band_paths: Sequence[str | os.PathLike], band_names: Sequence[st
     try:
         ref = sources[0]
         for src, path in zip(sources + ([mask] if mask else []), list(band_paths) + [valid_mask]):
-            if (src.crs, src.transform, src.width, src.height) != (ref.crs, ref.transform, ref.width, ref.height):
+            if not same_grid(src, ref):
                 raise InputError(f"band {path} is not on the grid of {band_paths[0]}; resample it first")
         profile = raster_profile(crs=ref.crs, transform=ref.transform, width=ref.width, height=ref.height,
                                  count=len(sources), dtype=ref.dtypes[0], nodata=0)

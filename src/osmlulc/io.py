@@ -9,6 +9,7 @@ product is a tiled, compressed GeoTIFF.  Readers and writers work block by block
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import shutil
 from pathlib import Path
@@ -38,6 +39,11 @@ def remove_stale(directory: str | os.PathLike, pattern: str) -> None:
             stale.unlink(missing_ok=True)
 
 
+def same_grid(a, b) -> bool:
+    """Whether two open rasters share CRS, transform and size (pixel for pixel the same grid)."""
+    return (a.crs, a.transform, a.width, a.height) == (b.crs, b.transform, b.width, b.height)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
@@ -60,6 +66,14 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def write_csv_rows(path: str | os.PathLike, rows: list[dict], fieldnames: list[str]) -> None:
+    """Write dict rows as CSV with a header, atomically."""
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def raster_profile(

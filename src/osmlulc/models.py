@@ -509,7 +509,9 @@ class Classifier:
         raise NotImplementedError
 
 
-class ResnetClassifier(Classifier):
+class _KerasClassifier(Classifier):
+    """A Keras ResNet; subclasses set ``patch_size`` and how a block is classified."""
+
     kind = "resnet"
 
     #: Patches per model call in :meth:`predict_proba_patches`.
@@ -517,12 +519,24 @@ class ResnetClassifier(Classifier):
 
     def __init__(self, model):
         self.model = model
-        convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
-        # Only un-strided 'valid' convs shrink the field of view, each by (k - 1).
-        self.patch_size = 1 + sum(layer.kernel_size[0] - 1 for layer in convs)
         self.n_classes = int(model.output_shape[-1])
         self.n_bands = int(model.input_shape[-1])
         self.bands = None
+
+    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+        out = [self.model.predict_on_batch(np.asarray(patches[i:i + self.PATCH_BATCH], dtype=np.float32))
+               for i in range(0, len(patches), self.PATCH_BATCH)]
+        return np.concatenate(out).reshape(len(patches), self.n_classes)
+
+
+class ResnetClassifier(_KerasClassifier):
+    """The dense ResNet: a whole block in one fully convolutional call."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+        # Only un-strided 'valid' convs shrink the field of view, each by (k - 1).
+        self.patch_size = 1 + sum(layer.kernel_size[0] - 1 for layer in convs)
 
     def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         # predict_on_batch runs a compiled graph (about 2x faster than an eager call on CPU);
@@ -530,13 +544,8 @@ class ResnetClassifier(Classifier):
         out = self.model.predict_on_batch(np.asarray(block, dtype=np.float32)[None])
         return np.array(out[0], dtype=np.float32)  # a writable copy: callers blank nodata pixels in place
 
-    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
-        out = [self.model.predict_on_batch(np.asarray(patches[i:i + self.PATCH_BATCH], dtype=np.float32))
-               for i in range(0, len(patches), self.PATCH_BATCH)]
-        return np.concatenate(out).reshape(len(patches), self.n_classes)
 
-
-class PatchResnetClassifier(Classifier):
+class PatchResnetClassifier(_KerasClassifier):
     """A fixed-input patch classifier (the original architecture): one patch per pixel.
 
     ``patch_size`` may be even; the pixel sits at index ``P // 2`` of its patch (see
@@ -544,20 +553,9 @@ class PatchResnetClassifier(Classifier):
     the block and classifies them in batches -- the slow path dense inference replaces.
     """
 
-    kind = "resnet"
-    PATCH_BATCH = 1024
-
     def __init__(self, model):
-        self.model = model
+        super().__init__(model)
         self.patch_size = int(model.input_shape[1])
-        self.n_classes = int(model.output_shape[-1])
-        self.n_bands = int(model.input_shape[-1])
-        self.bands = None
-
-    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
-        out = [self.model.predict_on_batch(np.asarray(patches[i:i + self.PATCH_BATCH], dtype=np.float32))
-               for i in range(0, len(patches), self.PATCH_BATCH)]
-        return np.concatenate(out).reshape(len(patches), self.n_classes)
 
     def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         p = self.patch_size

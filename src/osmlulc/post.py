@@ -50,6 +50,7 @@ from osmlulc.io import (
     block_windows,
     open_raster,
     raster_profile,
+    same_grid,
     write_class_colormap,
 )
 
@@ -260,10 +261,6 @@ def _describe(dst, table: ClassTable | None, src) -> None:
         dst.update_tags(1, **src.tags(1))
 
 
-def _same_grid(a, b) -> bool:
-    return (a.crs, a.transform, a.width, a.height) == (b.crs, b.transform, b.width, b.height)
-
-
 def _require_crs(src, path, what: str) -> None:
     if src.crs is None:
         raise InputError(f"{what} {path} has no CRS")
@@ -448,7 +445,7 @@ def merge_product(classified_path, label_path, dst_path, table: ClassTable, *,
     """
     valid_code = table.index_of_code() >= 0
     with open_raster(classified_path, "classification") as cls, open_raster(label_path, "label raster") as label:
-        if not _same_grid(cls, label):
+        if not same_grid(cls, label):
             raise InputError(f"label raster {label_path} is not on the grid of {classified_path}; "
                              "run transfer_labels onto it first")
         profile = _class_profile(cls.crs, cls.transform, cls.width, cls.height)

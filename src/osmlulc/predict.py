@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from osmlulc.classes import ClassTable
 from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, open_raster, raster_profile,
-                        write_class_colormap)
+                        same_grid, write_class_colormap)
 from osmlulc.logs import progress
 from osmlulc.models import Classifier, load_classifier
 
@@ -145,6 +145,11 @@ def _segment_block(segments_src, window: Window, segments_path) -> np.ndarray:
     return seg.astype(np.int64)
 
 
+def _require_segments_grid(seg_src, prob_src, segments_path, probabilities_path) -> None:
+    if not same_grid(seg_src, prob_src):
+        raise InputError(f"segments {segments_path} are not on the grid of {probabilities_path}")
+
+
 def segment_probability_sums(prob_src, seg_src, windows, segments_path) -> tuple[np.ndarray, np.ndarray]:
     """Per-segment sums of the stored probabilities (n_classes, n_ids) and pixels with probabilities (n_ids,).
 
@@ -188,9 +193,7 @@ def tile_confidence(probabilities_path, dst_path, *, segments_path=None, block_s
             seg_src = open_raster(segments_path, "segments")
         try:
             if seg_src is not None:
-                if (seg_src.crs, seg_src.transform, seg_src.width, seg_src.height) != \
-                        (prob_src.crs, prob_src.transform, prob_src.width, prob_src.height):
-                    raise InputError(f"segments {segments_path} are not on the grid of {probabilities_path}")
+                _require_segments_grid(seg_src, prob_src, segments_path, probabilities_path)
                 sums, counts = segment_probability_sums(prob_src, seg_src, windows, segments_path)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     mean_max = np.where(counts > 0, sums.max(axis=0) / np.maximum(counts, 1), 0.0)
@@ -229,9 +232,7 @@ def predict_tile_superpixels(probabilities_path, segments_path, table: ClassTabl
         if prob_src.count != n_classes:
             raise InputError(f"probabilities {probabilities_path} have {prob_src.count} bands, "
                              f"the class table {n_classes} classes")
-        if (seg_src.crs, seg_src.transform, seg_src.width, seg_src.height) != \
-                (prob_src.crs, prob_src.transform, prob_src.width, prob_src.height):
-            raise InputError(f"segments {segments_path} are not on the grid of {probabilities_path}")
+        _require_segments_grid(seg_src, prob_src, segments_path, probabilities_path)
         windows = list(block_windows(prob_src.width, prob_src.height, block_size))
 
         # Pass 1: per-segment sums of probabilities (argmax of the sums = argmax of the means,

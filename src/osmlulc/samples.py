@@ -14,7 +14,6 @@ samples, not on the tile size.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from osmlulc.classes import ClassTable
-from osmlulc.io import InputError, atomic_output, block_windows, open_raster
+from osmlulc.io import InputError, atomic_output, block_windows, open_raster, write_csv_rows
 
 log = logging.getLogger("osmlulc")
 
@@ -235,8 +234,5 @@ def write_sample_summary(sample_paths: dict[str, str | os.PathLike], table: Clas
         row.update({split: counts[split].get(code, 0) for split in sample_paths})
         row["absent"] = "train" in counts and counts["train"].get(code, 0) == 0
         rows.append(row)
-    with atomic_output(dst_path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_rows(dst_path, rows, list(rows[0]))
     return rows

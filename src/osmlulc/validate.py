@@ -35,7 +35,7 @@ from shapely.geometry import box
 
 from osmlulc.classes import ClassTable
 from osmlulc.features import check_band
-from osmlulc.io import InputError, atomic_output, block_windows, open_raster
+from osmlulc.io import InputError, atomic_output, block_windows, open_raster, write_csv_rows
 from osmlulc.post import _read_boundary, label_lookup
 
 log = logging.getLogger("osmlulc")
@@ -316,10 +316,7 @@ def run_status(tiles: dict[str, list[str]], failures: list[dict], results_dir: s
 
 def write_run_status(rows: list[dict], path: str | os.PathLike) -> None:
     """Write run-status rows (see :func:`run_status`) as CSV, atomically."""
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RUN_STATUS_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_rows(path, rows, list(RUN_STATUS_COLUMNS))
 
 
 def run_status_rst(status_csvs: dict[str, str | os.PathLike]) -> str:
