@@ -72,6 +72,20 @@ def _check_config():
         if code not in codes:
             raise ValueError(f"config: product.land_use code {code} is not in the class table {sorted(codes)}; "
                              f"use a code of {config['classes']}")
+    index_definitions = BANDS.get("indices", {})
+    for name, pair in index_definitions.items():
+        for band in pair:
+            if band not in STACK_ORDER:
+                raise ValueError(f"config: bands.indices.{name} uses band {band}, which is not in bands.stack_order")
+    for model in ("resnet", "svm", "rf"):
+        for name in config["models"][model].get("indices", []):
+            if name not in index_definitions:
+                raise ValueError(f"config: models.{model}.indices names {name}, which bands.indices does not define "
+                                 f"({sorted(index_definitions)})")
+    dilations = RESNET.get("dilations")
+    if dilations is not None and len(dilations) != RESNET["n_blocks"]:
+        raise ValueError(f"config: models.resnet.dilations has {len(dilations)} rates for "
+                         f"{RESNET['n_blocks']} blocks (models.resnet.n_blocks); give one per block")
     if RESNET.get("architecture") == "original" and (RESNET["original"]["depth"] - 2) % 9:
         raise ValueError(f"config: models.resnet.original.depth must be 9 n + 2, got {RESNET['original']['depth']}")
     if PRODUCT["model"] not in MODELS or PRODUCT["mode"] not in MODES:
@@ -153,11 +167,16 @@ def get_stack_bands(wildcards):
 
 
 def get_training_tiles(wildcards):
+    """Stacks and label rasters of the training tiles; their superpixels too for superpixel sampling."""
     tiles = country_cfg(wildcards.country)["training_tiles"]
-    return {
+    inputs = {
         "stacks": expand("results/{country}/tiles/{tile}/stack_10m.tif", country=wildcards.country, tile=tiles),
         "labels": expand("results/{country}/tiles/{tile}/label.tif", country=wildcards.country, tile=tiles),
     }
+    if config["samples"].get("method") == "superpixel":
+        for name, kind in (("segments", "snic_segments.tif"), ("centroids", "snic_centroids.gpkg")):
+            inputs[name] = expand(f"results/{{country}}/tiles/{{tile}}/{kind}", country=wildcards.country, tile=tiles)
+    return inputs
 
 
 def model_path(country, model):

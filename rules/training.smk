@@ -12,6 +12,7 @@ rule train_resnet:
         history="results/{country}/models/resnet_history.csv",
     params:
         settings=MODEL_CFG["resnet"],
+        index_definitions=BANDS.get("indices", {}),
         seed=MODEL_CFG["seed"],
         version=VERSION,
     log:
@@ -37,6 +38,7 @@ rule train_sklearn:
         model="svm|rf",
     params:
         settings=lambda w: MODEL_CFG[w.model],
+        index_definitions=BANDS.get("indices", {}),
         seed=MODEL_CFG["seed"],
         version=VERSION,
     log:

@@ -21,6 +21,7 @@ TensorFlow is imported lazily, so training or using the scikit-learn models neve
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import os
 import time
@@ -58,6 +59,9 @@ class Samples:
     labels: np.ndarray    # (N,) uint8 class codes
     targets: np.ndarray   # (N,) int32 position of each label in the class table
     bands: tuple[str, ...]
+    #: (N, K, K) uint8 class codes of the clean labelled pixels around each sample (0: not a target),
+    #: K odd; None when the samples were drawn without label chips (``samples.chip_px: 1``).
+    label_chips: np.ndarray | None = None
 
     @property
     def centre_spectra(self) -> np.ndarray:
@@ -77,6 +81,7 @@ def load_samples(path: str | os.PathLike, table: ClassTable) -> Samples:
             if missing:
                 raise InputError(f"samples {path} lack the arrays {missing}; regenerate them")
             patches, labels, bands = data["patches"], data["labels"], data["bands"]
+            label_chips = data["label_chips"] if "label_chips" in data else None
     except (OSError, ValueError) as err:
         if isinstance(err, InputError):
             raise
@@ -92,7 +97,9 @@ def load_samples(path: str | os.PathLike, table: ClassTable) -> Samples:
     if (targets < 0).any():
         unknown = sorted(set(labels[targets < 0].tolist()))
         raise InputError(f"samples {path}: label codes {unknown} are not in the class table")
-    return Samples(patches, labels.astype(np.uint8), targets, tuple(str(b) for b in bands))
+    if label_chips is not None and (label_chips.shape[0] != len(labels) or label_chips.ndim != 3):
+        raise InputError(f"samples {path}: label chips of shape {label_chips.shape} do not match {len(labels)} samples")
+    return Samples(patches, labels.astype(np.uint8), targets, tuple(str(b) for b in bands), label_chips)
 
 
 def check_same_bands(train: Samples, validation: Samples, validation_path) -> None:
@@ -143,11 +150,26 @@ def _keras():
     return keras
 
 
-def resnet_patch_size(n_blocks: int, kernel_size: int) -> int:
-    """Receptive field (= patch edge) of :func:`build_resnet`: one stem conv + two convs per block."""
+def block_dilations(n_blocks: int, dilations=None) -> list[int]:
+    """Dilation rate of each residual block (both of its convs): ``dilations`` or 1 for every block."""
+    if dilations is None:
+        return [1] * n_blocks
+    dilations = [int(d) for d in dilations]
+    if len(dilations) != n_blocks or any(d < 1 for d in dilations):
+        raise ValueError(f"resnet: dilations must give one rate >= 1 per block ({n_blocks}), got {dilations}")
+    return dilations
+
+
+def resnet_patch_size(n_blocks: int, kernel_size: int, dilations=None) -> int:
+    """Receptive field (= patch edge) of :func:`build_resnet`: one stem conv + two convs per block.
+
+    A 'valid' k x k conv of dilation d trims (k - 1) d / 2 px per side, so the field is
+    ``1 + (k - 1)(1 + 2 sum(d))``: 15 px for three undilated blocks of 3 x 3 convs, 31 px for
+    dilations [1, 2, 4] at the same cost per output pixel.
+    """
     if n_blocks < 0 or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"resnet: n_blocks must be >= 0 and kernel_size odd >= 1, got {n_blocks}, {kernel_size}")
-    return 1 + (kernel_size - 1) * (1 + 2 * n_blocks)
+    return 1 + (kernel_size - 1) * (1 + 2 * sum(block_dilations(n_blocks, dilations)))
 
 
 #: Architectures of ``models.resnet.architecture``.
@@ -165,7 +187,7 @@ def resnet_input_patch_size(settings: dict) -> int:
     """Patch edge the configured ResNet classifies (``models.resnet`` settings of either architecture)."""
     if resnet_architecture(settings) == "original":
         return int(settings["original"]["patch_size"])
-    return resnet_patch_size(settings["n_blocks"], settings["kernel_size"])
+    return resnet_patch_size(settings["n_blocks"], settings["kernel_size"], settings.get("dilations"))
 
 
 def sample_patch_size(settings: dict) -> int:
@@ -175,36 +197,117 @@ def sample_patch_size(settings: dict) -> int:
 
 
 def build_resnet(n_bands: int, n_classes: int, *, n_blocks: int, kernel_size: int, filters: int,
-                 band_mean=None, band_variance=None):
+                 band_mean=None, band_variance=None, dilations=None, index_pairs=(), dropout: float = 0.0):
     """Fully convolutional pre-activation ResNet (resnet_v2 style) for exact dense inference.
 
-    Input: raw reflectance x 10000 as float32, shape (h, w, n_bands); a Normalization layer
-    inside the model scales it (``band_mean`` / ``band_variance`` per band; by default the
-    digital numbers are mapped to reflectance).  Output: per-pixel softmax over ``n_classes``,
-    shape (h - P + 1, w - P + 1, n_classes) with P = :func:`resnet_patch_size`.
+    Input: raw reflectance x 10000 as float32, shape (h, w, n_bands).  ``index_pairs`` (band
+    positions (a, b)) append the normalised differences (a - b) / (a + b) as extra channels
+    (:class:`SpectralIndices`: NDVI, NDWI, ...); a Normalization layer inside the model scales the
+    bands and indices (``band_mean`` / ``band_variance`` per channel; by default the digital
+    numbers are mapped to reflectance).  ``dilations``: one rate per block, for a larger
+    receptive field at the same cost per pixel.  ``dropout`` acts before the 1 x 1 head (training
+    only).  Output: per-pixel softmax over ``n_classes``, shape (h - P + 1, w - P + 1, n_classes)
+    with P = :func:`resnet_patch_size`.
     """
     keras = _keras()
     layers = keras.layers
-    patch = resnet_patch_size(n_blocks, kernel_size)
-    # Two 'valid' k x k convs trim (k - 1) / 2 px per side each, so the shortcut drops k - 1 per side.
-    shortcut_crop = kernel_size - 1
+    rates = block_dilations(n_blocks, dilations)
+    patch = resnet_patch_size(n_blocks, kernel_size, rates)
+    n_channels = n_bands + len(index_pairs)
+
+    def conv(n_filters, name, rate=1, size=kernel_size, **kwargs):
+        return layers.Conv2D(n_filters, size, padding="valid", dilation_rate=rate, kernel_initializer="he_normal",
+                             name=name, **kwargs)
 
     inputs = keras.Input(shape=(None, None, n_bands), dtype="float32", name="reflectance")
-    x = _normalization(layers, n_bands, band_mean, band_variance)(inputs)
-    x = layers.Conv2D(filters, kernel_size, padding="valid", kernel_initializer="he_normal", name="stem_conv")(x)
-    for i in range(n_blocks):
-        shortcut = layers.Cropping2D(shortcut_crop, name=f"block{i}_shortcut_crop")(x)
+    x = inputs
+    if index_pairs:
+        x = layers.Concatenate(name="bands_and_indices")([x, SpectralIndices(index_pairs, name="spectral_indices")(x)])
+    x = _normalization(layers, n_channels, band_mean, band_variance)(x)
+    x = conv(filters, "stem_conv")(x)
+    for i, rate in enumerate(rates):
+        # Two 'valid' k x k convs of dilation d trim (k - 1) d / 2 px per side each.
+        shortcut = layers.Cropping2D((kernel_size - 1) * rate, name=f"block{i}_shortcut_crop")(x)
         y = x
         for j in range(2):
             y = layers.BatchNormalization(name=f"block{i}_bn{j}")(y)
             y = layers.ReLU(name=f"block{i}_relu{j}")(y)
-            y = layers.Conv2D(filters, kernel_size, padding="valid", kernel_initializer="he_normal",
-                              name=f"block{i}_conv{j}")(y)
+            y = conv(filters, f"block{i}_conv{j}", rate)(y)
         x = layers.Add(name=f"block{i}_add")([shortcut, y])
     x = layers.BatchNormalization(name="head_bn")(x)
     x = layers.ReLU(name="head_relu")(x)
-    outputs = layers.Conv2D(n_classes, 1, activation="softmax", name="class_probabilities")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = conv(n_classes, "class_probabilities", size=1, activation="softmax")(x)
     return keras.Model(inputs, outputs, name=f"osmlulc_resnet_p{patch}")
+
+
+def spectral_indices(bands: np.ndarray, index_pairs) -> np.ndarray:
+    """(..., B) reflectance -> (..., len(index_pairs)) normalised differences (a - b) / (a + b), 0 where a + b = 0."""
+    bands = np.asarray(bands, dtype=np.float32)
+    out = []
+    for a, b in index_pairs:
+        num, den = bands[..., a] - bands[..., b], bands[..., a] + bands[..., b]
+        out.append(np.where(den != 0, num / np.where(den != 0, den, 1), 0).astype(np.float32))
+    return np.stack(out, axis=-1) if out else np.zeros(bands.shape[:-1] + (0,), np.float32)
+
+
+def with_indices(bands: np.ndarray, index_pairs=()) -> np.ndarray:
+    """(..., B) bands followed by their :func:`spectral_indices` channels (the models' input features)."""
+    bands = np.asarray(bands, dtype=np.float32)
+    if not index_pairs:
+        return bands
+    return np.concatenate([bands, spectral_indices(bands, index_pairs)], axis=-1)
+
+
+def index_pairs_for(bands, indices, definitions: dict) -> list[tuple[int, int]]:
+    """Band positions (a, b) of each named index (``definitions``: name -> [band a, band b]) in ``bands``."""
+    bands = list(bands)
+    pairs = []
+    for name in indices or []:
+        if name not in definitions:
+            raise ValueError(f"spectral index {name!r} is not defined in bands.indices {sorted(definitions)}")
+        a, b = definitions[name]
+        missing = [x for x in (a, b) if x not in bands]
+        if missing:
+            raise InputError(f"spectral index {name} needs bands {missing}, which the samples lack ({bands})")
+        pairs.append((bands.index(a), bands.index(b)))
+    return pairs
+
+
+@functools.lru_cache(maxsize=None)
+def _spectral_indices_layer():
+    """The SpectralIndices Keras layer class, defined and registered once (keras is imported lazily)."""
+    keras = _keras()
+
+    @keras.saving.register_keras_serializable(package="osmlulc")
+    class SpectralIndices(keras.layers.Layer):
+        """Normalised differences (a - b) / (a + b) of band pairs, per pixel (0 where a + b = 0)."""
+
+        def __init__(self, index_pairs, **kwargs):
+            super().__init__(**kwargs)
+            self.index_pairs = [tuple(int(i) for i in pair) for pair in index_pairs]
+
+        def call(self, x):
+            ops = keras.ops
+            out = []
+            for a, b in self.index_pairs:
+                num, den = x[..., a] - x[..., b], x[..., a] + x[..., b]
+                safe = ops.where(ops.equal(den, 0), ops.ones_like(den), den)
+                out.append(ops.where(ops.equal(den, 0), ops.zeros_like(den), num / safe))
+            return ops.stack(out, axis=-1)
+
+        def compute_output_shape(self, input_shape):
+            return (*input_shape[:-1], len(self.index_pairs))
+
+        def get_config(self):
+            return {**super().get_config(), "index_pairs": [list(p) for p in self.index_pairs]}
+
+    return SpectralIndices
+
+
+def SpectralIndices(index_pairs, **kwargs):  # noqa: N802 (a layer factory: keras is imported lazily)
+    return _spectral_indices_layer()(index_pairs, **kwargs)
 
 
 def _normalization(layers, n_bands: int, band_mean, band_variance):
@@ -301,16 +404,96 @@ def write_history(history: dict, path: str | os.PathLike) -> None:
             writer.writerow([epoch + 1, *(repr(float(history[c][epoch])) for c in columns)])
 
 
+#: The 8 flips / rotations of a square patch (the dihedral group D4): (number of 90 degree turns, mirrored).
+DIHEDRAL = tuple((turns, mirrored) for mirrored in (False, True) for turns in range(4))
+
+
+def dihedral(patches: np.ndarray, g: int) -> np.ndarray:
+    """Transform ``g`` (0..7) of (N, P, P, B) patches: ``g % 4`` quarter turns, mirrored when ``g >= 4``.
+
+    Each keeps the centre pixel in place (P odd), so a patch's label is unchanged, and land cover
+    has no preferred orientation at 10 m: the 8 copies are equally valid training samples.
+    """
+    turns, mirrored = DIHEDRAL[g]
+    out = np.flip(patches, axis=2) if mirrored else patches
+    return np.rot90(out, k=turns, axes=(1, 2))
+
+
+def augment_batch(patches: np.ndarray, rng: np.random.Generator, *aligned: np.ndarray):
+    """Each patch of a batch under one of the 8 :func:`dihedral` transforms, drawn at random per patch.
+
+    ``aligned`` arrays (N, K, K, ...) -- label chips and their weights -- get the same transform as
+    their patch; with them, a tuple (patches, *aligned) is returned.
+    """
+    choice = rng.integers(0, len(DIHEDRAL), size=len(patches))
+    arrays = (patches, *aligned)
+    outs = [np.empty_like(a) for a in arrays]
+    for g in range(len(DIHEDRAL)):
+        sel = choice == g
+        if sel.any():
+            for a, out in zip(arrays, outs):
+                out[sel] = dihedral(a[sel], g)
+    return tuple(outs) if aligned else outs[0]
+
+
+def _patch_batches(keras, patches, targets, weights, batch_size: int, *, augment: bool, seed: int):
+    """A Keras PyDataset over uint16 patches: shuffled every epoch (seeded), converted to float32 per
+    batch (memory stays that of the uint16 samples), optionally augmented by the 8 flips / rotations.
+    ``targets`` / ``weights`` are (N,) or, for label chips, (N, K, K) (transformed with their patch)."""
+
+    class PatchBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(targets))
+
+        def __len__(self):
+            return -(-len(targets) // batch_size)
+
+        def __getitem__(self, i):
+            idx = np.sort(self.order[i * batch_size:(i + 1) * batch_size])
+            x, y, w = patches[idx], targets[idx], weights[idx]
+            if augment:
+                if y.ndim == 3:
+                    x, y, w = augment_batch(x, self.rng, y, w)
+                else:
+                    x = augment_batch(x, self.rng)
+            return x.astype(np.float32), y, w
+
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(targets))
+
+    return PatchBatches()
+
+
+def _optimizer(keras, settings: dict, steps_per_epoch: int):
+    """Adam (AdamW with ``weight_decay`` > 0), at a constant or cosine-decaying learning rate."""
+    rate = float(settings["learning_rate"])
+    schedule = settings.get("lr_schedule", "constant")
+    if schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, steps_per_epoch * settings["epochs"]),
+                                                      alpha=0.05)
+    elif schedule != "constant":
+        raise ValueError(f"resnet: lr_schedule must be constant or cosine, got {schedule!r}")
+    decay = float(settings.get("weight_decay", 0.0) or 0.0)
+    if decay:
+        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=decay)
+    return keras.optimizers.Adam(learning_rate=rate)
+
+
 def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, seed: int,
-                 model_path, history_path) -> dict:
+                 model_path, history_path, *, index_definitions: dict | None = None) -> dict:
     """Train the ResNet patch classifier and save it (.keras) with its per-epoch history (CSV).
 
     ``settings``: architecture (``dense``, the default, or ``original``), n_blocks, kernel_size,
-    filters (dense), original {depth, kernel_size, patch_size, filters}, and for both epochs,
-    batch_size, learning_rate.  The model has one output per class of ``table`` (also for
-    classes without samples); the loss is weighted so that every present class counts the
-    same.  Training is reproducible for a given ``seed`` (Keras seeds + TensorFlow op
-    determinism).  Both architectures share this code; only the network differs.
+    filters, dilations (dense), original {depth, kernel_size, patch_size, filters}, and for both
+    epochs, batch_size, learning_rate, lr_schedule (constant | cosine), weight_decay (AdamW),
+    dropout (dense), augment (the 8 flips / rotations of every patch, drawn per batch),
+    early_stopping ({monitor, patience} or None: the weights of the best epoch on the spatial
+    validation samples are restored), indices (names of ``index_definitions``: extra channels, dense).
+    The model has one output per class of ``table`` (also for classes without samples); the loss
+    is weighted so that every present class counts the same, on the validation samples too.
+    Training is reproducible for a given ``seed`` (Keras seeds + TensorFlow op determinism).
     """
     _require(settings, ("n_blocks", "kernel_size", "filters", "epochs", "batch_size", "learning_rate"), "resnet")
     architecture = resnet_architecture(settings)
@@ -326,14 +509,26 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
     validation = load_samples(validation_npz, table)
     check_same_bands(train, validation, validation_npz)
     patch = resnet_input_patch_size(settings)
-    x_train = centre_crop(train.patches, patch).astype(np.float32)
+    n_classes = len(table)
+    # Label chips: the dense model is trained on (P + K - 1)^2 inputs against every clean labelled pixel
+    # of the K x K chip (per-pixel weights, 0 where unlabelled), validated on the centre pixels.
+    chips = train.label_chips if architecture == "dense" and train.label_chips is not None else None
+    if chips is not None and chips.shape[1] == 1:
+        chips = None
+    chip = 1 if chips is None else chips.shape[1]
+    x_train = centre_crop(train.patches, patch + chip - 1)   # uint16 views: batches are converted one at a time
     x_val = centre_crop(validation.patches, patch).astype(np.float32)
-    n_bands, n_classes = x_train.shape[-1], len(table)
+    n_bands = x_train.shape[-1]
+    pairs = index_pairs_for(train.bands, settings.get("indices"), index_definitions or {})
+    if pairs and architecture == "original":
+        LOG.warning("resnet: indices %s are ignored by the original architecture (dense only)", settings.get("indices"))
+        pairs = []
 
-    # Per-band scaling from the training pixels (float64 sums: exact enough and order-independent).
-    pixels = x_train.reshape(-1, n_bands)
+    # Per-channel scaling from the training pixels (float64 sums: exact enough and order-independent).
+    pixels = with_indices(centre_crop(x_train, patch).reshape(-1, n_bands), pairs)
     band_mean = pixels.mean(axis=0, dtype=np.float64)
     band_variance = pixels.var(axis=0, dtype=np.float64)
+    del pixels
     if architecture == "original":
         original = settings["original"]
         model = build_original_resnet(n_bands, n_classes, depth=original["depth"],
@@ -342,22 +537,55 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
         training_model = model
     else:
         model = build_resnet(n_bands, n_classes, n_blocks=settings["n_blocks"], kernel_size=settings["kernel_size"],
-                             filters=settings["filters"], band_mean=band_mean, band_variance=band_variance)
-        # Train through a fixed-size view whose (1, 1, C) output is flattened to (C,), so labels stay (N,).
-        patch_input = keras.Input(shape=(patch, patch, n_bands), dtype="float32")
-        training_model = keras.Model(patch_input, keras.layers.Reshape((n_classes,))(model(patch_input)))
-    training_model.compile(optimizer=keras.optimizers.Adam(learning_rate=settings["learning_rate"]),
-                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    sample_weight = balanced_class_weights(train.targets, n_classes)[train.targets].astype(np.float32)
+                             filters=settings["filters"], band_mean=band_mean, band_variance=band_variance,
+                             dilations=settings.get("dilations"), index_pairs=pairs,
+                             dropout=float(settings.get("dropout", 0.0) or 0.0))
+        if chips is None:
+            # Train through a fixed-size view whose (1, 1, C) output is flattened to (C,), so labels stay (N,).
+            patch_input = keras.Input(shape=(patch, patch, n_bands), dtype="float32")
+            training_model = keras.Model(patch_input, keras.layers.Reshape((n_classes,))(model(patch_input)))
+        else:
+            training_model = model
+    if chips is None:
+        targets = train.targets
+        class_weights = balanced_class_weights(targets, n_classes)
+        sample_weight = class_weights[targets].astype(np.float32)
+        val_targets = validation.targets
+    else:
+        chip_index = table.index_of_code()[chips.astype(np.intp)]
+        labelled = chip_index >= 0
+        class_weights = balanced_class_weights(chip_index[labelled], n_classes)
+        targets = np.where(labelled, chip_index, 0).astype(np.int32)
+        sample_weight = np.where(labelled, class_weights[targets], 0).astype(np.float32)
+        val_targets = validation.targets.reshape(-1, 1, 1)
+        LOG.info("resnet: label chips of %d x %d px: %d labelled target pixels (%.1f per sample)", chip, chip,
+                 int(labelled.sum()), labelled.sum() / len(targets))
+    val_weight = class_weights[validation.targets].astype(np.float32).reshape(val_targets.shape)
+    batches = _patch_batches(keras, x_train, targets, sample_weight, int(settings["batch_size"]),
+                             augment=bool(settings.get("augment", False)), seed=seed)
+    training_model.compile(optimizer=_optimizer(keras, settings, len(batches)),
+                           loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
 
-    LOG.info("resnet (%s): %d training / %d validation patches of %d x %d px, %d bands, %d classes "
-             "(%d present), %d parameters", architecture, len(x_train), len(x_val), patch, patch, n_bands, n_classes,
-             len(np.unique(train.targets)), model.count_params())
-    fit = training_model.fit(x_train, train.targets, sample_weight=sample_weight,
-                             validation_data=(x_val, validation.targets),
-                             epochs=settings["epochs"], batch_size=settings["batch_size"], shuffle=True,
-                             verbose=0, callbacks=[_epoch_logger(keras, settings["epochs"])])
+    callbacks = [_epoch_logger(keras, settings["epochs"])]
+    stopping = settings.get("early_stopping")
+    if stopping:
+        early = keras.callbacks.EarlyStopping(monitor=stopping.get("monitor", "val_loss"),
+                                              patience=int(stopping.get("patience", 3)),
+                                              restore_best_weights=True)
+        callbacks.append(early)
+    LOG.info("resnet (%s): %d training / %d validation patches of %d x %d px, %d bands + %d indices, %d classes "
+             "(%d present), %d parameters, augmentation %s, early stopping %s", architecture, len(x_train),
+             len(x_val), patch, patch, n_bands, len(pairs), n_classes, len(np.unique(train.targets)),
+             model.count_params(), bool(settings.get("augment", False)), stopping or "off")
+    fit = training_model.fit(batches, validation_data=(x_val, val_targets, val_weight),
+                             epochs=settings["epochs"], verbose=0, callbacks=callbacks)
     history = fit.history
+    n_epochs = len(history["loss"])
+    best = n_epochs - 1
+    if stopping:
+        best = int(early.best_epoch)
+        LOG.info("resnet: early stopping on %s: best epoch %d of %d run (%s %.4f); its weights are kept",
+                 early.monitor, best + 1, n_epochs, early.monitor, history[early.monitor][best])
 
     with atomic_output(model_path) as tmp:
         model.save(tmp)
@@ -365,11 +593,12 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
     return {
         "kind": "resnet",
         "architecture": architecture,
-        "val_accuracy": float(history["val_accuracy"][-1]),
-        "val_loss": float(history["val_loss"][-1]),
-        "accuracy": float(history["accuracy"][-1]),
-        "loss": float(history["loss"][-1]),
-        "epochs": len(history["loss"]),
+        "val_accuracy": float(history["val_accuracy"][best]),
+        "val_loss": float(history["val_loss"][best]),
+        "accuracy": float(history["accuracy"][best]),
+        "loss": float(history["loss"][best]),
+        "epochs": n_epochs,
+        "best_epoch": best + 1,
         "patch_size": patch,
         "n_parameters": int(model.count_params()),
         "n_train": len(x_train),
@@ -440,7 +669,7 @@ def _drop_singleton_classes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, n
 
 
 def train_sklearn(kind: str, train_npz, validation_npz, table: ClassTable, settings: dict, seed: int,
-                  model_path) -> dict:
+                  model_path, *, index_definitions: dict | None = None) -> dict:
     """Train an SVM (``kind='svm'``) or random forest (``'rf'``) on centre-pixel spectra and save it.
 
     The joblib file holds ``{"model", "classes" (table codes), "bands", "kind"}``; the estimator's
@@ -453,7 +682,8 @@ def train_sklearn(kind: str, train_npz, validation_npz, table: ClassTable, setti
     check_same_bands(train, validation, validation_npz)
     rng = np.random.default_rng(seed)
     keep = _subsample(len(train.labels), settings.get("max_train_samples"), rng)
-    x, y = train.centre_spectra[keep], train.labels[keep]
+    pairs = index_pairs_for(train.bands, settings.get("indices"), index_definitions or {})
+    x, y = with_indices(train.centre_spectra[keep], pairs), train.labels[keep]
     if len(np.unique(y)) < 2:
         raise InputError(f"samples {train_npz} hold a single class ({np.unique(y).tolist()}); "
                          "a classifier needs at least two")
@@ -470,14 +700,15 @@ def train_sklearn(kind: str, train_npz, validation_npz, table: ClassTable, setti
     LOG.info("%s: %s", kind, estimator)
     estimator.fit(x, y)
     LOG.info("%s: fitted in %.1f s", kind, time.perf_counter() - start)
-    predicted = estimator.predict(validation.centre_spectra)
+    predicted = estimator.predict(with_indices(validation.centre_spectra, pairs))
     val_accuracy = float(np.mean(predicted == validation.labels))
     recall = {int(c): round(float(np.mean(predicted[validation.labels == c] == c)), 4)
               for c in np.unique(validation.labels)}
     LOG.info("%s: validation accuracy %.4f on %d pixels; recall per class %s", kind, val_accuracy,
              len(validation.labels), recall)
 
-    bundle = {"model": estimator, "classes": table.codes, "bands": list(train.bands), "kind": kind}
+    bundle = {"model": estimator, "classes": table.codes, "bands": list(train.bands), "kind": kind,
+              "index_pairs": [list(p) for p in pairs]}
     with atomic_output(model_path) as tmp:
         joblib.dump(bundle, tmp, compress=3)
     return {"kind": kind, "val_accuracy": val_accuracy, "n_train": len(y), "n_validation": len(validation.labels)}
@@ -535,8 +766,8 @@ class ResnetClassifier(_KerasClassifier):
     def __init__(self, model):
         super().__init__(model)
         convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
-        # Only un-strided 'valid' convs shrink the field of view, each by (k - 1).
-        self.patch_size = 1 + sum(layer.kernel_size[0] - 1 for layer in convs)
+        # Only un-strided 'valid' convs shrink the field of view, each by (k - 1) x dilation.
+        self.patch_size = 1 + sum((layer.kernel_size[0] - 1) * layer.dilation_rate[0] for layer in convs)
 
     def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         # predict_on_batch runs a compiled graph (about 2x faster than an eager call on CPU);
@@ -579,6 +810,7 @@ class SklearnClassifier(Classifier):
         self.kind = bundle["kind"]
         self.bands = tuple(bundle["bands"])
         self.n_bands = len(self.bands)
+        self.index_pairs = [tuple(p) for p in bundle.get("index_pairs", [])]
         codes = np.asarray(bundle["classes"])
         self.n_classes = len(codes)
         column_of_code = {int(c): i for i, c in enumerate(codes)}
@@ -593,7 +825,7 @@ class SklearnClassifier(Classifier):
         out = np.zeros((len(spectra), self.n_classes), dtype=np.float32)
         for start in range(0, len(spectra), SKLEARN_CHUNK_PIXELS):
             chunk = spectra[start:start + SKLEARN_CHUNK_PIXELS]
-            out[start:start + len(chunk), self.columns] = self.model.predict_proba(chunk)
+            out[start:start + len(chunk), self.columns] = self.model.predict_proba(with_indices(chunk, self.index_pairs))
         return out
 
     def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -620,6 +852,7 @@ def load_classifier(path) -> Classifier:
         raise InputError(f"model {path} does not exist; train it first")
     if path.suffix == ".keras":
         keras = _keras()
+        _spectral_indices_layer()  # registered before loading a model that uses it
         try:
             model = keras.models.load_model(path, compile=False)
         except (OSError, ValueError) as err:

@@ -10,16 +10,32 @@ that may neighbour training pixels.  Comparing the two shows how much a random s
 overstates the accuracy.
 Both passes over the label rasters are windowed, so memory depends on the number of
 samples, not on the tile size.
+
+OSM labels are noisy: polygons are drawn loosely, their borders hold mixed pixels, and some are
+mis-tagged.  Three cleaning steps (each a config switch, measured in
+``benchmarks/benchmark_accuracy.py``) act on the candidates before any is drawn:
+
+* ``erosion_px``: a pixel is a candidate only if every pixel within that Chebyshev distance
+  carries the same label (polygons eroded, mixed border pixels out);
+* ``method: superpixel`` (the OSMLULC method's sampling): only superpixels (SNIC segments of the
+  tile) whose pixels are at least ``purity`` one OSM class give samples -- their centroid pixel
+  (``superpixel_pixels: centroid``, the centroids the ``snic`` rule writes) or all their pixels
+  (``all``); ``method: pixel`` samples any labelled pixel;
+* ``outlier_mad``: per class and split, samples whose centre spectrum lies more than that many
+  (scaled) median absolute deviations from the class median in any band are dropped.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from rasterio.windows import Window
+from scipy import ndimage
 
 from osmlulc.classes import ClassTable
 from osmlulc.io import InputError, atomic_output, block_windows, open_raster, write_csv_rows
@@ -40,6 +56,116 @@ class SampleSettings:
     #: Held-out pixels closer than this (Chebyshev distance, px) to a training block are not used:
     #: >= patch_size // 2 + 1 keeps every training pixel out of the validation patches.
     validation_buffer_px: int = 0
+    #: Label polygons eroded by this many px before sampling (0: off).
+    erosion_px: int = 0
+    #: ``pixel`` or ``superpixel`` (samples from pure superpixels only; needs segments per tile).
+    method: str = "pixel"
+    #: Superpixel sampling: least share of a superpixel's pixels that carry its majority OSM class.
+    purity: float = 0.9
+    #: Superpixel sampling: ``centroid`` (one sample per pure superpixel) or ``all`` (its pixels).
+    superpixel_pixels: str = "centroid"
+    #: Per-class spectral outlier rejection threshold in scaled MADs (None: off).
+    outlier_mad: float | None = None
+    #: Edge (odd, px) of the label chip stored around each sample (``label_chips``): the ResNet then
+    #: trains densely on every clean labelled pixel of the chip, not only the centre.  1: off.
+    #: ``patch_size`` must hold it: model patch + chip_px - 1.
+    chip_px: int = 1
+
+
+class LabelFilter:
+    """Which labelled pixels of one tile may become samples: erosion and superpixel purity (module docstring).
+
+    ``segments_path`` / ``centroids_path``: the tile's superpixels (rule ``snic``), needed for
+    ``method: superpixel``.  The per-segment purity is computed once per tile in a windowed
+    pass; it holds one label per segment (memory grows with the number of segments).
+    """
+
+    def __init__(self, settings: SampleSettings, label_src, table: ClassTable, segments_path=None,
+                 centroids_path=None):
+        if settings.method not in ("pixel", "superpixel"):
+            raise ValueError(f"samples.method must be pixel or superpixel, got {settings.method!r}")
+        if settings.superpixel_pixels not in ("centroid", "all"):
+            raise ValueError(f"samples.superpixel_pixels must be centroid or all, got {settings.superpixel_pixels!r}")
+        self.erosion = int(settings.erosion_px)
+        self.superpixel = settings.method == "superpixel"
+        self.segments = None
+        self.centroid_index = None
+        if not self.superpixel:
+            return
+        if segments_path is None:
+            raise InputError(f"samples.method superpixel needs the superpixels of tile raster {label_src.name}")
+        self.segments = open_raster(segments_path, "superpixel segments")
+        if (self.segments.width, self.segments.height) != (label_src.width, label_src.height):
+            raise InputError(f"superpixels {segments_path} are not on the grid of label raster {label_src.name}")
+        self.pure_label = self._pure_labels(label_src, table, settings.purity)
+        n_pure = int((self.pure_label > 0).sum())
+        log.info("%s: %d of %d superpixels are at least %.0f %% one OSM class", segments_path, n_pure,
+                 len(self.pure_label) - 1, 100 * settings.purity)
+        if settings.superpixel_pixels == "centroid":
+            self.centroid_index = self._centroid_pixels(centroids_path, label_src)
+
+    def close(self) -> None:
+        if self.segments is not None:
+            self.segments.close()
+
+    def _pure_labels(self, label_src, table: ClassTable, purity: float) -> np.ndarray:
+        """Per segment id: its majority class code if that class covers >= ``purity`` of its pixels, else 0."""
+        n_codes = int(table.codes.max()) + 1
+        counts = np.zeros((1, n_codes), dtype=np.int64)
+        for window in block_windows(label_src.width, label_src.height):
+            seg = self.segments.read(1, window=window).astype(np.int64).ravel()
+            lab = label_src.read(1, window=window).astype(np.int64).ravel()
+            lab[(lab >= n_codes) | (table.index_of_code()[np.minimum(lab, len(table.index_of_code()) - 1)] < 0)] = 0
+            top = int(seg.max(initial=0))
+            if top >= len(counts):
+                counts = np.vstack([counts, np.zeros((top + 1 - len(counts), n_codes), np.int64)])
+            np.add.at(counts, (seg, lab), 1)
+        size = counts.sum(axis=1)
+        majority = counts[:, 1:].argmax(axis=1) + 1
+        share = counts[np.arange(len(counts)), majority] / np.maximum(size, 1)
+        pure = np.where((share >= purity) & (counts[:, 1:].sum(axis=1) > 0), majority, 0)
+        pure[0] = 0
+        return pure.astype(np.int64)
+
+    def _centroid_pixels(self, centroids_path, label_src) -> np.ndarray:
+        """Sorted linear pixel indexes of the centroids of pure superpixels that lie inside their superpixel."""
+        import pyogrio
+
+        if centroids_path is None:
+            raise InputError(f"samples.superpixel_pixels centroid needs the superpixel centroids of {label_src.name}")
+        try:
+            _, _, _, fields = pyogrio.raw.read(str(centroids_path), columns=["segment", "row", "col"],
+                                               read_geometry=False)
+        except Exception as err:  # pyogrio raises several types for missing / corrupt files
+            raise InputError(f"superpixel centroids {centroids_path} cannot be read ({err}); rerun rule snic") from None
+        segment, rows, cols = (np.asarray(f) for f in fields)
+        rows = np.clip(np.rint(rows).astype(np.int64), 0, label_src.height - 1)
+        cols = np.clip(np.rint(cols).astype(np.int64), 0, label_src.width - 1)
+        pure = self.pure_label[np.clip(segment, 0, len(self.pure_label) - 1)] > 0
+        pure &= segment < len(self.pure_label)
+        return np.sort(rows[pure] * label_src.width + cols[pure])
+
+    def keep(self, label_src, window: Window, labels: np.ndarray) -> np.ndarray:
+        """Boolean mask over ``labels`` (the window's label block): labelled pixels that may be sampled."""
+        keep = labels > 0
+        if self.erosion > 0:
+            e = self.erosion
+            grown = Window(window.col_off - e, window.row_off - e, window.width + 2 * e, window.height + 2 * e)
+            # Outside the raster counts as unlabelled, so image borders erode too.
+            block = label_src.read(1, window=grown, boundless=True, fill_value=0)
+            size = 2 * e + 1
+            same = ndimage.minimum_filter(block, size) == ndimage.maximum_filter(block, size)
+            keep &= same[e:e + labels.shape[0], e:e + labels.shape[1]]
+        if self.superpixel:
+            seg = self.segments.read(1, window=window).astype(np.int64)
+            keep &= self.pure_label[np.clip(seg, 0, len(self.pure_label) - 1)] == labels
+            if self.centroid_index is not None:
+                rows, cols = np.indices(labels.shape)
+                linear = (rows + int(window.row_off)) * label_src.width + cols + int(window.col_off)
+                pos = np.searchsorted(self.centroid_index, linear)
+                pos = np.minimum(pos, max(len(self.centroid_index) - 1, 0))
+                keep &= (self.centroid_index[pos] == linear) if len(self.centroid_index) else False
+        return keep
 
 
 def validation_blocks(shape: tuple[int, int], block_px: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -68,14 +194,16 @@ def buffered_out(rows: np.ndarray, cols: np.ndarray, held_out: np.ndarray, block
 
 
 def _candidates(label_src, stack_src, window: Window, half: int, held_out: np.ndarray, block_px: int,
-                buffer_px: int = 0):
+                buffer_px: int = 0, label_filter: LabelFilter | None = None):
     """Labelled, valid pixels in a window whose whole patch lies inside the image: rows, cols, labels, split (0/1).
 
-    Held-out pixels within ``buffer_px`` of a training block are left out.
+    Held-out pixels within ``buffer_px`` of a training block are left out, and so are pixels
+    that ``label_filter`` (erosion, superpixel purity) rejects.
     """
     labels = label_src.read(1, window=window)
     valid = stack_src.read(1, window=window) > 0
-    rows, cols = np.nonzero((labels > 0) & valid)
+    labelled = label_filter.keep(label_src, window, labels) if label_filter is not None else labels > 0
+    rows, cols = np.nonzero(labelled & valid)
     rows = rows + int(window.row_off)
     cols = cols + int(window.col_off)
     inside = ((rows >= half) & (rows < label_src.height - half) & (cols >= half) & (cols < label_src.width - half))
@@ -107,8 +235,13 @@ def _pick_outside(n: int, excluded: np.ndarray, size: int, rng: np.random.Genera
 
 def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings: SampleSettings,
                  train_path: str | os.PathLike, validation_path: str | os.PathLike,
-                 validation_random_path: str | os.PathLike | None = None) -> dict:
+                 validation_random_path: str | os.PathLike | None = None, *,
+                 segments: dict[str, str] | None = None, centroids: dict[str, str] | None = None) -> dict:
     """Draw balanced train/validation samples from ``tiles``: tile id -> (stack path, label path on the tile grid).
+
+    ``segments`` / ``centroids``: tile id -> superpixel segments raster / centroids GeoPackage (rule
+    ``snic``), needed for ``settings.method == "superpixel"``; with ``superpixel_pixels: centroid``
+    and no centroids file given, ``<segments folder>/snic_centroids.gpkg`` is used.
 
     ``validation_random_path``, if given, receives the random-split validation set: up to
     ``validation_per_class`` pixels per class drawn from the training blocks' candidates
@@ -127,6 +260,14 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
 
     # Pass 1: count candidates per (split, class) over all tiles, in a fixed order.
     tile_ids = sorted(tiles)
+    segments = segments or {}
+    centroids = dict(centroids or {})
+    for tile, path in segments.items():
+        centroids.setdefault(tile, str(Path(path).with_name("snic_centroids.gpkg")))
+
+    def label_filter(tile, label):
+        return LabelFilter(settings, label, table, segments.get(tile), centroids.get(tile))
+
     held_out = {}
     counts = np.zeros((2, n_classes), dtype=np.int64)
     for tile in tile_ids:
@@ -137,11 +278,15 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
                 raise InputError(f"label raster {label_path} is not on the grid of tile {tile}'s stack {stack_path}")
             held_out[tile] = validation_blocks((label.height, label.width), settings.split_block_px,
                                                settings.validation_fraction, rng)
-            for window in block_windows(label.width, label.height):
-                _, _, labels, split = _candidates(label, stack, window, half, held_out[tile], settings.split_block_px,
-                                                  settings.validation_buffer_px)
-                known = index[labels] >= 0
-                np.add.at(counts, (split[known], index[labels[known]]), 1)
+            cleaning = label_filter(tile, label)
+            try:
+                for window in block_windows(label.width, label.height):
+                    _, _, labels, split = _candidates(label, stack, window, half, held_out[tile],
+                                                      settings.split_block_px, settings.validation_buffer_px, cleaning)
+                    known = index[labels] >= 0
+                    np.add.at(counts, (split[known], index[labels[known]]), 1)
+            finally:
+                cleaning.close()
     if counts.sum() == 0:
         raise InputError(f"no labelled pixel in the training tiles {tile_ids}: check that the label raster overlaps them")
 
@@ -159,9 +304,11 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
     for tile in tile_ids:
         stack_path, label_path = tiles[tile]
         with open_raster(stack_path, "band stack") as stack, open_raster(label_path, "label raster") as label:
+            cleaning = label_filter(tile, label)
             for window in block_windows(label.width, label.height):
                 rows, cols, labels, split = _candidates(label, stack, window, half, held_out[tile],
-                                                        settings.split_block_px, settings.validation_buffer_px)
+                                                        settings.split_block_px, settings.validation_buffer_px,
+                                                        cleaning)
                 for s in range(2):
                     for c in range(n_classes):
                         sel = (split == s) & (index[labels] == c)
@@ -177,17 +324,69 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
                             take = np.isin(running, chosen_random[c], assume_unique=True)
                             if take.any():
                                 picked[2].append((tile, rows[sel][take], cols[sel][take], labels[sel][take]))
+            cleaning.close()
             band_names = np.array(stack.descriptions, dtype=str)
+    if settings.chip_px % 2 != 1 or settings.chip_px > settings.patch_size:
+        raise ValueError(f"samples.chip_px must be odd and at most the patch size {settings.patch_size}, "
+                         f"got {settings.chip_px}")
+
+    def read_chips(tile, rows, cols, split):
+        """(n, chip, chip) uint8 labels around each sample: clean labelled pixels of the sample's split, else 0."""
+        stack_path, label_path = tiles[tile]
+        half_chip = settings.chip_px // 2
+        chips = np.zeros((len(rows), settings.chip_px, settings.chip_px), dtype=np.uint8)
+        with open_raster(stack_path, "band stack") as stack, open_raster(label_path, "label raster") as label:
+            cleaning = label_filter(tile, label)
+            try:
+                for i, (row, col) in enumerate(zip(rows, cols)):
+                    window = Window(int(col) - half_chip, int(row) - half_chip, settings.chip_px, settings.chip_px)
+                    labels = label.read(1, window=window)
+                    keep = cleaning.keep(label, window, labels) & (stack.read(1, window=window) > 0)
+                    rr, cc = np.indices(labels.shape)
+                    rr, cc = rr.ravel() + int(window.row_off), cc.ravel() + int(window.col_off)
+                    same = held_out[tile][rr // settings.split_block_px, cc // settings.split_block_px] == bool(split)
+                    if split == 1:
+                        same &= ~buffered_out(rr, cc, held_out[tile], settings.split_block_px,
+                                              settings.validation_buffer_px)
+                    keep &= same.reshape(labels.shape) & (index[labels] >= 0)
+                    chips[i] = np.where(keep, labels, 0)
+            finally:
+                cleaning.close()
+        return chips
+
     summary = {}
     paths = (train_path, validation_path, validation_random_path)
     for s, path in enumerate(paths):
         if path is not None:
-            summary[SPLITS[s]] = _write_samples(picked[s], tiles, settings.patch_size, band_names, table, path)
+            chip_reader = None
+            if settings.chip_px > 1:
+                chip_reader = functools.partial(read_chips, split=1 if s == 1 else 0)
+            summary[SPLITS[s]] = _write_samples(picked[s], tiles, settings.patch_size, band_names, table, path,
+                                                outlier_mad=settings.outlier_mad, chip_reader=chip_reader)
     return summary
 
 
-def _write_samples(picked, tiles, size, band_names, table: ClassTable, path) -> dict[int, int]:
-    tile_col, rows, cols, labels, patches = [], [], [], [], []
+def spectral_outliers(spectra: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """True for samples whose spectrum is more than ``threshold`` scaled MADs from its class median in any band.
+
+    Scaled MAD = 1.4826 x median absolute deviation (the standard deviation for normal data);
+    a band whose MAD is 0 within a class is not used for that class.
+    """
+    spectra = np.asarray(spectra, dtype=np.float64)
+    outlier = np.zeros(len(labels), dtype=bool)
+    for code in np.unique(labels):
+        sel = labels == code
+        x = spectra[sel]
+        median = np.median(x, axis=0)
+        mad = 1.4826 * np.median(np.abs(x - median), axis=0)
+        z = np.abs(x - median) / np.where(mad > 0, mad, np.inf)
+        outlier[sel] = (z > threshold).any(axis=1)
+    return outlier
+
+
+def _write_samples(picked, tiles, size, band_names, table: ClassTable, path, *,
+                   outlier_mad: float | None = None, chip_reader=None) -> dict[int, int]:
+    tile_col, rows, cols, labels, patches, chips = [], [], [], [], [], []
     for tile, r, c, lab in picked:
         with open_raster(tiles[tile][0], "band stack") as stack:
             p = _read_patches(stack, r, c, size)
@@ -195,7 +394,24 @@ def _write_samples(picked, tiles, size, band_names, table: ClassTable, path) -> 
         ok = (p > 0).all(axis=(1, 2, 3))
         tile_col += [tile] * int(ok.sum())
         rows.append(r[ok]); cols.append(c[ok]); labels.append(lab[ok]); patches.append(p[ok])
+        if chip_reader is not None:
+            chips.append(chip_reader(tile, r[ok], c[ok]))
     n_bands = len(band_names)
+    if outlier_mad is not None and patches:
+        all_patches, all_labels = np.concatenate(patches), np.concatenate(labels)
+        c = size // 2
+        bad = spectral_outliers(all_patches[:, c, c, :], all_labels, float(outlier_mad))
+        log.info("%s: %d of %d samples rejected as spectral outliers of their class (> %g MAD)", path,
+                 int(bad.sum()), len(bad), outlier_mad)
+        keep = ~bad
+        tile_col = list(np.asarray(tile_col)[keep])
+        rows, cols = [np.concatenate(rows)[keep]], [np.concatenate(cols)[keep]]
+        labels, patches = [all_labels[keep]], [all_patches[keep]]
+        if chips:
+            chips = [np.concatenate(chips)[keep]]
+    extra = {}
+    if chip_reader is not None:
+        extra["label_chips"] = np.concatenate(chips) if chips else np.empty((0, 1, 1), np.uint8)
     result = dict(
         patches=np.concatenate(patches) if patches else np.empty((0, size, size, n_bands), np.uint16),
         labels=np.concatenate(labels).astype(np.uint8) if labels else np.empty(0, np.uint8),
@@ -203,6 +419,7 @@ def _write_samples(picked, tiles, size, band_names, table: ClassTable, path) -> 
         cols=np.concatenate(cols).astype(np.int32) if cols else np.empty(0, np.int32),
         tiles=np.array(tile_col, dtype=str),
         bands=band_names,
+        **extra,
     )
     per_class = {int(code): int((result["labels"] == code).sum()) for code in table.codes}
     absent = [code for code, n in per_class.items() if n == 0]

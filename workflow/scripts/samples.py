@@ -11,4 +11,6 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
         snakemake.output.train,
         snakemake.output.validation,
         snakemake.output.validation_random,
+        segments=dict(zip(p.tiles, snakemake.input.get("segments", []))) or None,
+        centroids=dict(zip(p.tiles, snakemake.input.get("centroids", []))) or None,
     )

@@ -12,5 +12,6 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
         p.seed,
         snakemake.output.model,
         snakemake.output.history,
+        index_definitions=p.index_definitions,
     )
     log.info("result: %s", result)

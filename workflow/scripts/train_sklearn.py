@@ -12,5 +12,6 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, model=w.mod
         dict(p.settings),
         p.seed,
         snakemake.output.model,
+        index_definitions=p.index_definitions,
     )
     log.info("result: %s", result)
