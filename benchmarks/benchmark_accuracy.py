@@ -52,31 +52,42 @@ FCLASS_TAG = {"farm": ("landuse", "farmland"), "meadow": ("landuse", "meadow"), 
 
 #: The benchmark's rows: name -> (model, mode(s) scored, overrides of the config, what it shows).
 #: ``config`` overrides are merged into a copy of config/config.yaml (dicts recursively).
-OLD_RESNET = {"augment": False, "early_stopping": None, "weight_decay": 0.0, "dropout": 0.0,
-              "lr_schedule": "constant", "dilations": [1, 1, 1], "indices": [], "epochs": 8}
-OLD_SAMPLES = {"erosion_px": 0, "method": "pixel", "outlier_mad": None, "per_class": 1200}
+#: The settings before the training choices below existed (the project's default until then).
+OLD_RESNET = {"augment": False, "early_stopping": None, "weight_decay": 0.0, "dropout": 0.0, "filters": 32,
+              "lr_schedule": "constant", "dilations": [1, 1, 1], "indices": [], "epochs": 8,
+              "class_weight": "balanced"}
+OLD_SAMPLES = {"erosion_px": 0, "method": "pixel", "outlier_mad": None, "per_class": 1200, "validation_per_class": 400,
+               "chip_px": 1}
 ROWS = {
-    "previous_default": ("resnet", {"models": {"resnet": OLD_RESNET}, "samples": OLD_SAMPLES},
-                         "the settings before this change (no augmentation, early stopping, erosion, ...)"),
     "default": ("resnet", {}, "config/config.yaml as it is"),
+    "previous_default": ("resnet", {"models": {"resnet": OLD_RESNET, "svm": {"indices": []}, "rf": {"indices": []}},
+                                    "samples": OLD_SAMPLES},
+                         "the settings before this change: none of the choices below"),
+    "svm": ("svm", {}, "SVM on pixel spectra + indices, default samples"),
+    "rf": ("rf", {}, "random forest on pixel spectra + indices, default samples"),
     "no_augmentation": ("resnet", {"models": {"resnet": {"augment": False}}}, "default without the 8 flips/rotations"),
     "no_early_stopping": ("resnet", {"models": {"resnet": {"early_stopping": None}}},
-                          "default, last epoch kept instead of the best"),
+                          "default, all epochs run and the last one kept"),
     "no_regularisation": ("resnet", {"models": {"resnet": {"weight_decay": 0.0, "dropout": 0.0,
                                                            "lr_schedule": "constant"}}},
                           "default without weight decay, dropout and the cosine schedule"),
     "no_erosion": ("resnet", {"samples": {"erosion_px": 0}}, "default, label polygons not eroded"),
-    "pixel_sampling": ("resnet", {"samples": {"method": "pixel"}}, "default with pixel instead of superpixel sampling"),
-    "superpixel_sampling": ("resnet", {"samples": {"method": "superpixel"}}, "default with superpixel sampling"),
-    "outlier_rejection": ("resnet", {"samples": {"outlier_mad": 4.0}}, "default plus per-class spectral outlier rejection"),
+    "superpixel_sampling": ("resnet", {"samples": {"method": "superpixel", "superpixel_pixels": "all"}},
+                            "default, samples only from pure (>= 90 %) superpixels"),
+    "superpixel_centroids": ("resnet", {"samples": {"method": "superpixel", "superpixel_pixels": "centroid"}},
+                             "default, one sample at the centroid of each pure superpixel (the original method)"),
+    "outlier_rejection": ("resnet", {"samples": {"outlier_mad": 4.0}},
+                          "default plus per-class spectral outlier rejection (4 MAD)"),
     "no_indices": ("resnet", {"models": {"resnet": {"indices": []}}}, "default without NDVI/NDWI/MNDWI/NDBI channels"),
     "small_field": ("resnet", {"models": {"resnet": {"dilations": [1, 1, 1]}}},
-                    "default with the 15 px receptive field (no dilation)"),
-    "small_budget": ("resnet", {"samples": {"per_class": 1200}}, "default with 1,200 samples per class"),
-    "quick16": ("resnet", {"models": {"resnet": {"filters": 16, "epochs": 10, "early_stopping": {"patience": 3}}},
-                           "samples": {"per_class": 1500}}, "calibration"),
-    "svm": ("svm", {}, "SVM on pixel spectra, default samples"),
-    "rf": ("rf", {}, "random forest on pixel spectra, default samples"),
+                    "default with a 15 px receptive field (no dilation)"),
+    "balanced_weights": ("resnet", {"models": {"resnet": {"class_weight": "balanced"}}},
+                         "default with every class weighing the same"),
+    "no_chips": ("resnet", {"samples": {"chip_px": 1}}, "default, trained on the sample pixels only (no label chips)"),
+    "more_locations": ("resnet", {"samples": {"per_class": 2000, "chip_px": 5}},
+                       "2,000 samples per class with 5 x 5 label chips (more places, fewer pixels each)"),
+    "jitter": ("resnet", {"models": {"resnet": {"spectral_jitter": 0.05, "dropout": 0.4}}},
+               "default plus 5 % spectral jitter and dropout 0.4"),
 }
 
 
@@ -235,7 +246,7 @@ def confusion(reference: np.ndarray, predicted: np.ndarray, mask: np.ndarray, ta
     return np.bincount(r[ok] * n + p[ok], minlength=n * n).reshape(n, n)
 
 
-def run_row(name: str, work: Path, config: dict, table, paths: dict) -> dict:
+def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range(N_FOLDS)) -> dict:
     import rasterio
 
     from osmlulc.models import sample_patch_size, train_resnet, train_sklearn
@@ -247,13 +258,14 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict) -> dict:
     labels, _, train_labels, test_masks = fold_masks(paths)
     n = len(table)
     cms = {"pixel": np.zeros((n, n), np.int64), "superpixel": np.zeros((n, n), np.int64)}
+    per_fold = {}
     info = {"seconds": {"samples": 0.0, "train": 0.0, "predict": 0.0}, "epochs": []}
     row_dir = work / "rows" / name
     row_dir.mkdir(parents=True, exist_ok=True)
     with rasterio.open(paths["label"]) as src:
         profile = src.profile
-    patch = sample_patch_size(cfg["models"]["resnet"]) if model == "resnet" else 1
-    for k in range(N_FOLDS):
+    patch = sample_patch_size(cfg["models"]["resnet"]) + cfg["samples"].get("chip_px", 1) - 1 if model == "resnet" else 1
+    for k in folds:
         fold_dir = row_dir / f"fold{k}"
         fold_dir.mkdir(exist_ok=True)
         label_path = fold_dir / "train_label.tif"
@@ -281,13 +293,41 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict) -> dict:
                             block_size=cfg["prediction"]["block_size_px"])
         predict_tile_superpixels(probabilities, paths["segments"], table, fold_dir / "classified_superpixel.tif")
         t3 = time.perf_counter()
+        per_fold[k] = {}
         for mode in cms:
             with rasterio.open(fold_dir / f"classified_{mode}.tif") as src:
-                cms[mode] += confusion(labels, src.read(1), test_masks[k], table)
+                cm = confusion(labels, src.read(1), test_masks[k], table)
+            cms[mode] += cm
+            per_fold[k][mode] = cm.tolist()
+        print(f"{name} fold {k}: OA pixel {summarise(per_fold[k]['pixel'], table)['oa']:.3f} superpixel "
+              f"{summarise(per_fold[k]['superpixel'], table)['oa']:.3f}", flush=True)
         info["seconds"]["samples"] += t1 - t0
         info["seconds"]["train"] += t2 - t1
         info["seconds"]["predict"] += t3 - t2
-    return {"confusion": {m: cm.tolist() for m, cm in cms.items()}, **info}
+    return {"confusion": {m: cm.tolist() for m, cm in cms.items()}, "folds": list(folds), "per_fold": per_fold,
+            **info}
+
+
+def rescore(name: str, work: Path, table, paths: dict, source: str | None = None) -> dict:
+    """Confusion matrices of a row from its fold rasters on disk (``rows/<source or name>/fold<k>``)."""
+    import rasterio
+
+    labels, _, _, test_masks = fold_masks(paths)
+    row_dir = work / "rows" / (source or name)
+    n = len(table)
+    cms = {"pixel": np.zeros((n, n), np.int64), "superpixel": np.zeros((n, n), np.int64)}
+    per_fold, folds = {}, []
+    for k in range(N_FOLDS):
+        if not (row_dir / f"fold{k}" / "classified_superpixel.tif").exists():
+            continue
+        folds.append(k)
+        per_fold[k] = {}
+        for mode in cms:
+            with rasterio.open(row_dir / f"fold{k}" / f"classified_{mode}.tif") as src:
+                cm = confusion(labels, src.read(1), test_masks[k], table)
+            cms[mode] += cm
+            per_fold[k][mode] = cm.tolist()
+    return {"confusion": {m: cm.tolist() for m, cm in cms.items()}, "folds": folds, "per_fold": per_fold}
 
 
 def window_features(stack: np.ndarray) -> np.ndarray:
@@ -314,6 +354,7 @@ def run_gradient_boosting(work: Path, config: dict, table, paths: dict, per_clas
     valid = (stack > 0).all(axis=-1)
     n = len(table)
     cm = np.zeros((n, n), np.int64)
+    per_fold = {}
     rng = np.random.default_rng(config["samples"]["seed"])
     for k in range(N_FOLDS):
         rows, cols = [], []
@@ -328,8 +369,11 @@ def run_gradient_boosting(work: Path, config: dict, table, paths: dict, per_clas
         test = test_masks[k] & valid
         predicted = np.zeros(labels.shape, np.uint8)
         predicted[test] = gb.predict(feats[test])
-        cm += confusion(labels, predicted, test, table)
-    return {"confusion": {"pixel": cm.tolist()}}
+        fold_cm = confusion(labels, predicted, test, table)
+        cm += fold_cm
+        per_fold[k] = {"pixel": fold_cm.tolist()}
+        print(f"gradient_boosting fold {k}: OA {summarise(fold_cm, table)['oa']:.3f}", flush=True)
+    return {"confusion": {"pixel": cm.tolist()}, "folds": list(range(N_FOLDS)), "per_fold": per_fold}
 
 
 def run_ndwi(paths: dict, table) -> dict:
@@ -368,6 +412,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".accuracy"))
     parser.add_argument("--rows", nargs="*", help="rows to (re)run; default: all rows not cached yet")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--folds", type=int, nargs="*", help="ResNet rows: only these folds (quick ablations; the "
+                        "table then compares with the other rows on the same folds)")
     parser.add_argument("--rerun", action="store_true", help="rerun the selected rows even if cached")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the workflow code's progress")
     args = parser.parse_args(argv)
@@ -398,7 +444,8 @@ def main(argv=None) -> int:
         elif name == "gradient_boosting":
             results[name] = run_gradient_boosting(work, config, table, paths)
         else:
-            results[name] = run_row(name, work, config, table, paths)
+            results[name] = run_row(name, work, config, table, paths,
+                                    folds=args.folds if args.folds else range(N_FOLDS))
         results[name]["wall_s"] = time.perf_counter() - start
         results_path.write_text(json.dumps(results, indent=1))
         print(f"{name}: done in {results[name]['wall_s']:.0f} s", flush=True)
@@ -410,25 +457,39 @@ def print_table(results: dict, table) -> None:
     codes = [c for c in table.codes.tolist()]
     names = {c: table.name(c).split()[0] for c in codes}
     lines = []
-    header = ["row", "mode", "OA", "macro recall", "water recall", "false water"]
+    header = ["row", "folds", "mode", "OA", "macro recall", "water recall", "false water"]
     first = next((r for r in results.values() if "confusion" in r), None)
     present = [c for c in codes if first and f"r{c}" in summarise(first["confusion"]["pixel"], table)]
     header += [f"{c} {names[c]}" for c in present]
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
+    lines.append("|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|")
     if "ndwi" in results:
         r = results["ndwi"]
-        lines.append(f"| NDWI > 0 | pixel | | | {r['water_recall']:.3f} | {r['false_water']:.3f} |" +
+        lines.append(f"| NDWI > 0 | all | pixel | | | {r['water_recall']:.3f} | {r['false_water']:.3f} |" +
                      " |" * len(present))
     for name, r in results.items():
         if "confusion" not in r:
             continue
         for mode, cm in r["confusion"].items():
             s = summarise(cm, table)
-            cells = [name, mode, f"{s['oa']:.3f}", f"{s['macro_recall']:.3f}", f"{s['water_recall']:.3f}",
+            folds = r.get("folds", list(range(N_FOLDS)))
+            cells = [name, "all" if len(folds) == N_FOLDS else ",".join(map(str, folds)), mode, f"{s['oa']:.3f}", f"{s['macro_recall']:.3f}", f"{s['water_recall']:.3f}",
                      f"{s['false_water']:.3f}"] + [f"{s.get(f'r{c}', float('nan')):.2f}" for c in present]
             lines.append("| " + " | ".join(cells) + " |")
     print("\n".join(lines))
+    # Rows run on some folds only: every row's OA on those same folds, side by side.
+    subsets = sorted({tuple(r["folds"]) for r in results.values() if "per_fold" in r and len(r["folds"]) < N_FOLDS})
+    for subset in subsets:
+        print(f"\nOA on folds {list(subset)} (pixel / superpixel):")
+        for name, r in results.items():
+            if "per_fold" not in r or not set(subset) <= {int(k) for k in r["per_fold"]}:
+                continue
+            cells = []
+            for mode in ("pixel", "superpixel"):
+                cms = [r["per_fold"][str(k) if str(k) in r["per_fold"] else k].get(mode) for k in subset]
+                if all(c is not None for c in cms):
+                    cells.append(f"{summarise(np.sum(cms, axis=0), table)['oa']:.3f}")
+            print(f"  {name:22s} " + " / ".join(cells))
 
 
 if __name__ == "__main__":

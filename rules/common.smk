@@ -47,7 +47,8 @@ PRODUCT = config["product"]
 RESNET = config["models"]["resnet"]
 # Samples carry the largest patch any model needs (odd, centred on the sample pixel): the ResNet's
 # follows from its architecture (dense: depth and kernel size; original: its patch_size); SVM and RF need 1.
-PATCH_SIZE = sample_patch_size(RESNET) if "resnet" in MODELS else 1
+# Label chips (samples.chip_px) widen the ResNet's samples by chip_px - 1 so every chip pixel has its patch.
+PATCH_SIZE = sample_patch_size(RESNET) + config["samples"].get("chip_px", 1) - 1 if "resnet" in MODELS else 1
 # Outputs depend on the library's code: its version is a param of the rules, so an upgrade reruns them.
 VERSION = osmlulc.__version__
 # Software environments of the rule groups, for their conda directives (used with

@@ -62,6 +62,8 @@ class Samples:
     #: (N, K, K) uint8 class codes of the clean labelled pixels around each sample (0: not a target),
     #: K odd; None when the samples were drawn without label chips (``samples.chip_px: 1``).
     label_chips: np.ndarray | None = None
+    #: (n_classes,) clean labelled pixels per class (table order) the samples were drawn from, or None.
+    candidates: np.ndarray | None = None
 
     @property
     def centre_spectra(self) -> np.ndarray:
@@ -82,6 +84,7 @@ def load_samples(path: str | os.PathLike, table: ClassTable) -> Samples:
                 raise InputError(f"samples {path} lack the arrays {missing}; regenerate them")
             patches, labels, bands = data["patches"], data["labels"], data["bands"]
             label_chips = data["label_chips"] if "label_chips" in data else None
+            candidates = data["candidates"] if "candidates" in data else None
     except (OSError, ValueError) as err:
         if isinstance(err, InputError):
             raise
@@ -99,7 +102,8 @@ def load_samples(path: str | os.PathLike, table: ClassTable) -> Samples:
         raise InputError(f"samples {path}: label codes {unknown} are not in the class table")
     if label_chips is not None and (label_chips.shape[0] != len(labels) or label_chips.ndim != 3):
         raise InputError(f"samples {path}: label chips of shape {label_chips.shape} do not match {len(labels)} samples")
-    return Samples(patches, labels.astype(np.uint8), targets, tuple(str(b) for b in bands), label_chips)
+    return Samples(patches, labels.astype(np.uint8), targets, tuple(str(b) for b in bands), label_chips,
+                   None if candidates is None or len(candidates) != len(table) else candidates)
 
 
 def check_same_bands(train: Samples, validation: Samples, validation_path) -> None:
@@ -125,11 +129,34 @@ def centre_crop(patches: np.ndarray, size: int) -> np.ndarray:
 
 def balanced_class_weights(targets: np.ndarray, n_classes: int) -> np.ndarray:
     """Per-class weight n / (n_present * count): each present class weighs the same in total."""
+    return class_weights(targets, n_classes, "balanced")
+
+
+#: ``class_weight`` settings: how much each class weighs in the loss, in total.
+CLASS_WEIGHTINGS = ("balanced", "sqrt", "prior")
+
+
+def class_weights(targets: np.ndarray, n_classes: int, kind: str = "balanced", candidates=None) -> np.ndarray:
+    """Per-class sample weights (mean 1 over the samples) so that each present class weighs, in total:
+
+    * ``balanced``: the same (rare classes count as much as common ones; best macro recall);
+    * ``prior``: its share of the labelled pixels it was drawn from (``candidates``, per class), i.e.
+      the balanced samples re-weighted to the label distribution (best overall accuracy when the
+      labels' class mix is the map's);
+    * ``sqrt``: the square root of that share, between the two.
+    Without ``candidates`` the sample counts stand in for them.
+    """
+    if kind not in CLASS_WEIGHTINGS:
+        raise ValueError(f"class_weight must be one of {CLASS_WEIGHTINGS}, got {kind!r}")
     counts = np.bincount(targets, minlength=n_classes).astype(np.float64)
     present = counts > 0
+    share = np.asarray(candidates if candidates is not None else counts, dtype=np.float64)
+    share = np.where(present, share, 0)
+    total = {"balanced": present.astype(np.float64), "prior": share, "sqrt": np.sqrt(share)}[kind]
     weights = np.ones(n_classes)
-    weights[present] = counts.sum() / (present.sum() * counts[present])
-    return weights
+    weights[present] = total[present] / counts[present]
+    weights[present & (total <= 0)] = 0.0
+    return weights * counts.sum() / max((weights * counts).sum(), 1e-12)
 
 
 def _require(settings: dict, keys: tuple[str, ...], what: str) -> None:
@@ -436,10 +463,13 @@ def augment_batch(patches: np.ndarray, rng: np.random.Generator, *aligned: np.nd
     return tuple(outs) if aligned else outs[0]
 
 
-def _patch_batches(keras, patches, targets, weights, batch_size: int, *, augment: bool, seed: int):
+def _patch_batches(keras, patches, targets, weights, batch_size: int, *, augment: bool, seed: int,
+                   jitter: float = 0.0):
     """A Keras PyDataset over uint16 patches: shuffled every epoch (seeded), converted to float32 per
     batch (memory stays that of the uint16 samples), optionally augmented by the 8 flips / rotations.
-    ``targets`` / ``weights`` are (N,) or, for label chips, (N, K, K) (transformed with their patch)."""
+    ``targets`` / ``weights`` are (N,) or, for label chips, (N, K, K) (transformed with their patch).
+    ``jitter`` > 0 scales every band of a patch by its own factor 1 + N(0, jitter): the radiometric
+    spread between fields, dates and sensors that a few hundred training polygons do not show."""
 
     class PatchBatches(keras.utils.PyDataset):
         def __init__(self):
@@ -458,12 +488,42 @@ def _patch_batches(keras, patches, targets, weights, batch_size: int, *, augment
                     x, y, w = augment_batch(x, self.rng, y, w)
                 else:
                     x = augment_batch(x, self.rng)
-            return x.astype(np.float32), y, w
+            x = x.astype(np.float32)
+            if jitter:
+                x *= 1 + jitter * self.rng.standard_normal((len(x), 1, 1, x.shape[-1])).astype(np.float32)
+            return x, y, w
 
         def on_epoch_end(self):
             self.order = self.rng.permutation(len(targets))
 
     return PatchBatches()
+
+
+def _labelled_accuracy(keras):
+    """Accuracy over the pixels whose target is a class (>= 0); label-chip pixels without one (-1) are left out."""
+    ops = keras.ops
+
+    class LabelledAccuracy(keras.metrics.Metric):
+        def __init__(self, name="accuracy", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.right = self.add_variable(shape=(), initializer="zeros", name="right")
+            self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            y_true = ops.reshape(ops.cast(y_true, "int32"), ops.shape(y_pred)[:-1])
+            labelled = ops.cast(y_true >= 0, "float32")
+            right = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true), "float32")
+            self.right.assign_add(ops.sum(right * labelled))
+            self.total.assign_add(ops.sum(labelled))
+
+        def result(self):
+            return self.right / ops.maximum(self.total, 1.0)
+
+        def reset_state(self):
+            self.right.assign(0.0)
+            self.total.assign(0.0)
+
+    return LabelledAccuracy()
 
 
 def _optimizer(keras, settings: dict, steps_per_epoch: int):
@@ -546,25 +606,35 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
             training_model = keras.Model(patch_input, keras.layers.Reshape((n_classes,))(model(patch_input)))
         else:
             training_model = model
+    weighting = settings.get("class_weight", "balanced")
     if chips is None:
         targets = train.targets
-        class_weights = balanced_class_weights(targets, n_classes)
-        sample_weight = class_weights[targets].astype(np.float32)
+        weights = class_weights(targets, n_classes, weighting, train.candidates)
+        sample_weight = weights[targets].astype(np.float32)
         val_targets = validation.targets
     else:
         chip_index = table.index_of_code()[chips.astype(np.intp)]
         labelled = chip_index >= 0
-        class_weights = balanced_class_weights(chip_index[labelled], n_classes)
-        targets = np.where(labelled, chip_index, 0).astype(np.int32)
-        sample_weight = np.where(labelled, class_weights[targets], 0).astype(np.float32)
+        weights = class_weights(chip_index[labelled], n_classes, weighting, train.candidates)
+        # Unlabelled chip pixels are -1: ignored by the loss and the accuracy (weight 0 as well).
+        targets = np.where(labelled, chip_index, -1).astype(np.int32)
+        sample_weight = np.where(labelled, weights[np.maximum(targets, 0)], 0).astype(np.float32)
         val_targets = validation.targets.reshape(-1, 1, 1)
         LOG.info("resnet: label chips of %d x %d px: %d labelled target pixels (%.1f per sample)", chip, chip,
                  int(labelled.sum()), labelled.sum() / len(targets))
-    val_weight = class_weights[validation.targets].astype(np.float32).reshape(val_targets.shape)
+    # Validation samples are weighted like the training ones, so early stopping optimises the same loss.
+    val_weight = class_weights(validation.targets, n_classes, weighting, validation.candidates)
+    val_weight = val_weight[validation.targets].astype(np.float32).reshape(val_targets.shape)
     batches = _patch_batches(keras, x_train, targets, sample_weight, int(settings["batch_size"]),
-                             augment=bool(settings.get("augment", False)), seed=seed)
-    training_model.compile(optimizer=_optimizer(keras, settings, len(batches)),
-                           loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+                             augment=bool(settings.get("augment", False)), seed=seed,
+                             jitter=float(settings.get("spectral_jitter", 0.0) or 0.0))
+    # Accuracy stays unweighted (the share of validation samples right), as the loss is weighted.
+    if chips is None:
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=-1)
+        metrics = [_labelled_accuracy(keras)]
+    training_model.compile(optimizer=_optimizer(keras, settings, len(batches)), loss=loss, metrics=metrics)
 
     callbacks = [_epoch_logger(keras, settings["epochs"])]
     stopping = settings.get("early_stopping")
@@ -573,6 +643,7 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
                                               patience=int(stopping.get("patience", 3)),
                                               restore_best_weights=True)
         callbacks.append(early)
+    LOG.info("resnet: class weights (%s) %s", weighting, dict(zip(table.codes.tolist(), np.round(weights, 3).tolist())))
     LOG.info("resnet (%s): %d training / %d validation patches of %d x %d px, %d bands + %d indices, %d classes "
              "(%d present), %d parameters, augmentation %s, early stopping %s", architecture, len(x_train),
              len(x_val), patch, patch, n_bands, len(pairs), n_classes, len(np.unique(train.targets)),

@@ -362,7 +362,8 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
             if settings.chip_px > 1:
                 chip_reader = functools.partial(read_chips, split=1 if s == 1 else 0)
             summary[SPLITS[s]] = _write_samples(picked[s], tiles, settings.patch_size, band_names, table, path,
-                                                outlier_mad=settings.outlier_mad, chip_reader=chip_reader)
+                                                outlier_mad=settings.outlier_mad, chip_reader=chip_reader,
+                                                candidates=counts[1 if s == 1 else 0])
     return summary
 
 
@@ -385,7 +386,10 @@ def spectral_outliers(spectra: np.ndarray, labels: np.ndarray, threshold: float)
 
 
 def _write_samples(picked, tiles, size, band_names, table: ClassTable, path, *,
-                   outlier_mad: float | None = None, chip_reader=None) -> dict[int, int]:
+                   outlier_mad: float | None = None, chip_reader=None, candidates=None) -> dict[int, int]:
+    """Cut the picked samples' patches (and label chips) and save them; ``candidates``: per class (table
+    order) the number of clean labelled pixels the samples were drawn from, stored so that training can
+    weight classes by their share of the labels (``class_weight: prior``) rather than of the samples."""
     tile_col, rows, cols, labels, patches, chips = [], [], [], [], [], []
     for tile, r, c, lab in picked:
         with open_raster(tiles[tile][0], "band stack") as stack:
@@ -410,6 +414,8 @@ def _write_samples(picked, tiles, size, band_names, table: ClassTable, path, *,
         if chips:
             chips = [np.concatenate(chips)[keep]]
     extra = {}
+    if candidates is not None:
+        extra["candidates"] = np.asarray(candidates, dtype=np.int64)
     if chip_reader is not None:
         extra["label_chips"] = np.concatenate(chips) if chips else np.empty((0, 1, 1), np.uint8)
     result = dict(
