@@ -17,7 +17,8 @@ rule validation_accuracy:
         confusion="results/{country}/accuracy/{country}_validation_confusion.csv",
     params:
         models=MODELS,
-        version=VERSION,
+        version=code_version("validation_accuracy"),
+        classes=CLASS_TABLE,
     log:
         "logs/validation_accuracy/{country}.log",
     benchmark:
@@ -40,7 +41,8 @@ rule tile_confusion:
     params:
         names=expand("{model}_{mode}", model=MODELS, mode=MODES),
         water_indices=WATER_INDICES,
-        version=VERSION,
+        version=code_version("tile_confusion"),
+        classes=CLASS_TABLE,
     log:
         "logs/tile_confusion/{country}_{tile}.log",
     benchmark:
@@ -77,7 +79,8 @@ rule accuracy:
         confusion="results/{country}/accuracy/{country}_reference_confusion.csv",
     params:
         product_model=f"{PRODUCT['model']}_{PRODUCT['mode']}",
-        version=VERSION,
+        version=code_version("accuracy"),
+        classes=CLASS_TABLE,
     log:
         "logs/accuracy/{country}.log",
     benchmark:

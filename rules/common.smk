@@ -1,6 +1,7 @@
 # Config loading and validation, wildcard constraints, and the settings and input functions (get_*) of
 # every stage (one section per rules/*.smk below), so the stage files hold rules only.
 
+import dataclasses
 import json
 import os
 import sys
@@ -10,7 +11,7 @@ import jsonschema
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-import osmlulc
+from osmlulc import provenance
 from osmlulc.classes import ClassTable
 from osmlulc.demo import demo_tile_grid
 from osmlulc.io import InputError, atomic_output
@@ -48,8 +49,19 @@ RESNET = config["models"]["resnet"]
 # Samples carry the largest patch any model needs (odd, centred on the sample pixel): the ResNet's
 # follows from its architecture (dense: depth and kernel size; original: its patch_size); SVM and RF need 1.
 PATCH_SIZE = sample_patch_size(RESNET) if "resnet" in MODELS else 1
-# Outputs depend on the library's code: its version is a param of the rules, so an upgrade reruns them.
-VERSION = osmlulc.__version__
+# The class table is a param (its content, as the code reads it) of every rule whose script reads it,
+# so editing config/classes.yaml reruns those rules (and a comment-only edit reruns nothing).
+CLASS_TABLE = dataclasses.asdict(CLASSES)
+# The root of the workflow (Snakefile, rules/, workflow/scripts/), also when run through symlinks.
+WORKFLOW_ROOT = Path(workflow.current_basedir).resolve().parent
+
+
+def code_version(script):
+    """The `version` param of a rule: the package version plus a hash of the package modules its script
+    uses (osmlulc.provenance), so a change of the library's code reruns exactly the rules that run it."""
+    return provenance.code_version(WORKFLOW_ROOT / "workflow" / "scripts" / f"{script}.py")
+
+
 # Software environments of the rule groups, for their conda directives (used with
 # --software-deployment-method conda, ignored otherwise). Paths are relative to rules/.
 RASTER_ENV = "../envs/raster.yaml"
@@ -328,7 +340,7 @@ def get_clipped_confidence_tiles(wildcards):
 
 REPORT_QUICKLOOK_PX = 1024
 # The workflow's own report/ folder, also when the workflow is run through a symlinked Snakefile.
-REPORT_DIR = Path(workflow.current_basedir).resolve().parent / "report"
+REPORT_DIR = WORKFLOW_ROOT / "report"
 
 
 def report_description():

@@ -11,7 +11,8 @@ if DEMO_COUNTRIES:
             spec=demo_spec(),
             band_pattern=lambda w: country_cfg(DEMO_COUNTRIES[0])["bands"],
             reference=lambda w: country_cfg(DEMO_COUNTRIES[0]).get("reference", {}),
-            version=VERSION,
+            version=code_version("demo_data"),
+            classes=CLASS_TABLE,
         log:
             "logs/demo_data/demo_data.log",
         benchmark:

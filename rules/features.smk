@@ -17,7 +17,7 @@ rule resample:
         band_names=RESAMPLED_BANDS,
         band_resolutions=[BANDS["resolution"][b] for b in RESAMPLED_BANDS],
         resampling=BANDS["resampling"],
-        version=VERSION,
+        version=code_version("resample"),
     log:
         "logs/resample/{country}_{tile}.log",
     benchmark:
@@ -39,7 +39,7 @@ rule combine:
         "results/{country}/tiles/{tile}/stack_10m.tif",
     params:
         band_names=STACK_ORDER,
-        version=VERSION,
+        version=code_version("combine"),
     log:
         "logs/combine/{country}_{tile}.log",
     benchmark:
@@ -60,7 +60,7 @@ rule ndwi:
     params:
         green=BANDS["green"],
         nir=BANDS["nir"],
-        version=VERSION,
+        version=code_version("ndwi"),
     log:
         "logs/ndwi/{country}_{tile}.log",
     benchmark:

@@ -17,7 +17,7 @@ rule sentinel2_band:
     params:
         resolution=lambda w: BANDS["resolution"][w.band],
         offset=reflectance_offset,
-        version=VERSION,
+        version=code_version("sentinel2_band"),
     log:
         "logs/sentinel2_band/{country}_{tile}_{band}.log",
     benchmark:
@@ -42,7 +42,7 @@ rule sentinel2_mask:
         reference_resolution=lambda w: BANDS["resolution"][BANDS["reference"]],
         settings=SENTINEL2,
         offset=reflectance_offset,
-        version=VERSION,
+        version=code_version("sentinel2_mask"),
     log:
         "logs/sentinel2_mask/{country}_{tile}.log",
     benchmark:
@@ -64,7 +64,8 @@ rule osm_landuse:
     output:
         "results/{country}/labels/{country}_osm_landuse.gpkg",
     params:
-        version=VERSION,
+        version=code_version("osm_landuse"),
+        classes=CLASS_TABLE,
     log:
         "logs/osm_landuse/{country}.log",
     benchmark:

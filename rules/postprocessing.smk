@@ -8,7 +8,8 @@ rule clip_extent:
         "results/{country}/tiles/{tile}/classified_clipped.tif",
     params:
         footprint=own_footprint_wkt,
-        version=VERSION,
+        version=code_version("clip_extent"),
+        classes=CLASS_TABLE,
     log:
         "logs/clip_extent/{country}_{tile}.log",
     benchmark:
@@ -29,7 +30,8 @@ rule merge:
     params:
         crs=PRODUCT["crs"],
         resolution=PRODUCT["resolution"],
-        version=VERSION,
+        version=code_version("merge"),
+        classes=CLASS_TABLE,
     log:
         "logs/merge/{country}.log",
     benchmark:
@@ -49,7 +51,8 @@ rule clip_boundary:
     output:
         "results/{country}/{country}_10m_3035_classified_clipped.tif",
     params:
-        version=VERSION,
+        version=code_version("clip_boundary"),
+        classes=CLASS_TABLE,
     log:
         "logs/clip_boundary/{country}.log",
     benchmark:
@@ -70,7 +73,8 @@ rule label_transfer:
         "results/{country}/{country}_10m_3035_label.tif",
     params:
         coding=label_coding,
-        version=VERSION,
+        version=code_version("transfer_labels"),
+        classes=CLASS_TABLE,
     log:
         "logs/label_transfer/{country}.log",
     benchmark:
@@ -90,7 +94,8 @@ rule product_merge:
     output:
         "results/{country}/{country}_10m_3035_product.tif",
     params:
-        version=VERSION,
+        version=code_version("product_merge"),
+        classes=CLASS_TABLE,
     log:
         "logs/product_merge/{country}.log",
     benchmark:
@@ -109,7 +114,8 @@ rule extract_land_use:
     output:
         "results/{country}/{country}_10m_3035_lu{code}.tif",
     params:
-        version=VERSION,
+        version=code_version("extract_land_use"),
+        classes=CLASS_TABLE,
     log:
         "logs/extract_land_use/{country}_lu{code}.log",
     benchmark:
@@ -129,7 +135,7 @@ rule sieve_classified:
         "results/{country}/{country}_10m_3035_classified_sieved.tif",
     params:
         sieve=SIEVE,
-        version=VERSION,
+        version=code_version("sieve"),
     log:
         "logs/sieve_classified/{country}.log",
     benchmark:
@@ -149,7 +155,7 @@ rule sieve_land_use:
         "results/{country}/{country}_10m_3035_lu{code}_sieved.tif",
     params:
         sieve=SIEVE,
-        version=VERSION,
+        version=code_version("sieve"),
     log:
         "logs/sieve_land_use/{country}_lu{code}.log",
     benchmark:
@@ -175,7 +181,7 @@ rule tile_confidence:
         "results/{country}/tiles/{tile}/confidence_clipped.tif",
     params:
         footprint=own_footprint_wkt,
-        version=VERSION,
+        version=code_version("tile_confidence"),
     log:
         "logs/tile_confidence/{country}_{tile}.log",
     benchmark:
@@ -197,7 +203,8 @@ rule merge_confidence:
         crs=PRODUCT["crs"],
         resolution=PRODUCT["resolution"],
         categorical=False,
-        version=VERSION,
+        version=code_version("merge"),
+        classes=CLASS_TABLE,
     log:
         "logs/merge_confidence/{country}.log",
     benchmark:
@@ -217,7 +224,7 @@ rule confidence_product:
     output:
         "results/{country}/{country}_10m_3035_confidence.tif",
     params:
-        version=VERSION,
+        version=code_version("confidence_product"),
     log:
         "logs/confidence_product/{country}.log",
     benchmark:

@@ -13,7 +13,8 @@ rule predict_pixel:
         model="svm|rf",  # the ResNet's instances are rule predict_pixel_resnet (below)
     params:
         block_size=config["prediction"]["block_size_px"],
-        version=VERSION,
+        version=code_version("predict_pixel"),
+        classes=CLASS_TABLE,
     log:
         "logs/predict_pixel/{country}_{tile}_{model}.log",
     benchmark:
@@ -43,7 +44,8 @@ rule predict_superpixel:
     output:
         "results/{country}/tiles/{tile}/classified_{model}_superpixel.tif",
     params:
-        version=VERSION,
+        version=code_version("predict_superpixel"),
+        classes=CLASS_TABLE,
     log:
         "logs/predict_superpixel/{country}_{tile}_{model}.log",
     benchmark:

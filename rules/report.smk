@@ -17,7 +17,7 @@ rule quicklook:
     params:
         kind=lambda w: quicklook_products(w.country)[w.product],
         max_size=REPORT_QUICKLOOK_PX,
-        version=VERSION,
+        version=code_version("quicklook"),
     log:
         "logs/quicklook/{country}_{product}.log",
     benchmark:
@@ -43,7 +43,7 @@ rule confusion_plot:
     wildcard_constraints:
         assessment="validation|reference",
     params:
-        version=VERSION,
+        version=code_version("confusion_plot"),
     log:
         "logs/confusion_plot/{country}_{assessment}.log",
     benchmark:
@@ -67,7 +67,7 @@ rule training_curves:
             labels={"country": "{country}", "figure": "ResNet training curves"},
         ),
     params:
-        version=VERSION,
+        version=code_version("training_curves"),
     log:
         "logs/training_curves/{country}.log",
     benchmark:
@@ -90,7 +90,7 @@ rule run_config:
         ),
     params:
         config=config,
-        version=VERSION,
+        version=code_version("run_config"),
     log:
         "logs/run_config/{country}.log",
     benchmark:
@@ -119,7 +119,8 @@ rule stac_item:
         period=lambda w: country_cfg(w.country).get("period"),
         land_use=PRODUCT["land_use"],
         product=PRODUCT,
-        version=VERSION,
+        version=code_version("stac_item"),
+        classes=CLASS_TABLE,
     log:
         "logs/stac_item/{country}.log",
     benchmark:

@@ -9,7 +9,8 @@ rule label_tile:
         "results/{country}/tiles/{tile}/label.tif",
     params:
         coding=label_coding,
-        version=VERSION,
+        version=code_version("transfer_labels"),
+        classes=CLASS_TABLE,
     log:
         "logs/label_tile/{country}_{tile}.log",
     benchmark:
@@ -33,7 +34,8 @@ rule samples:
         tiles=lambda w: country_cfg(w.country)["training_tiles"],
         patch_size=PATCH_SIZE,
         settings=config["samples"],
-        version=VERSION,
+        version=code_version("samples"),
+        classes=CLASS_TABLE,
     log:
         "logs/samples/{country}.log",
     benchmark:
@@ -57,7 +59,8 @@ rule sample_summary:
             labels={"country": "{country}", "table": "samples per class (absent classes marked)"},
         ),
     params:
-        version=VERSION,
+        version=code_version("sample_summary"),
+        classes=CLASS_TABLE,
     log:
         "logs/sample_summary/{country}.log",
     benchmark:

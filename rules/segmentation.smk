@@ -16,7 +16,7 @@ rule snic:
         compactness=SEGMENTATION["compactness" if SEGMENTATION["method"] == "snic" else "slic_compactness"],
         colour_space=SEGMENTATION.get("colour_space", "lab"),
         block_size=SEGMENTATION["block_size_px"],
-        version=VERSION,
+        version=code_version("snic"),
     log:
         "logs/snic/{country}_{tile}.log",
     benchmark:

@@ -13,7 +13,8 @@ rule train_resnet:
     params:
         settings=MODEL_CFG["resnet"],
         seed=MODEL_CFG["seed"],
-        version=VERSION,
+        version=code_version("train_resnet"),
+        classes=CLASS_TABLE,
     log:
         "logs/train_resnet/{country}.log",
     benchmark:
@@ -38,7 +39,8 @@ rule train_sklearn:
     params:
         settings=lambda w: MODEL_CFG[w.model],
         seed=MODEL_CFG["seed"],
-        version=VERSION,
+        version=code_version("train_sklearn"),
+        classes=CLASS_TABLE,
     log:
         "logs/train_{model}/{country}.log",
     benchmark:

@@ -21,7 +21,8 @@ rule check_inputs:
         grid=checked_tile_grid,
         hints=check_hints,
         min_valid_fraction=CHECKS["min_valid_fraction"],
-        version=VERSION,
+        version=code_version("check_inputs"),
+        classes=CLASS_TABLE,
     log:
         "logs/check_inputs/{country}_{tile}.log",
     benchmark:
