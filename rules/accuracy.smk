@@ -24,7 +24,7 @@ rule validation_accuracy:
     benchmark:
         "benchmarks/validation_accuracy/{country}.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_mem_mb(2000),
     conda:
         TENSORFLOW_CPU_ENV
     script:
@@ -48,7 +48,7 @@ rule tile_confusion:
     benchmark:
         "benchmarks/tile_confusion/{country}_{tile}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -86,7 +86,7 @@ rule accuracy:
     benchmark:
         "benchmarks/accuracy/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:

@@ -12,6 +12,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from osmlulc import provenance
+from osmlulc import resources as job_resources
 from osmlulc.classes import ClassTable
 from osmlulc.demo import demo_tile_grid
 from osmlulc.io import InputError, atomic_output
@@ -60,6 +61,29 @@ def code_version(script):
     """The `version` param of a rule: the package version plus a hash of the package modules its script
     uses (osmlulc.provenance), so a change of the library's code reruns exactly the rules that run it."""
     return provenance.code_version(WORKFLOW_ROOT / "workflow" / "scripts" / f"{script}.py")
+
+
+
+
+def scaled_mem_mb(base, per_input_mb=0.0, per_thread_mb=0.0):
+    """`mem_mb` of a rule: grows with the job's attempt (a retry after an out-of-memory kill asks for more)
+    and with the size of its input files and its threads (osmlulc.resources.memory_mb)."""
+
+    def mem_mb(wildcards, input, threads, attempt):
+        return job_resources.memory_mb(base, attempt, input_mb=job_resources.input_size_mb(input),
+                                       per_input_mb=per_input_mb, threads=threads, per_thread_mb=per_thread_mb)
+
+    return mem_mb
+
+
+def scaled_runtime(base, per_input_min=0.0):
+    """`runtime` (minutes) of a rule: grows with the job's attempt and the size of its input files."""
+
+    def runtime(wildcards, input, attempt):
+        return job_resources.runtime_min(base, attempt, input_mb=job_resources.input_size_mb(input),
+                                         per_input_min=per_input_min)
+
+    return runtime
 
 
 # Software environments of the rule groups, for their conda directives (used with

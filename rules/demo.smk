@@ -18,7 +18,7 @@ if DEMO_COUNTRIES:
         benchmark:
             "benchmarks/demo_data/demo_data.tsv"
         resources:
-            mem_mb=3000,
+            mem_mb=scaled_mem_mb(3000),
         conda:
             RASTER_ENV
         script:

@@ -23,7 +23,7 @@ rule resample:
     benchmark:
         "benchmarks/resample/{country}_{tile}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
@@ -45,7 +45,7 @@ rule combine:
     benchmark:
         "benchmarks/combine/{country}_{tile}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -66,7 +66,7 @@ rule ndwi:
     benchmark:
         "benchmarks/ndwi/{country}_{tile}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:

@@ -23,7 +23,7 @@ rule sentinel2_band:
     benchmark:
         "benchmarks/sentinel2_band/{country}_{tile}_{band}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     conda:
@@ -48,7 +48,7 @@ rule sentinel2_mask:
     benchmark:
         "benchmarks/sentinel2_mask/{country}_{tile}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     conda:
@@ -72,7 +72,7 @@ rule osm_landuse:
         "benchmarks/osm_landuse/{country}.tsv"
     resources:
         # The mapped areas of the whole extract are held once (a large country: several GB).
-        mem_mb=8000,
+        mem_mb=scaled_mem_mb(8000, per_input_mb=3),
     conda:
         RASTER_ENV
     conda:

@@ -15,7 +15,7 @@ rule clip_extent:
     benchmark:
         "benchmarks/clip_extent/{country}_{tile}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
@@ -37,7 +37,9 @@ rule merge:
     benchmark:
         "benchmarks/merge/{country}.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_mem_mb(2000),
+        # a country mosaic: the time grows with the tiles' size
+        runtime=scaled_runtime(30, per_input_min=0.05),
     conda:
         RASTER_ENV
     script:
@@ -58,7 +60,7 @@ rule clip_boundary:
     benchmark:
         "benchmarks/clip_boundary/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -80,7 +82,7 @@ rule label_transfer:
     benchmark:
         "benchmarks/label_transfer/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -101,7 +103,7 @@ rule product_merge:
     benchmark:
         "benchmarks/product_merge/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -121,7 +123,7 @@ rule extract_land_use:
     benchmark:
         "benchmarks/extract_land_use/{country}_lu{code}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
@@ -141,7 +143,9 @@ rule sieve_classified:
     benchmark:
         "benchmarks/sieve_classified/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
+        # a country mosaic: the time grows with the tiles' size
+        runtime=scaled_runtime(60, per_input_min=0.1),
     conda:
         RASTER_ENV
     script:
@@ -161,7 +165,9 @@ rule sieve_land_use:
     benchmark:
         "benchmarks/sieve_land_use/{country}_lu{code}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
+        # a country mosaic: the time grows with the tiles' size
+        runtime=scaled_runtime(60, per_input_min=0.1),
     conda:
         RASTER_ENV
     script:
@@ -187,7 +193,7 @@ rule tile_confidence:
     benchmark:
         "benchmarks/tile_confidence/{country}_{tile}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -210,7 +216,9 @@ rule merge_confidence:
     benchmark:
         "benchmarks/merge_confidence/{country}.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_mem_mb(2000),
+        # a country mosaic: the time grows with the tiles' size
+        runtime=scaled_runtime(30, per_input_min=0.05),
     conda:
         RASTER_ENV
     script:
@@ -230,7 +238,7 @@ rule confidence_product:
     benchmark:
         "benchmarks/confidence_product/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:

@@ -21,7 +21,7 @@ rule predict_pixel:
         "benchmarks/predict_pixel/{country}_{tile}_{model}.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=scaled_mem_mb(4000),
     conda:
         RASTER_ENV
     script:
@@ -51,7 +51,7 @@ rule predict_superpixel:
     benchmark:
         "benchmarks/predict_superpixel/{country}_{tile}_{model}.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_mem_mb(2000),
     conda:
         RASTER_ENV
     script:

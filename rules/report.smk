@@ -23,7 +23,7 @@ rule quicklook:
     benchmark:
         "benchmarks/quicklook/{country}_{product}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -49,7 +49,7 @@ rule confusion_plot:
     benchmark:
         "benchmarks/confusion_plot/{country}_{assessment}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -73,7 +73,7 @@ rule training_curves:
     benchmark:
         "benchmarks/training_curves/{country}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
@@ -95,6 +95,8 @@ rule run_config:
         "logs/run_config/{country}.log",
     benchmark:
         "benchmarks/run_config/{country}.tsv"
+    resources:
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
@@ -126,7 +128,7 @@ rule stac_item:
     benchmark:
         "benchmarks/stac_item/{country}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:

@@ -16,7 +16,7 @@ rule label_tile:
     benchmark:
         "benchmarks/label_tile/{country}_{tile}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -41,7 +41,7 @@ rule samples:
     benchmark:
         "benchmarks/samples/{country}.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_mem_mb(2000),
     conda:
         RASTER_ENV
     script:
@@ -66,7 +66,7 @@ rule sample_summary:
     benchmark:
         "benchmarks/sample_summary/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:

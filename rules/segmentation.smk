@@ -23,7 +23,7 @@ rule snic:
         "benchmarks/snic/{country}_{tile}.tsv"
     threads: SEGMENTATION["threads"]
     resources:
-        mem_mb=lambda w, threads: 1000 + 600 * threads,
+        mem_mb=scaled_mem_mb(1000, per_thread_mb=600),
     conda:
         RASTER_ENV
     script:

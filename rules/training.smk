@@ -21,7 +21,7 @@ rule train_resnet:
         "benchmarks/train_resnet/{country}.tsv"
     threads: 2
     resources:
-        mem_mb=6000,
+        mem_mb=scaled_mem_mb(6000, per_input_mb=4),
     conda:
         TENSORFLOW_GPU_ENV
     script:
@@ -47,7 +47,7 @@ rule train_sklearn:
         "benchmarks/train_{model}/{country}.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=scaled_mem_mb(4000, per_input_mb=4),
     conda:
         RASTER_ENV
     script:

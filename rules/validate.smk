@@ -28,7 +28,7 @@ rule check_inputs:
     benchmark:
         "benchmarks/check_inputs/{country}_{tile}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
