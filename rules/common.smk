@@ -110,6 +110,20 @@ def _check_config():
                              f"use a code of {config['classes']}")
     if RESNET.get("architecture") == "original" and (RESNET["original"]["depth"] - 2) % 9:
         raise ValueError(f"config: models.resnet.original.depth must be 9 n + 2, got {RESNET['original']['depth']}")
+    if PRODUCT["sieve"]["halo_px"] < PRODUCT["sieve"]["size"]:
+        raise ValueError(f"config: product.sieve.halo_px = {PRODUCT['sieve']['halo_px']} is below product.sieve.size "
+                         f"= {PRODUCT['sieve']['size']}: the windowed sieve would be inexact; set halo_px >= size")
+    buffer = config["samples"].get("validation_buffer_px", 0)
+    if PATCH_SIZE > 1 and buffer < PATCH_SIZE // 2 + 1:
+        raise ValueError(f"config: samples.validation_buffer_px = {buffer} is below patch_size // 2 + 1 = "
+                         f"{PATCH_SIZE // 2 + 1} (patch {PATCH_SIZE} px): training pixels would leak into validation "
+                         f"patches; set it to at least {PATCH_SIZE // 2 + 1}")
+    demo_countries = [cc for cc, c in config["countries"].items() if c["source"] == "demo"]
+    if len(demo_countries) > 1:
+        kept = next((cc for cc in config["run_countries"] if cc in demo_countries), demo_countries[0])
+        extra = sorted(set(demo_countries) - {kept})[0]
+        raise ValueError(f"config: countries.{extra}.source = demo: only one demo country ({kept}) is generated "
+                         f"(rule demo_data), no rule makes {extra}'s inputs; use source rasters or sentinel2")
     if PRODUCT["model"] not in MODELS or PRODUCT["mode"] not in MODES:
         raise ValueError("config: product.model/mode must be among models.enabled and prediction.modes")
     for cc in config["run_countries"]:
@@ -294,7 +308,7 @@ def get_reference_country(wildcards):
 
 # ---- settings and functions of rules/demo.smk --------------------------------------------------------
 
-DEMO_COUNTRIES = [cc for cc, c in config["countries"].items() if c["source"] == "demo"]
+DEMO_COUNTRIES = [cc for cc, c in config["countries"].items() if c["source"] == "demo"]  # one (_check_config)
 
 
 def demo_outputs(country):

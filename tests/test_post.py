@@ -122,21 +122,23 @@ def test_own_footprints_partition_of_many_tiles_is_exact_and_deterministic():
 # --------------------------------------------------------------------------- tile -> country
 
 
-def test_clip_to_footprint_zeroes_exactly_the_pixels_outside(tmp_path):
+@pytest.mark.parametrize("nodata", [0, 255])  # the class table's nodata, not a fixed 0
+def test_clip_to_footprint_zeroes_exactly_the_pixels_outside(tmp_path, nodata):
+    table = ClassTable(TABLE.classes, nodata, TABLE.water)
     transform = Affine(10, 0, 500000, 0, -10, 5400000)
     data = blocky(48, 40, 6, seed=1)
-    src = write_raster(tmp_path / "tile.tif", data, crs=UTM, transform=transform)
+    src = write_raster(tmp_path / "tile.tif", data, crs=UTM, transform=transform, nodata=nodata)
     triangle_utm = Polygon([(500033.3, 5399987.1), (500371.7, 5399702.9), (500061.9, 5399541.3)])
     to_laea = pyproj.Transformer.from_crs(UTM, LAEA, always_xy=True)
     triangle_3035 = shapely.transform(triangle_utm, lambda xy: np.column_stack(to_laea.transform(xy[:, 0], xy[:, 1])))
     dst = tmp_path / "clipped.tif"
-    post.clip_to_footprint(src, triangle_3035, dst, TABLE, block_size=16)
+    post.clip_to_footprint(src, triangle_3035, dst, table, block_size=16)
     out, profile, _ = read(dst)
     x, y = pixel_centres(transform, 48, 40)
     inside = shapely.contains_xy(triangle_utm, x, y)
     assert 100 < inside.sum() < inside.size - 100
-    np.testing.assert_array_equal(out, np.where(inside, data, 0))
-    assert profile["crs"] == UTM and profile["transform"] == transform and profile["nodata"] == 0
+    np.testing.assert_array_equal(out, np.where(inside, data, nodata))
+    assert profile["crs"] == UTM and profile["transform"] == transform and profile["nodata"] == nodata
     with rasterio.open(dst) as ds:
         assert ds.colormap(1)[12][:3] == (0, 204, 242)
 

@@ -96,7 +96,7 @@ def validation_accuracy(models: dict[str, str], splits, table: ClassTable, out_c
 
 def tile_confusions(predictions: dict[str, str], reference_path, table: ClassTable, out_npz, *,
                     stack_path=None, water_indices: dict[str, tuple[str, str]] | None = None,
-                    water_code: int = 12) -> None:
+                    water_code: int | None = None) -> None:
     """Per tile: the confusion matrix of each prediction against the reference (``cm_<name>``), the
     pixels of each class in the whole prediction (``mapped_<name>``, the strata of the
     area-adjusted estimates) and, with ``stack_path``, the water / not-water matrices of the

@@ -212,18 +212,19 @@ def _read_boundary(boundary_path: str | os.PathLike, dst_crs):
 # --------------------------------------------------------------------------- raster helpers
 
 
-def _class_profile(crs, transform, width: int, height: int) -> dict:
-    """Creation profile of a class-code raster: uint8, nodata 0."""
-    return raster_profile(crs=crs, transform=transform, width=width, height=height, dtype="uint8", nodata=0)
+def _class_profile(crs, transform, width: int, height: int, table: ClassTable | None) -> dict:
+    """Creation profile of a uint8 class-code raster (nodata: the table's) or continuous layer (table None: 0)."""
+    return raster_profile(crs=crs, transform=transform, width=width, height=height, dtype="uint8",
+                          nodata=_nodata(table))
 
 
-def _apply_lut(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """``lut[values]`` as uint8, 0 (nodata) for values outside the lookup range or not whole numbers."""
+def _apply_lut(values: np.ndarray, lut: np.ndarray, nodata: int) -> np.ndarray:
+    """``lut[values]`` as uint8, ``nodata`` for values outside the lookup range or not whole numbers."""
     if values.dtype.kind == "f":
         whole = np.isfinite(values) & (np.floor(values) == values)
         values = np.where(whole, values, -1).astype(np.int64)
     inside = (values >= 0) & (values < len(lut))
-    out = np.zeros(values.shape, dtype=np.uint8)
+    out = np.full(values.shape, nodata, dtype=np.uint8)
     out[inside] = lut[values[inside].astype(np.int64)]
     return out
 
@@ -286,7 +287,7 @@ def clip_to_footprint(src_path, footprint_3035: Polygon, dst_path, table: ClassT
         _require_crs(src, src_path, "classified tile")
         footprint = _reproject_geometry(footprint_3035, FOOTPRINT_CRS, src.crs)
         shapely.prepare(footprint)
-        profile = _class_profile(src.crs, src.transform, src.width, src.height)
+        profile = _class_profile(src.crs, src.transform, src.width, src.height, table)
         with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             _describe(dst, table, src)
             for window in block_windows(src.width, src.height, block_size):
@@ -351,7 +352,7 @@ def merge_tiles(src_paths: list[str], dst_path, table: ClassTable | None, *, crs
                 src, crs=crs, transform=vrt_transform, width=vrt_width, height=vrt_height,
                 resampling=Resampling.nearest, src_nodata=src.nodata if src.nodata is not None else 0,
                 nodata=_nodata(table))))
-        profile = _class_profile(crs, transform, width, height)
+        profile = _class_profile(crs, transform, width, height, table)
         out_bounds = array_bounds(height, width, transform)  # (west, south, east, north)
         with atomic_output(dst_path) as tmp:
             with rasterio.open(tmp, "w", **profile) as dst:
@@ -394,7 +395,7 @@ def clip_to_boundary(src_path, boundary_path, dst_path, table: ClassTable | None
         if crop.width <= 0 or crop.height <= 0:
             raise InputError(f"boundary {boundary_path} does not overlap the raster {src_path}")
         crop_transform = src.window_transform(crop)
-        profile = _class_profile(src.crs, crop_transform, crop.width, crop.height)
+        profile = _class_profile(src.crs, crop_transform, crop.width, crop.height, table)
         with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             _describe(dst, table, src)
             for window in block_windows(crop.width, crop.height, block_size):
@@ -425,13 +426,13 @@ def transfer_labels(label_path, grid_path, dst_path, table: ClassTable, *, codin
             raise InputError(f"label raster {label_path} does not overlap the grid of {grid_path}")
         # Outside the label raster the VRT yields its nodata, which the lookup maps to nodata.
         fill = label.nodata if label.nodata is not None else 0
-        profile = _class_profile(grid.crs, grid.transform, grid.width, grid.height)
+        profile = _class_profile(grid.crs, grid.transform, grid.width, grid.height, table)
         with WarpedVRT(label, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
                        resampling=Resampling.nearest, nodata=fill) as vrt, \
                 atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             write_class_colormap(dst, table)
             for window in block_windows(grid.width, grid.height, block_size):
-                codes = _apply_lut(vrt.read(1, window=window), lut)
+                codes = _apply_lut(vrt.read(1, window=window), lut, table.nodata)
                 codes[grid.read_masks(1, window=window) == 0] = table.nodata
                 dst.write(codes, 1, window=window)
 
@@ -448,7 +449,7 @@ def merge_product(classified_path, label_path, dst_path, table: ClassTable, *,
         if not same_grid(cls, label):
             raise InputError(f"label raster {label_path} is not on the grid of {classified_path}; "
                              "run transfer_labels onto it first")
-        profile = _class_profile(cls.crs, cls.transform, cls.width, cls.height)
+        profile = _class_profile(cls.crs, cls.transform, cls.width, cls.height, table)
         with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             write_class_colormap(dst, table)
             for window in block_windows(cls.width, cls.height, block_size):
