@@ -511,6 +511,7 @@ def write_run_status_of_run(started):
     rows = run_status({cc: tiles_of(cc) for cc in config["run_countries"]}, failures_in_logs("logs", started))
     for cc in config["run_countries"]:
         write_run_status([r for r in rows if r["country"] == cc], f"results/{cc}/run_status.csv")
-    failed = [r for r in rows if r["status"] == "failed"]
+    failed = [r for r in rows if r["status"] in ("failed", "killed")]
     for r in failed:
-        print(f"osmlulc: run status: {r['country']} {r['tile']}: {r['rule']} failed: {r['message']}", file=sys.stderr)
+        print(f"osmlulc: run status: {r['country']} {r['tile']}: {r['rule']} {r['status']}: {r['message']}",
+              file=sys.stderr)

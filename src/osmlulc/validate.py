@@ -259,39 +259,64 @@ def check_tile_inputs(inputs: TileInputs, table: ClassTable, dst_path, *, min_va
 _ERROR_LINE = re.compile(r" ERROR (?:osmlulc: (?P<rule>\S+) \((?P<where>[^)]*)\): (?P<message>.*)"
                          r"|(?P<rule2>\S+) \((?P<where2>[^)]*)\) failed)$")
 
+#: The first line of every rule's log (osmlulc.logs.run_logged) and its last line when the step finished.
+_START_LINE = re.compile(r" INFO start (?P<rule>\S+) ?(?P<where>[^(]*)\(GDAL_CACHEMAX")
+_DONE_LINE = re.compile(r" INFO done \S+ in [\d.]+ s$")
+
 RUN_STATUS_COLUMNS = ["country", "tile", "status", "rule", "message"]
 
 
 def failures_in_logs(log_dir: str | os.PathLike = "logs", since: float | None = None) -> list[dict]:
-    """Failed rule instances found in the rules' logs: rule, where (country, tile, ...), message.
+    """Failed rule instances found in the rules' logs: rule, where (country, tile, ...), message, status.
 
+    status ``failed``: the log has an error line. ``killed``: the log has its start line but neither an
+    error line nor the completion line (``done ... in ... s``) that :func:`osmlulc.logs.run_logged`
+    writes last: the job was killed from outside (out of memory, time limit, a signal, a lost node).
     Only logs written at or after ``since`` (a time stamp) count, so failures of earlier runs
-    that were fixed since are not reported again.
+    that were fixed since are not reported again. Call it when no job runs (the end of a run).
     """
     failures = []
     for path in sorted(Path(log_dir).glob("*/*.log")):
         if since is not None and path.stat().st_mtime < since:
             continue
-        for line in path.read_text(errors="replace").splitlines():
+        lines = path.read_text(errors="replace").splitlines()
+        for line in lines:
             match = _ERROR_LINE.search(line)
             if not match:
                 continue
             where = match["where"] if match["rule"] else match["where2"]
             failures.append({
                 "rule": match["rule"] or match["rule2"],
-                "where": dict(part.split("=", 1) for part in where.split() if "=" in part),
+                "where": _where(where),
                 "message": match["message"] or f"failed with an error; see {path}",
                 "log": str(path),
+                "status": "failed",
             })
             break
+        else:
+            start = _START_LINE.search(lines[0]) if lines else None
+            if start and not any(_DONE_LINE.search(line) for line in lines):
+                failures.append({
+                    "rule": start["rule"],
+                    "where": _where(start["where"]),
+                    "message": f"killed before it finished (out of memory, time limit or a signal: its log {path} "
+                               "has no completion line); rerun it, with more memory or time if it was killed again",
+                    "log": str(path),
+                    "status": "killed",
+                })
     return failures
+
+
+def _where(text: str) -> dict:
+    return dict(part.split("=", 1) for part in text.split() if "=" in part)
 
 
 def run_status(tiles: dict[str, list[str]], failures: list[dict], results_dir: str | os.PathLike = "results") -> list[dict]:
     """One row per tile of each country (and one per failed country-level rule).
 
-    status: ``failed`` (a rule of the tile failed; the first one in the log order), ``ok``
-    (its inputs passed :func:`check_tile_inputs` and nothing of it failed), ``not checked``.
+    status: ``failed`` (a rule of the tile failed; the first one in the log order), ``killed`` (a job
+    of the tile was killed from outside, see :func:`failures_in_logs`), ``ok`` (its inputs passed
+    :func:`check_tile_inputs` and nothing of it failed), ``not checked``.
     """
     rows = []
     for country, country_tiles in tiles.items():
@@ -301,15 +326,15 @@ def run_status(tiles: dict[str, list[str]], failures: list[dict], results_dir: s
             # The input check explains why later rules of the tile could not run: name it first.
             failed.sort(key=lambda f: f["rule"] != "check_inputs")
             if failed:
-                rows.append({"country": country, "tile": tile, "status": "failed", "rule": failed[0]["rule"],
-                             "message": failed[0]["message"]})
+                rows.append({"country": country, "tile": tile, "status": failed[0].get("status", "failed"),
+                             "rule": failed[0]["rule"], "message": failed[0]["message"]})
             elif (Path(results_dir) / country / "tiles" / tile / "inputs_ok.json").exists():
                 rows.append({"country": country, "tile": tile, "status": "ok", "rule": "", "message": ""})
             else:
                 rows.append({"country": country, "tile": tile, "status": "not checked", "rule": "", "message": ""})
         for f in mine:
             if "tile" not in f["where"]:
-                rows.append({"country": country, "tile": "-", "status": "failed", "rule": f["rule"],
+                rows.append({"country": country, "tile": "-", "status": f.get("status", "failed"), "rule": f["rule"],
                              "message": f["message"]})
     return rows
 
@@ -333,13 +358,13 @@ def run_status_rst(status_csvs: dict[str, str | os.PathLike]) -> str:
             continue
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
-        failed = [r for r in rows if r["status"] == "failed"]
+        failed = [r for r in rows if r["status"] in ("failed", "killed")]
         ok = sum(r["status"] == "ok" for r in rows)
         lines.append(f"- **{country}**: {ok} tile(s) passed their input check, {len(failed)} failed"
                      f" (last run; details in ``{path}``).")
         for r in failed:
             where = r["tile"] or "country level"
-            lines.append(f"  - {where}: rule ``{r['rule']}`` failed: {r['message']}")
+            lines.append(f"  - {where}: rule ``{r['rule']}`` {r['status']}: {r['message']}")
         lines.append("")
     return "\n".join(lines)
 
