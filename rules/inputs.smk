@@ -26,8 +26,6 @@ rule sentinel2_band:
         mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
-    conda:
-        RASTER_ENV
     script:
         "../workflow/scripts/sentinel2_band.py"
 
@@ -51,8 +49,6 @@ rule sentinel2_mask:
         mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
-    conda:
-        RASTER_ENV
     script:
         "../workflow/scripts/sentinel2_mask.py"
 
@@ -73,8 +69,6 @@ rule osm_landuse:
     resources:
         # The mapped areas of the whole extract are held once (a large country: several GB).
         mem_mb=scaled_mem_mb(8000, per_input_mb=3),
-    conda:
-        RASTER_ENV
     conda:
         RASTER_ENV
     script:

@@ -88,6 +88,8 @@ def test_every_rule_with_a_script_has_an_environment():
         env = re.search(r"conda:\s*\n\s*(\w+)", body)
         if "script:" in body:
             assert env, f"{path}: rule {rule} has no conda: directive"
+        for directive in ("conda", "script", "log", "benchmark", "resources", "params", "input", "output"):
+            assert len(re.findall(rf"^\s+{directive}:", body, re.M)) <= 1, f"{path}: rule {rule}: two {directive}:"
         if env:
             seen[rule] = names[env.group(1)]
     assert seen["train_resnet"] == seen["predict_pixel_resnet"] == "tensorflow-gpu.yaml"

@@ -189,6 +189,30 @@ def test_merge_tiles_into_3035(tmp_path):
     assert set(np.unique(out[in_any])) <= set(range(13))
 
 
+def test_merge_tiles_is_the_same_for_any_chunk_size_and_covers_given_bounds(tmp_path):
+    """Our own chunk loop (no rasterio.merge memory-limit arithmetic); `bounds` widens the mosaic
+    (a missing tile of a country is nodata), the tiles' pixels stay where they were."""
+    a = blocky(60, 60, 6, seed=2)
+    path = write_raster(tmp_path / "a.tif", a, crs=UTM, transform=Affine(10, 0, 500000, 0, -10, 5400000))
+    mosaics = {}
+    for chunk in (16, 48, 4096):
+        post.merge_tiles([path], tmp_path / f"m{chunk}.tif", TABLE, crs=LAEA, resolution=10.0, chunk_size=chunk)
+        with rasterio.open(tmp_path / f"m{chunk}.tif") as ds:
+            mosaics[chunk] = (ds.read(1), ds.transform)
+    for chunk in (48, 4096):
+        np.testing.assert_array_equal(mosaics[chunk][0], mosaics[16][0])
+        assert mosaics[chunk][1] == mosaics[16][1]
+    out, transform = mosaics[16]
+    wide = (transform.c - 1000, transform.f - 10 * out.shape[0] - 500, transform.c + 10 * out.shape[1], transform.f)
+    post.merge_tiles([path], tmp_path / "wide.tif", TABLE, crs=LAEA, resolution=10.0, chunk_size=32, bounds=wide)
+    with rasterio.open(tmp_path / "wide.tif") as ds:
+        big = ds.read(1)
+        assert ds.transform.c == transform.c - 1000 and ds.transform.f == transform.f
+        assert big.shape == (out.shape[0] + 50, out.shape[1] + 100)
+    np.testing.assert_array_equal(big[:out.shape[0], 100:], out)
+    assert (big[out.shape[0]:] == 0).all() and (big[:, :100] == 0).all()
+
+
 def write_boundary_geojson(path, polygon_3035):
     """A GeoJSON (EPSG:4326) of a polygon defined in EPSG:3035."""
     geom = fiona.transform.transform_geom(LAEA, "EPSG:4326", mapping(polygon_3035))
