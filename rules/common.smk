@@ -20,7 +20,14 @@ from osmlulc.mgrs import tile_grid as mgrs_tile_grid
 from osmlulc.models import sample_patch_size
 from osmlulc.post import own_footprints, tile_footprints_3035
 from osmlulc.sentinel2 import resolve_product
-from osmlulc.validate import config_error_line, failures_in_logs, run_status, run_status_rst, write_run_status
+from osmlulc.validate import (
+    check_record,
+    config_error_line,
+    failures_in_logs,
+    run_status,
+    run_status_rst,
+    write_run_status,
+)
 
 
 def stop_on_config_error(message):
@@ -254,6 +261,23 @@ def own_footprint_wkt(wildcards):
     return _OWN_FOOTPRINTS[country][wildcards.tile]
 
 
+# product.allow_missing_tiles: the country products are built from the tiles whose inputs passed their
+# check (checkpoint tiles_passed, rules/validate.smk); the others are nodata and listed as missing.
+ALLOW_MISSING_TILES = PRODUCT["allow_missing_tiles"]
+
+
+def tiles_passed_record(country):
+    return f"results/{country}/tiles_passed.json"
+
+
+def product_tiles_of(country):
+    """The tiles that make the country products: all, or with allow_missing_tiles those that passed their check."""
+    if not ALLOW_MISSING_TILES:
+        return tiles_of(country)
+    with open(checkpoints.tiles_passed.get(country=country).output[0]) as f:
+        return json.load(f)["passed"]
+
+
 def product_tile(country, tile):
     return f"results/{country}/tiles/{tile}/classified_{PRODUCT['model']}_{PRODUCT['mode']}.tif"
 
@@ -266,12 +290,14 @@ def has_reference(country):
     return "reference" in country_cfg(country)
 
 
-def all_targets():
+def all_targets(wildcards=None):
+    """Everything `snakemake` builds. The input function of the `all` rule, as with allow_missing_tiles the
+    tiles of the products are known once their checks ran."""
     targets = []
     for country in config["run_countries"]:
         targets.append(country_product(country, "classified_sieved"))
         targets += [country_product(country, f"lu{code}_sieved") for code in PRODUCT["land_use"]]
-        targets += expand("results/{country}/tiles/{tile}/ndwi.tif", country=country, tile=tiles_of(country))
+        targets += expand("results/{country}/tiles/{tile}/ndwi.tif", country=country, tile=product_tiles_of(country))
         targets.append(f"results/{country}/accuracy/{country}_validation_accuracy.csv")
         targets.append(f"results/{country}/samples/summary.csv")  # per-class counts; absent classes
         if has_reference(country):
@@ -298,7 +324,9 @@ def get_models(wildcards):
 
 def get_tile_confusions(wildcards):
     return expand(
-        "results/{country}/accuracy/tiles/{tile}_confusion.npz", country=wildcards.country, tile=tiles_of(wildcards.country)
+        "results/{country}/accuracy/tiles/{tile}_confusion.npz",
+        country=wildcards.country,
+        tile=product_tiles_of(wildcards.country),
     )
 
 
@@ -356,8 +384,31 @@ def get_boundary(wildcards):
 
 def get_clipped_tiles(wildcards):
     return expand(
-        "results/{country}/tiles/{tile}/classified_clipped.tif", country=wildcards.country, tile=tiles_of(wildcards.country)
+        "results/{country}/tiles/{tile}/classified_clipped.tif",
+        country=wildcards.country,
+        tile=product_tiles_of(wildcards.country),
     )
+
+
+_COUNTRY_BOUNDS = {}
+
+
+def country_tiles_bounds(wildcards):
+    """EPSG:3035 bounds of the own footprints of all the country's tiles: the mosaic's extent, also where
+    a tile is missing (allow_missing_tiles: its area is nodata)."""
+    country = wildcards.country
+    if country not in _COUNTRY_BOUNDS:
+        grid = {t: g for t, g in tile_grid(country).items() if t in tiles_of(country)}
+        footprints = list(own_footprints(tile_footprints_3035(grid)).values())
+        bounds = [p.bounds for p in footprints]
+        _COUNTRY_BOUNDS[country] = [min(b[0] for b in bounds), min(b[1] for b in bounds),
+                                    max(b[2] for b in bounds), max(b[3] for b in bounds)]
+    return _COUNTRY_BOUNDS[country]
+
+
+def get_missing_tiles_record(wildcards):
+    """With allow_missing_tiles, the record of the tiles left out (for the STAC item); else nothing."""
+    return {"tiles_passed": tiles_passed_record(wildcards.country)} if ALLOW_MISSING_TILES else {}
 
 
 def get_confidence_inputs(wildcards):
@@ -370,7 +421,9 @@ def get_confidence_inputs(wildcards):
 
 def get_clipped_confidence_tiles(wildcards):
     return expand(
-        "results/{country}/tiles/{tile}/confidence_clipped.tif", country=wildcards.country, tile=tiles_of(wildcards.country)
+        "results/{country}/tiles/{tile}/confidence_clipped.tif",
+        country=wildcards.country,
+        tile=product_tiles_of(wildcards.country),
     )
 
 
@@ -481,6 +534,21 @@ def check_hints(wildcards):
 
 def checked_inputs_flag(wildcards):
     return f"results/{wildcards.country}/tiles/{wildcards.tile}/inputs_ok.json"
+
+
+def get_check_records(wildcards):
+    return [f"results/{wildcards.country}/tiles/{t}/inputs_ok.json" for t in tiles_of(wildcards.country)]
+
+
+def forget_missing_tile_records():
+    """Without allow_missing_tiles, a tile recorded missing by an earlier run is checked again (and fails)."""
+    if ALLOW_MISSING_TILES:
+        return
+    for cc in config["run_countries"]:
+        for tile in tiles_of(cc):
+            flag = Path(f"results/{cc}/tiles/{tile}/inputs_ok.json")
+            if flag.exists() and not check_record(flag)["ok"]:
+                flag.unlink()
 
 
 def missing_user_files():

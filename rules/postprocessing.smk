@@ -30,6 +30,7 @@ rule merge:
     params:
         crs=PRODUCT["crs"],
         resolution=PRODUCT["resolution"],
+        bounds=country_tiles_bounds,
         version=code_version("merge"),
         classes=CLASS_TABLE,
     log:
@@ -208,6 +209,7 @@ rule merge_confidence:
     params:
         crs=PRODUCT["crs"],
         resolution=PRODUCT["resolution"],
+        bounds=country_tiles_bounds,
         categorical=False,
         version=code_version("merge"),
         classes=CLASS_TABLE,

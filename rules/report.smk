@@ -105,6 +105,7 @@ rule run_config:
 
 rule stac_item:
     input:
+        unpack(get_missing_tiles_record),
         classified="results/{country}/{country}_10m_3035_classified_sieved.tif",
         confidence="results/{country}/{country}_10m_3035_confidence.tif",
         land_use=expand("results/{{country}}/{{country}}_10m_3035_lu{code}_sieved.tif", code=PRODUCT["land_use"]),

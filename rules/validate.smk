@@ -35,6 +35,29 @@ rule check_inputs:
         "../workflow/scripts/check_inputs.py"
 
 
+# product.allow_missing_tiles: which tiles passed their check, known once every check ran; the country
+# products are built from those (rules/common.smk: product_tiles_of). Only in the DAG when it is true.
+checkpoint tiles_passed:
+    input:
+        records=get_check_records,
+    output:
+        "results/{country}/tiles_passed.json",
+    params:
+        tiles=lambda w: tiles_of(w.country),
+        version=code_version("tiles_passed"),
+    log:
+        "logs/tiles_passed/{country}.log",
+    benchmark:
+        "benchmarks/tiles_passed/{country}.tsv"
+    resources:
+        mem_mb=scaled_mem_mb(500),
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/tiles_passed.py"
+
+
+forget_missing_tile_records()
 _MISSING = missing_user_files()
 if _MISSING:
     print("\n".join(_MISSING), file=sys.stderr)

@@ -253,6 +253,42 @@ def check_tile_inputs(inputs: TileInputs, table: ClassTable, dst_path, *, min_va
     return summary
 
 
+def check_tile_inputs_or_record_missing(inputs: TileInputs, table: ClassTable, dst_path, *, step: str,
+                                        min_valid_fraction: float = 0.0) -> dict | None:
+    """:func:`check_tile_inputs` for ``product.allow_missing_tiles``: a tile that fails is recorded, not raised.
+
+    Its error line is logged as :func:`osmlulc.logs.run_logged` logs it (the run status finds it), and
+    ``dst_path`` says ``"ok": false`` with the message, so that the country products are built without
+    the tile (:func:`tiles_passed`). Returns the summary of a good tile, None for a missing one.
+    """
+    try:
+        return check_tile_inputs(inputs, table, dst_path, min_valid_fraction=min_valid_fraction)
+    except InputError as err:
+        log.error("osmlulc: %s (country=%s tile=%s): %s", step, inputs.country, inputs.tile, err)
+        record = {"country": inputs.country, "tile": inputs.tile, "ok": False, "message": str(err)}
+        with atomic_output(dst_path) as tmp:
+            Path(tmp).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        log.info("tile %s is left out of the country products (product.allow_missing_tiles)", inputs.tile)
+        return None
+
+
+def check_record(path: str | os.PathLike) -> dict:
+    """The content of a tile's check record (inputs_ok.json); ``ok`` is false for a tile recorded missing."""
+    record = json.loads(Path(path).read_text())
+    record.setdefault("ok", True)
+    return record
+
+
+def tiles_passed(records: dict[str, str | os.PathLike], dst_path) -> list[str]:
+    """Write (JSON) and return the tiles, in the given order, whose check record (tile -> path) is ok."""
+    passed = [tile for tile, path in records.items() if check_record(path)["ok"]]
+    missing = {tile: check_record(path)["message"] for tile, path in records.items() if tile not in passed}
+    with atomic_output(dst_path) as tmp:
+        Path(tmp).write_text(json.dumps({"passed": passed, "missing": missing}, indent=1) + "\n")
+    log.info("%d tile(s) passed their input check, %d missing: %s", len(passed), len(missing), sorted(missing))
+    return passed
+
+
 # --------------------------------------------------------------------------- run status
 
 #: The error line of :func:`osmlulc.logs.run_logged` (bad input) and its line for other failures.
@@ -314,7 +350,8 @@ def _where(text: str) -> dict:
 def run_status(tiles: dict[str, list[str]], failures: list[dict], results_dir: str | os.PathLike = "results") -> list[dict]:
     """One row per tile of each country (and one per failed country-level rule).
 
-    status: ``failed`` (a rule of the tile failed; the first one in the log order), ``killed`` (a job
+    status: ``missing`` (its inputs failed their check and the country products were built without it:
+    ``product.allow_missing_tiles``), ``failed`` (a rule of the tile failed; the first one in the log order), ``killed`` (a job
     of the tile was killed from outside, see :func:`failures_in_logs`), ``ok`` (its inputs passed
     :func:`check_tile_inputs` and nothing of it failed), ``not checked``.
     """
@@ -325,10 +362,15 @@ def run_status(tiles: dict[str, list[str]], failures: list[dict], results_dir: s
             failed = [f for f in mine if f["where"].get("tile") == tile]
             # The input check explains why later rules of the tile could not run: name it first.
             failed.sort(key=lambda f: f["rule"] != "check_inputs")
-            if failed:
+            flag = Path(results_dir) / country / "tiles" / tile / "inputs_ok.json"
+            record = check_record(flag) if flag.exists() else None
+            if record is not None and not record["ok"]:  # left out of the products (allow_missing_tiles)
+                rows.append({"country": country, "tile": tile, "status": "missing", "rule": "check_inputs",
+                             "message": f"{record['message']} (nodata in the country products)"})
+            elif failed:
                 rows.append({"country": country, "tile": tile, "status": failed[0].get("status", "failed"),
                              "rule": failed[0]["rule"], "message": failed[0]["message"]})
-            elif (Path(results_dir) / country / "tiles" / tile / "inputs_ok.json").exists():
+            elif record is not None:
                 rows.append({"country": country, "tile": tile, "status": "ok", "rule": "", "message": ""})
             else:
                 rows.append({"country": country, "tile": tile, "status": "not checked", "rule": "", "message": ""})
@@ -358,13 +400,14 @@ def run_status_rst(status_csvs: dict[str, str | os.PathLike]) -> str:
             continue
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
-        failed = [r for r in rows if r["status"] in ("failed", "killed")]
+        failed = [r for r in rows if r["status"] in ("failed", "killed", "missing")]
         ok = sum(r["status"] == "ok" for r in rows)
         lines.append(f"- **{country}**: {ok} tile(s) passed their input check, {len(failed)} failed"
                      f" (last run; details in ``{path}``).")
         for r in failed:
             where = r["tile"] or "country level"
-            lines.append(f"  - {where}: rule ``{r['rule']}`` {r['status']}: {r['message']}")
+            what = "failed, tile missing" if r["status"] == "missing" else r["status"]
+            lines.append(f"  - {where}: rule ``{r['rule']}`` {what}: {r['message']}")
         lines.append("")
     return "\n".join(lines)
 
