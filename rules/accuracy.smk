@@ -2,6 +2,7 @@
 # against the reference raster of each tile (with the NDWI > 0 / MNDWI > 0 water rules on the same pixels),
 # and the country products against the country reference. Tables are flagged for `snakemake --report`.
 
+
 rule validation_accuracy:
     input:
         unpack(get_models),

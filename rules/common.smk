@@ -70,15 +70,19 @@ def code_version(script):
     return provenance.code_version(WORKFLOW_ROOT / "workflow" / "scripts" / f"{script}.py")
 
 
-
-
 def scaled_mem_mb(base, per_input_mb=0.0, per_thread_mb=0.0):
     """`mem_mb` of a rule: grows with the job's attempt (a retry after an out-of-memory kill asks for more)
     and with the size of its input files and its threads (osmlulc.resources.memory_mb)."""
 
     def mem_mb(wildcards, input, threads, attempt):
-        return job_resources.memory_mb(base, attempt, input_mb=job_resources.input_size_mb(input),
-                                       per_input_mb=per_input_mb, threads=threads, per_thread_mb=per_thread_mb)
+        return job_resources.memory_mb(
+            base,
+            attempt,
+            input_mb=job_resources.input_size_mb(input),
+            per_input_mb=per_input_mb,
+            threads=threads,
+            per_thread_mb=per_thread_mb,
+        )
 
     return mem_mb
 
@@ -87,8 +91,9 @@ def scaled_runtime(base, per_input_min=0.0):
     """`runtime` (minutes) of a rule: grows with the job's attempt and the size of its input files."""
 
     def runtime(wildcards, input, attempt):
-        return job_resources.runtime_min(base, attempt, input_mb=job_resources.input_size_mb(input),
-                                         per_input_min=per_input_min)
+        return job_resources.runtime_min(
+            base, attempt, input_mb=job_resources.input_size_mb(input), per_input_min=per_input_min
+        )
 
     return runtime
 
@@ -113,24 +118,32 @@ def _check_config():
     codes = set(int(c) for c in CLASSES.codes)
     for code in PRODUCT["land_use"]:
         if code not in codes:
-            raise ValueError(f"config: product.land_use code {code} is not in the class table {sorted(codes)}; "
-                             f"use a code of {config['classes']}")
+            raise ValueError(
+                f"config: product.land_use code {code} is not in the class table {sorted(codes)}; "
+                f"use a code of {config['classes']}"
+            )
     if RESNET.get("architecture") == "original" and (RESNET["original"]["depth"] - 2) % 9:
         raise ValueError(f"config: models.resnet.original.depth must be 9 n + 2, got {RESNET['original']['depth']}")
     if PRODUCT["sieve"]["halo_px"] < PRODUCT["sieve"]["size"]:
-        raise ValueError(f"config: product.sieve.halo_px = {PRODUCT['sieve']['halo_px']} is below product.sieve.size "
-                         f"= {PRODUCT['sieve']['size']}: the windowed sieve would be inexact; set halo_px >= size")
+        raise ValueError(
+            f"config: product.sieve.halo_px = {PRODUCT['sieve']['halo_px']} is below product.sieve.size "
+            f"= {PRODUCT['sieve']['size']}: the windowed sieve would be inexact; set halo_px >= size"
+        )
     buffer = config["samples"].get("validation_buffer_px", 0)
     if PATCH_SIZE > 1 and buffer < PATCH_SIZE // 2 + 1:
-        raise ValueError(f"config: samples.validation_buffer_px = {buffer} is below patch_size // 2 + 1 = "
-                         f"{PATCH_SIZE // 2 + 1} (patch {PATCH_SIZE} px): training pixels would leak into validation "
-                         f"patches; set it to at least {PATCH_SIZE // 2 + 1}")
+        raise ValueError(
+            f"config: samples.validation_buffer_px = {buffer} is below patch_size // 2 + 1 = "
+            f"{PATCH_SIZE // 2 + 1} (patch {PATCH_SIZE} px): training pixels would leak into validation "
+            f"patches; set it to at least {PATCH_SIZE // 2 + 1}"
+        )
     demo_countries = [cc for cc, c in config["countries"].items() if c["source"] == "demo"]
     if len(demo_countries) > 1:
         kept = next((cc for cc in config["run_countries"] if cc in demo_countries), demo_countries[0])
         extra = sorted(set(demo_countries) - {kept})[0]
-        raise ValueError(f"config: countries.{extra}.source = demo: only one demo country ({kept}) is generated "
-                         f"(rule demo_data), no rule makes {extra}'s inputs; use source rasters or sentinel2")
+        raise ValueError(
+            f"config: countries.{extra}.source = demo: only one demo country ({kept}) is generated "
+            f"(rule demo_data), no rule makes {extra}'s inputs; use source rasters or sentinel2"
+        )
     if PRODUCT["model"] not in MODELS or PRODUCT["mode"] not in MODES:
         raise ValueError("config: product.model/mode must be among models.enabled and prediction.modes")
     for cc in config["run_countries"]:
@@ -202,9 +215,11 @@ def get_reference_band(wildcards):
 def get_stack_bands(wildcards):
     """Bands of the stack in config order: 10 m bands as given, the others resampled to 10 m."""
     return [
-        band_source(wildcards.country, wildcards.tile, b)
-        if b not in RESAMPLED_BANDS
-        else f"results/{wildcards.country}/tiles/{wildcards.tile}/bands_10m/{b}.tif"
+        (
+            band_source(wildcards.country, wildcards.tile, b)
+            if b not in RESAMPLED_BANDS
+            else f"results/{wildcards.country}/tiles/{wildcards.tile}/bands_10m/{b}.tif"
+        )
         for b in STACK_ORDER
     ]
 
@@ -401,8 +416,12 @@ def country_tiles_bounds(wildcards):
         grid = {t: g for t, g in tile_grid(country).items() if t in tiles_of(country)}
         footprints = list(own_footprints(tile_footprints_3035(grid)).values())
         bounds = [p.bounds for p in footprints]
-        _COUNTRY_BOUNDS[country] = [min(b[0] for b in bounds), min(b[1] for b in bounds),
-                                    max(b[2] for b in bounds), max(b[3] for b in bounds)]
+        _COUNTRY_BOUNDS[country] = [
+            min(b[0] for b in bounds),
+            min(b[1] for b in bounds),
+            max(b[2] for b in bounds),
+            max(b[3] for b in bounds),
+        ]
     return _COUNTRY_BOUNDS[country]
 
 
@@ -462,9 +481,7 @@ def trains_resnet(country):
 
 def report_targets(country):
     """Everything of a country that the report shows, and the STAC item."""
-    targets = [
-        f"results/{country}/report/{country}_{name}_quicklook.png" for name in quicklook_products(country)
-    ]
+    targets = [f"results/{country}/report/{country}_{name}_quicklook.png" for name in quicklook_products(country)]
     targets += [
         f"results/{country}/report/{country}_validation_confusion.png",
         f"results/{country}/report/{country}_config.yaml",
@@ -565,12 +582,16 @@ def missing_user_files():
             for band in CHECKED_BANDS:
                 path = band_source(cc, tile, band)
                 if not Path(path).exists():
-                    lines.append(f"osmlulc: inputs (country={cc} tile={tile}): band {band} of tile {tile} is "
-                                 f"missing: {path} does not exist; download it or fix countries.{cc}.bands")
+                    lines.append(
+                        f"osmlulc: inputs (country={cc} tile={tile}): band {band} of tile {tile} is "
+                        f"missing: {path} does not exist; download it or fix countries.{cc}.bands"
+                    )
         for key in ("label_raster", "osm_pbf", "boundary"):
             if key in cfg and not Path(cfg[key]).exists():
-                lines.append(f"osmlulc: inputs (country={cc}): {key.replace('_', ' ')} {cfg[key]} does not "
-                             f"exist; provide it or fix countries.{cc}.{key}")
+                lines.append(
+                    f"osmlulc: inputs (country={cc}): {key.replace('_', ' ')} {cfg[key]} does not "
+                    f"exist; provide it or fix countries.{cc}.{key}"
+                )
     return lines
 
 
@@ -581,5 +602,7 @@ def write_run_status_of_run(started):
         write_run_status([r for r in rows if r["country"] == cc], f"results/{cc}/run_status.csv")
     failed = [r for r in rows if r["status"] in ("failed", "killed")]
     for r in failed:
-        print(f"osmlulc: run status: {r['country']} {r['tile']}: {r['rule']} {r['status']}: {r['message']}",
-              file=sys.stderr)
+        print(
+            f"osmlulc: run status: {r['country']} {r['tile']}: {r['rule']} {r['status']}: {r['message']}",
+            file=sys.stderr,
+        )

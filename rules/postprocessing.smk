@@ -1,6 +1,7 @@
 # Country products: extent clip per tile, mosaic in EPSG:3035, clip by the boundary, label transfer,
 # product merge (OSM label where present, prediction elsewhere), land-use extraction, sieve.
 
+
 rule clip_extent:
     input:
         lambda w: product_tile(w.country, w.tile),

@@ -2,6 +2,7 @@
 # the run's configuration, and a STAC item per country. Outputs flagged with report() make up
 # `snakemake --report report.html` (captions in report/).
 
+
 rule quicklook:
     input:
         "results/{country}/{country}_10m_3035_{product}.tif",

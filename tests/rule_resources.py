@@ -19,7 +19,8 @@ overwrite = parse_set_resources([f"{rule}:{k}={v}"
                                  for rule, res in profile["set-resources"].items() for k, v in res.items()])
 defaults = Resources.parse([f"{k}={v}" for k, v in profile["default-resources"].items()], allow_expressions=True)
 with SnakemakeApi(OutputSettings()) as api:
-    wf = api.workflow(resource_settings=ResourceSettings(cores=1, overwrite_resources=overwrite, default_resources=defaults),
+    wf = api.workflow(resource_settings=ResourceSettings(cores=1, overwrite_resources=overwrite,
+                                                         default_resources=defaults),
                       config_settings=ConfigSettings(configfiles=[Path(f) for f in sys.argv[2:]]),
                       storage_settings=StorageSettings(), snakefile=Path("Snakefile"), workdir=Path("."))
     out = {}

@@ -40,7 +40,8 @@ def source(tmp_path_factory, table):
     out = tmp_path_factory.mktemp("good")
     generate_demo_country(SPEC, table, seed=3,
                           band_paths={TILE: {b: str(out / TILE / f"{b}.tif") for b in BANDS}},
-                          truth_tile_paths={TILE: str(out / "truth.tif")}, truth_country_path=str(out / "truth_3035.tif"),
+                          truth_tile_paths={TILE: str(out / "truth.tif")},
+                          truth_country_path=str(out / "truth_3035.tif"),
                           label_path=str(out / "label.tif"), boundary_path=str(out / "boundary.geojson"))
     return out
 
@@ -390,8 +391,9 @@ def test_config_schema_violation_is_one_line(tmp_path, change, line):
 
 #: A `reference` with only `tile`: a real country (no demo) whose config forgot the country raster.
 _REFERENCE_TILE_ONLY = {"run_countries": ["XT"], "countries": {"XT": {
-    "name": "Testland", "source": "rasters", "tiles": [TILE], "training_tiles": [TILE], "bands": "data/{tile}/{band}.tif",
-    "label_raster": "data/label.tif", "boundary": "data/boundary.geojson", "reference": {"tile": "data/{tile}_truth.tif"}}}}
+    "name": "Testland", "source": "rasters", "tiles": [TILE], "training_tiles": [TILE],
+    "bands": "data/{tile}/{band}.tif", "label_raster": "data/label.tif", "boundary": "data/boundary.geojson",
+    "reference": {"tile": "data/{tile}_truth.tif"}}}}
 _SECOND_DEMO = {"countries": {"XE": {"name": "Second demo", "source": "demo", "tiles": [TILE], "training_tiles": [TILE],
                                      "bands": "resources/demo/XE/{tile}_{band}.tif", "label_raster": "x.tif",
                                      "boundary": "b.geojson"}}}

@@ -129,7 +129,8 @@ def _pixel_area_m2(path) -> float:
 
 def _area_rows(keys: dict, cm: np.ndarray, mapped: np.ndarray, pixel_area_m2: float, table: ClassTable,
                area_frames: list) -> dict:
-    """Area-adjusted overall accuracy of one matrix; its per-class table (areas in km2) is appended to ``area_frames``."""
+    """Area-adjusted overall accuracy of one matrix; its per-class table (areas in km2) is appended to
+    ``area_frames``."""
     summary, classes = area_adjusted(cm, mapped, table, pixel_area=pixel_area_m2 / 1e6)
     classes = classes.rename(columns={"mapped_area": "mapped_area_km2", "estimated_area": "estimated_area_km2",
                                       "estimated_area_ci95": "estimated_area_km2_ci95"})

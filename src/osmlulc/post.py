@@ -77,7 +77,8 @@ BINARY_NODATA = 255
 
 @functools.lru_cache(maxsize=64)
 def _transformer(src_crs: str, dst_crs: str) -> pyproj.Transformer | None:
-    """The (cached: building one costs ~0.1 s, a country has hundreds of tiles) transformer; None if the CRSs are equal."""
+    """The (cached: building one costs ~0.1 s, a country has hundreds of tiles) transformer; None if the CRSs
+    are equal."""
     if pyproj.CRS.from_user_input(src_crs) == pyproj.CRS.from_user_input(dst_crs):
         return None
     return pyproj.Transformer.from_crs(src_crs, dst_crs, always_xy=True)
@@ -254,7 +255,8 @@ def _nodata(table: ClassTable | None) -> int:
 
 
 def _describe(dst, table: ClassTable | None, src) -> None:
-    """Class colour table and names for a class raster; for a continuous layer, the source's band description and tags."""
+    """Class colour table and names for a class raster; for a continuous layer, the source's band description
+    and tags."""
     if table is not None:
         write_class_colormap(dst, table)
     else:

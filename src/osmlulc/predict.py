@@ -120,7 +120,8 @@ def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_pa
                     block_size=_output_block_size(block_size))
         windows = list(block_windows(src.width, src.height, block_size))
         with atomic_output(classified_path) as tmp_classified, atomic_output(probabilities_path) as tmp_prob, \
-                rasterio.open(tmp_classified, "w", **raster_profile(**grid, dtype="uint8", nodata=table.nodata)) as dst, \
+                rasterio.open(tmp_classified, "w",
+                              **raster_profile(**grid, dtype="uint8", nodata=table.nodata)) as dst, \
                 rasterio.open(tmp_prob, "w", **raster_profile(**grid, count=len(table), dtype="uint8")) as prob_dst:
             write_class_colormap(dst, table)
             for band, land_class in enumerate(table.classes, start=1):
@@ -251,4 +252,5 @@ def predict_tile_superpixels(probabilities_path, segments_path, table: ClassTabl
             for window in progress(windows, f"superpixel classes {os.path.basename(str(classified_path))}"):
                 seg = _segment_block(seg_src, window, segments_path)
                 has_probabilities = (prob_src.read(window=window) > 0).any(axis=0)
-                dst.write(np.where(has_probabilities, segment_class[seg], table.nodata).astype(np.uint8), 1, window=window)
+                classes = np.where(has_probabilities, segment_class[seg], table.nodata).astype(np.uint8)
+                dst.write(classes, 1, window=window)

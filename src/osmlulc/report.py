@@ -101,7 +101,8 @@ def quicklook(raster_path, png_path, *, title: str, kind: str = "classes", max_s
         rgba[~valid] = (1, 1, 1, 1)
         ax.imshow(rgba, interpolation="nearest")
         present = set(np.unique(data[valid]).tolist())
-        handles = [Patch(facecolor=rgb, edgecolor="0.3", label=f"{value} {name}" + ("" if value in present else " (absent)"))
+        handles = [Patch(facecolor=rgb, edgecolor="0.3",
+                         label=f"{value} {name}" + ("" if value in present else " (absent)"))
                    for value, (name, rgb) in legend.items()]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     elif kind == "continuous":

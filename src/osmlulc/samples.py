@@ -143,7 +143,8 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
                 known = index[labels] >= 0
                 np.add.at(counts, (split[known], index[labels[known]]), 1)
     if counts.sum() == 0:
-        raise InputError(f"no labelled pixel in the training tiles {tile_ids}: check that the label raster overlaps them")
+        raise InputError(f"no labelled pixel in the training tiles {tile_ids}: check that the label raster "
+                         "overlaps them")
 
     # Choose which candidates (by running number per split and class) become samples.
     wanted = (settings.per_class, settings.validation_per_class)
@@ -194,7 +195,10 @@ def _write_samples(picked, tiles, size, band_names, table: ClassTable, path) -> 
         # A patch touching nodata (swath edge, clouds) would teach the model zeros: drop it.
         ok = (p > 0).all(axis=(1, 2, 3))
         tile_col += [tile] * int(ok.sum())
-        rows.append(r[ok]); cols.append(c[ok]); labels.append(lab[ok]); patches.append(p[ok])
+        rows.append(r[ok])
+        cols.append(c[ok])
+        labels.append(lab[ok])
+        patches.append(p[ok])
     n_bands = len(band_names)
     result = dict(
         patches=np.concatenate(patches) if patches else np.empty((0, size, size, n_bands), np.uint16),

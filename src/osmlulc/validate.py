@@ -141,18 +141,18 @@ def _check_bands(inputs: TileInputs, min_valid_fraction: float) -> dict:
                 raise InputError(f"band {ref_band} of tile {tile}: {ref_path} is in {ref.crs}, but tile {tile} is in "
                                  f"{grid_crs}; use the file of tile {tile} or fix its tile grid")
             if _grid_overlap(ref, inputs.grid) < _MIN_GRID_OVERLAP:
-                raise InputError(f"band {ref_band} of tile {tile}: {ref_path} covers {tuple(round(v) for v in ref.bounds)}, "
-                                 f"not the footprint {tuple(inputs.grid['bounds'])} of tile {tile}; "
-                                 "is it a file of another tile?")
+                raise InputError(f"band {ref_band} of tile {tile}: {ref_path} covers "
+                                 f"{tuple(round(v) for v in ref.bounds)}, not the footprint "
+                                 f"{tuple(inputs.grid['bounds'])} of tile {tile}; is it a file of another tile?")
         for band, path in inputs.bands.items():
             what = f"band {band} of tile {tile}"
             with open_raster(path, what) as src:
                 if band != ref_band:
                     check_band(src, path, expected_resolution=inputs.resolution[band], reference=ref)
                     if not _extent_matches(src, ref):
-                        raise InputError(f"{what}: {path} covers {tuple(round(v) for v in src.bounds)}, but the reference "
-                                         f"band {ref_band} covers {tuple(round(v) for v in ref.bounds)}; "
-                                         "is it a file of another tile?")
+                        raise InputError(f"{what}: {path} covers {tuple(round(v) for v in src.bounds)}, "
+                                         f"but the reference band {ref_band} covers "
+                                         f"{tuple(round(v) for v in ref.bounds)}; is it a file of another tile?")
                 nodata = src.nodata if src.nodata is not None else 0
                 valid = _read_all_blocks(src, path, what, nodata)
                 fraction = valid / (src.width * src.height)
@@ -200,7 +200,8 @@ def _check_labels(inputs: TileInputs, table: ClassTable, tile_crs, tile_bounds) 
         try:
             in_label_crs = rasterio.warp.transform_bounds(tile_crs, label.crs, *tile_bounds, densify_pts=21)
         except Exception as err:  # noqa: BLE001 - pyproj/GDAL raise several types for impossible transforms
-            raise InputError(f"label raster {path}: tile {tile} cannot be put into its CRS {label.crs} ({err})") from None
+            raise InputError(f"label raster {path}: tile {tile} cannot be put into its CRS {label.crs} "
+                             f"({err})") from None
         if not box(*in_label_crs).intersects(box(*label.bounds)):
             raise InputError(f"label raster {path} does not overlap tile {tile}; check that it is the right country's "
                              "raster and has the right CRS")
@@ -347,12 +348,13 @@ def _where(text: str) -> dict:
     return dict(part.split("=", 1) for part in text.split() if "=" in part)
 
 
-def run_status(tiles: dict[str, list[str]], failures: list[dict], results_dir: str | os.PathLike = "results") -> list[dict]:
+def run_status(tiles: dict[str, list[str]], failures: list[dict],
+               results_dir: str | os.PathLike = "results") -> list[dict]:
     """One row per tile of each country (and one per failed country-level rule).
 
     status: ``missing`` (its inputs failed their check and the country products were built without it:
-    ``product.allow_missing_tiles``), ``failed`` (a rule of the tile failed; the first one in the log order), ``killed`` (a job
-    of the tile was killed from outside, see :func:`failures_in_logs`), ``ok`` (its inputs passed
+    ``product.allow_missing_tiles``), ``failed`` (a rule of the tile failed; the first one in the log order),
+    ``killed`` (a job of the tile was killed from outside, see :func:`failures_in_logs`), ``ok`` (its inputs passed
     :func:`check_tile_inputs` and nothing of it failed), ``not checked``.
     """
     rows = []
