@@ -28,5 +28,5 @@ report: report_description()
 
 rule all:
     input:
-        all_targets(),
+        all_targets,
     default_target: True

@@ -264,7 +264,9 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
     row_dir.mkdir(parents=True, exist_ok=True)
     with rasterio.open(paths["label"]) as src:
         profile = src.profile
-    patch = sample_patch_size(cfg["models"]["resnet"]) + cfg["samples"].get("chip_px", 1) - 1 if model == "resnet" else 1
+    patch = 1
+    if model == "resnet":  # the ResNet's patch, widened for the label chips
+        patch = sample_patch_size(cfg["models"]["resnet"]) + cfg["samples"].get("chip_px", 1) - 1
     for k in folds:
         fold_dir = row_dir / f"fold{k}"
         fold_dir.mkdir(exist_ok=True)
@@ -361,7 +363,8 @@ def run_gradient_boosting(work: Path, config: dict, table, paths: dict, per_clas
         for code in np.unique(train_labels[k][train_labels[k] > 0]):
             r, c = np.nonzero((train_labels[k] == code) & valid)
             pick = rng.choice(len(r), size=min(per_class, len(r)), replace=False)
-            rows.append(r[pick]); cols.append(c[pick])
+            rows.append(r[pick])
+            cols.append(c[pick])
         rows, cols = np.concatenate(rows), np.concatenate(cols)
         gb = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, class_weight="balanced",
                                             random_state=config["models"]["seed"])
@@ -473,7 +476,8 @@ def print_table(results: dict, table) -> None:
         for mode, cm in r["confusion"].items():
             s = summarise(cm, table)
             folds = r.get("folds", list(range(N_FOLDS)))
-            cells = [name, "all" if len(folds) == N_FOLDS else ",".join(map(str, folds)), mode, f"{s['oa']:.3f}", f"{s['macro_recall']:.3f}", f"{s['water_recall']:.3f}",
+            fold_names = "all" if len(folds) == N_FOLDS else ",".join(map(str, folds))
+            cells = [name, fold_names, mode, f"{s['oa']:.3f}", f"{s['macro_recall']:.3f}", f"{s['water_recall']:.3f}",
                      f"{s['false_water']:.3f}"] + [f"{s.get(f'r{c}', float('nan')):.2f}" for c in present]
             lines.append("| " + " | ".join(cells) + " |")
     print("\n".join(lines))

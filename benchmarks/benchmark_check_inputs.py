@@ -36,7 +36,8 @@ def main() -> None:
     table = ClassTable.from_yaml(ROOT / "config" / "classes.yaml")
     bands = {b: str(work / TILE / f"{b}.tif") for b in BANDS}
     if not all(Path(p).exists() for p in bands.values()):
-        generate_demo_country(spec, table, seed=1, band_paths={TILE: bands}, truth_tile_paths={TILE: str(work / "t.tif")},
+        generate_demo_country(spec, table, seed=1, band_paths={TILE: bands},
+                              truth_tile_paths={TILE: str(work / "t.tif")},
                               truth_country_path=str(work / "t3035.tif"), label_path=str(work / "label.tif"),
                               boundary_path=str(work / "boundary.geojson"))
     inputs = TileInputs(country="XT", tile=TILE, bands=bands, resolution=BANDS, reference="B02",

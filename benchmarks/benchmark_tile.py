@@ -135,7 +135,8 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         from osmlulc.demo import generate_demo_country
 
         p.demo.mkdir(parents=True, exist_ok=True)
-        generate_demo_country(demo_spec(config, args.size), table, band_paths={TILE: {k: str(v) for k, v in p.band_in.items()}},
+        generate_demo_country(demo_spec(config, args.size), table,
+                              band_paths={TILE: {k: str(v) for k, v in p.band_in.items()}},
                               truth_tile_paths={TILE: str(p.truth)}, truth_country_path=str(p.truth_3035),
                               label_path=str(p.label_3035), boundary_path=str(p.boundary), seed=config["demo"]["seed"])
     elif name == "resample":
@@ -445,7 +446,8 @@ def print_comparisons(results: dict, args) -> None:
                   f"{s['mpx'] / s['seconds']:.3f} | |")
         if "slic_tile" in results:
             s = results["slic_tile"]
-            print(f"| slic (scikit-image), whole tile in blocks (segment_tile, with I/O; peak RSS {s['peak_rss_mb']:.0f} MB) | "
+            print(f"| slic (scikit-image), whole tile in blocks (segment_tile, with I/O; "
+                  f"peak RSS {s['peak_rss_mb']:.0f} MB) | "
                   f"{s['seconds']:.1f} | {tile_px / 1e6 / s['seconds']:.3f} | |")
 
 
@@ -455,7 +457,8 @@ def main(argv=None) -> None:
     parser.add_argument("--workdir", default=None, help="cache of the demo tile and the outputs "
                         "(default: <tmp>/osmlulc-benchmark-<size>)")
     parser.add_argument("--stages", default=None,
-                        help=f"comma-separated subset of {STAGES + COMPARISONS} (default: all; a cached demo is reused)")
+                        help=f"comma-separated subset of {STAGES + COMPARISONS} "
+                             "(default: all; a cached demo is reused)")
     parser.add_argument("--threads", type=int, default=2, help="threads per stage (TF, OpenMP, numba, GDAL)")
     parser.add_argument("--epochs", type=int, default=None, help="ResNet epochs (default: config)")
     parser.add_argument("--per-class", type=int, default=None, help="training samples per class (default: config)")
@@ -476,7 +479,8 @@ def main(argv=None) -> None:
         Path(args.result).write_text(json.dumps(info))
         return
 
-    keep = ("--size", "--workdir", "--threads", "--epochs", "--per-class", "--patch-pixels", "--original-pixels", "--crop")
+    keep = ("--size", "--workdir", "--threads", "--epochs", "--per-class", "--patch-pixels", "--original-pixels",
+            "--crop")
     args.passthrough = [x for k in keep for x in (k, str(getattr(args, k[2:].replace("-", "_"))))
                         if getattr(args, k[2:].replace("-", "_")) is not None]
     wanted = STAGES + COMPARISONS if args.stages is None else args.stages.split(",")

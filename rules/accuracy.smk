@@ -2,6 +2,7 @@
 # against the reference raster of each tile (with the NDWI > 0 / MNDWI > 0 water rules on the same pixels),
 # and the country products against the country reference. Tables are flagged for `snakemake --report`.
 
+
 rule validation_accuracy:
     input:
         unpack(get_models),
@@ -17,13 +18,14 @@ rule validation_accuracy:
         confusion="results/{country}/accuracy/{country}_validation_confusion.csv",
     params:
         models=MODELS,
-        version=VERSION,
+        version=code_version("validation_accuracy"),
+        classes=CLASS_TABLE,
     log:
         "logs/validation_accuracy/{country}.log",
     benchmark:
         "benchmarks/validation_accuracy/{country}.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_mem_mb(2000),
     conda:
         TENSORFLOW_CPU_ENV
     script:
@@ -40,13 +42,14 @@ rule tile_confusion:
     params:
         names=expand("{model}_{mode}", model=MODELS, mode=MODES),
         water_indices=WATER_INDICES,
-        version=VERSION,
+        version=code_version("tile_confusion"),
+        classes=CLASS_TABLE,
     log:
         "logs/tile_confusion/{country}_{tile}.log",
     benchmark:
         "benchmarks/tile_confusion/{country}_{tile}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -77,13 +80,14 @@ rule accuracy:
         confusion="results/{country}/accuracy/{country}_reference_confusion.csv",
     params:
         product_model=f"{PRODUCT['model']}_{PRODUCT['mode']}",
-        version=VERSION,
+        version=code_version("accuracy"),
+        classes=CLASS_TABLE,
     log:
         "logs/accuracy/{country}.log",
     benchmark:
         "benchmarks/accuracy/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:

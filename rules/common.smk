@@ -1,6 +1,7 @@
 # Config loading and validation, wildcard constraints, and the settings and input functions (get_*) of
 # every stage (one section per rules/*.smk below), so the stage files hold rules only.
 
+import dataclasses
 import json
 import os
 import sys
@@ -10,7 +11,8 @@ import jsonschema
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-import osmlulc
+from osmlulc import provenance
+from osmlulc import resources as job_resources
 from osmlulc.classes import ClassTable
 from osmlulc.demo import demo_tile_grid
 from osmlulc.io import InputError, atomic_output
@@ -18,7 +20,14 @@ from osmlulc.mgrs import tile_grid as mgrs_tile_grid
 from osmlulc.models import sample_patch_size
 from osmlulc.post import own_footprints, tile_footprints_3035
 from osmlulc.sentinel2 import resolve_product
-from osmlulc.validate import config_error_line, failures_in_logs, run_status, run_status_rst, write_run_status
+from osmlulc.validate import (
+    check_record,
+    config_error_line,
+    failures_in_logs,
+    run_status,
+    run_status_rst,
+    write_run_status,
+)
 
 
 def stop_on_config_error(message):
@@ -48,9 +57,49 @@ RESNET = config["models"]["resnet"]
 # Samples carry the largest patch any model needs (odd, centred on the sample pixel): the ResNet's
 # follows from its architecture (dense: depth and kernel size; original: its patch_size); SVM and RF need 1.
 # Label chips (samples.chip_px) widen the ResNet's samples by chip_px - 1 so every chip pixel has its patch.
-PATCH_SIZE = sample_patch_size(RESNET) + config["samples"].get("chip_px", 1) - 1 if "resnet" in MODELS else 1
-# Outputs depend on the library's code: its version is a param of the rules, so an upgrade reruns them.
-VERSION = osmlulc.__version__
+MODEL_PATCH = sample_patch_size(RESNET) if "resnet" in MODELS else 1
+PATCH_SIZE = MODEL_PATCH + config["samples"].get("chip_px", 1) - 1 if "resnet" in MODELS else 1
+# The class table is a param (its content, as the code reads it) of every rule whose script reads it,
+# so editing config/classes.yaml reruns those rules (and a comment-only edit reruns nothing).
+CLASS_TABLE = dataclasses.asdict(CLASSES)
+# The root of the workflow (Snakefile, rules/, workflow/scripts/), also when run through symlinks.
+WORKFLOW_ROOT = Path(workflow.current_basedir).resolve().parent
+
+
+def code_version(script):
+    """The `version` param of a rule: the package version plus a hash of the package modules its script
+    uses (osmlulc.provenance), so a change of the library's code reruns exactly the rules that run it."""
+    return provenance.code_version(WORKFLOW_ROOT / "workflow" / "scripts" / f"{script}.py")
+
+
+def scaled_mem_mb(base, per_input_mb=0.0, per_thread_mb=0.0):
+    """`mem_mb` of a rule: grows with the job's attempt (a retry after an out-of-memory kill asks for more)
+    and with the size of its input files and its threads (osmlulc.resources.memory_mb)."""
+
+    def mem_mb(wildcards, input, threads, attempt):
+        return job_resources.memory_mb(
+            base,
+            attempt,
+            input_mb=job_resources.input_size_mb(input),
+            per_input_mb=per_input_mb,
+            threads=threads,
+            per_thread_mb=per_thread_mb,
+        )
+
+    return mem_mb
+
+
+def scaled_runtime(base, per_input_min=0.0):
+    """`runtime` (minutes) of a rule: grows with the job's attempt and the size of its input files."""
+
+    def runtime(wildcards, input, attempt):
+        return job_resources.runtime_min(
+            base, attempt, input_mb=job_resources.input_size_mb(input), per_input_min=per_input_min
+        )
+
+    return runtime
+
+
 # Software environments of the rule groups, for their conda directives (used with
 # --software-deployment-method conda, ignored otherwise). Paths are relative to rules/.
 RASTER_ENV = "../envs/raster.yaml"
@@ -71,8 +120,10 @@ def _check_config():
     codes = set(int(c) for c in CLASSES.codes)
     for code in PRODUCT["land_use"]:
         if code not in codes:
-            raise ValueError(f"config: product.land_use code {code} is not in the class table {sorted(codes)}; "
-                             f"use a code of {config['classes']}")
+            raise ValueError(
+                f"config: product.land_use code {code} is not in the class table {sorted(codes)}; "
+                f"use a code of {config['classes']}"
+            )
     index_definitions = BANDS.get("indices", {})
     for name, pair in index_definitions.items():
         for band in pair:
@@ -81,14 +132,39 @@ def _check_config():
     for model in ("resnet", "svm", "rf"):
         for name in config["models"][model].get("indices", []):
             if name not in index_definitions:
-                raise ValueError(f"config: models.{model}.indices names {name}, which bands.indices does not define "
-                                 f"({sorted(index_definitions)})")
+                raise ValueError(
+                    f"config: models.{model}.indices names {name}, which bands.indices does not define "
+                    f"({sorted(index_definitions)})"
+                )
     dilations = RESNET.get("dilations")
     if dilations is not None and len(dilations) != RESNET["n_blocks"]:
-        raise ValueError(f"config: models.resnet.dilations has {len(dilations)} rates for "
-                         f"{RESNET['n_blocks']} blocks (models.resnet.n_blocks); give one per block")
+        raise ValueError(
+            f"config: models.resnet.dilations has {len(dilations)} rates for "
+            f"{RESNET['n_blocks']} blocks (models.resnet.n_blocks); give one per block"
+        )
     if RESNET.get("architecture") == "original" and (RESNET["original"]["depth"] - 2) % 9:
         raise ValueError(f"config: models.resnet.original.depth must be 9 n + 2, got {RESNET['original']['depth']}")
+    if PRODUCT["sieve"]["halo_px"] < PRODUCT["sieve"]["size"]:
+        raise ValueError(
+            f"config: product.sieve.halo_px = {PRODUCT['sieve']['halo_px']} is below product.sieve.size "
+            f"= {PRODUCT['sieve']['size']}: the windowed sieve would be inexact; set halo_px >= size"
+        )
+    buffer = config["samples"].get("validation_buffer_px", 0)
+    # Validation samples are scored on the model's own patch (label chips only widen training samples).
+    if MODEL_PATCH > 1 and buffer < MODEL_PATCH // 2 + 1:
+        raise ValueError(
+            f"config: samples.validation_buffer_px = {buffer} is below patch_size // 2 + 1 = "
+            f"{MODEL_PATCH // 2 + 1} (patch {MODEL_PATCH} px): training pixels would leak into validation "
+            f"patches; set it to at least {MODEL_PATCH // 2 + 1}"
+        )
+    demo_countries = [cc for cc, c in config["countries"].items() if c["source"] == "demo"]
+    if len(demo_countries) > 1:
+        kept = next((cc for cc in config["run_countries"] if cc in demo_countries), demo_countries[0])
+        extra = sorted(set(demo_countries) - {kept})[0]
+        raise ValueError(
+            f"config: countries.{extra}.source = demo: only one demo country ({kept}) is generated "
+            f"(rule demo_data), no rule makes {extra}'s inputs; use source rasters or sentinel2"
+        )
     if PRODUCT["model"] not in MODELS or PRODUCT["mode"] not in MODES:
         raise ValueError("config: product.model/mode must be among models.enabled and prediction.modes")
     for cc in config["run_countries"]:
@@ -160,9 +236,11 @@ def get_reference_band(wildcards):
 def get_stack_bands(wildcards):
     """Bands of the stack in config order: 10 m bands as given, the others resampled to 10 m."""
     return [
-        band_source(wildcards.country, wildcards.tile, b)
-        if b not in RESAMPLED_BANDS
-        else f"results/{wildcards.country}/tiles/{wildcards.tile}/bands_10m/{b}.tif"
+        (
+            band_source(wildcards.country, wildcards.tile, b)
+            if b not in RESAMPLED_BANDS
+            else f"results/{wildcards.country}/tiles/{wildcards.tile}/bands_10m/{b}.tif"
+        )
         for b in STACK_ORDER
     ]
 
@@ -224,6 +302,23 @@ def own_footprint_wkt(wildcards):
     return _OWN_FOOTPRINTS[country][wildcards.tile]
 
 
+# product.allow_missing_tiles: the country products are built from the tiles whose inputs passed their
+# check (checkpoint tiles_passed, rules/validate.smk); the others are nodata and listed as missing.
+ALLOW_MISSING_TILES = PRODUCT["allow_missing_tiles"]
+
+
+def tiles_passed_record(country):
+    return f"results/{country}/tiles_passed.json"
+
+
+def product_tiles_of(country):
+    """The tiles that make the country products: all, or with allow_missing_tiles those that passed their check."""
+    if not ALLOW_MISSING_TILES:
+        return tiles_of(country)
+    with open(checkpoints.tiles_passed.get(country=country).output[0]) as f:
+        return json.load(f)["passed"]
+
+
 def product_tile(country, tile):
     return f"results/{country}/tiles/{tile}/classified_{PRODUCT['model']}_{PRODUCT['mode']}.tif"
 
@@ -236,12 +331,14 @@ def has_reference(country):
     return "reference" in country_cfg(country)
 
 
-def all_targets():
+def all_targets(wildcards=None):
+    """Everything `snakemake` builds. The input function of the `all` rule, as with allow_missing_tiles the
+    tiles of the products are known once their checks ran."""
     targets = []
     for country in config["run_countries"]:
         targets.append(country_product(country, "classified_sieved"))
         targets += [country_product(country, f"lu{code}_sieved") for code in PRODUCT["land_use"]]
-        targets += expand("results/{country}/tiles/{tile}/ndwi.tif", country=country, tile=tiles_of(country))
+        targets += expand("results/{country}/tiles/{tile}/ndwi.tif", country=country, tile=product_tiles_of(country))
         targets.append(f"results/{country}/accuracy/{country}_validation_accuracy.csv")
         targets.append(f"results/{country}/samples/summary.csv")  # per-class counts; absent classes
         if has_reference(country):
@@ -268,7 +365,9 @@ def get_models(wildcards):
 
 def get_tile_confusions(wildcards):
     return expand(
-        "results/{country}/accuracy/tiles/{tile}_confusion.npz", country=wildcards.country, tile=tiles_of(wildcards.country)
+        "results/{country}/accuracy/tiles/{tile}_confusion.npz",
+        country=wildcards.country,
+        tile=product_tiles_of(wildcards.country),
     )
 
 
@@ -278,7 +377,7 @@ def get_reference_country(wildcards):
 
 # ---- settings and functions of rules/demo.smk --------------------------------------------------------
 
-DEMO_COUNTRIES = [cc for cc, c in config["countries"].items() if c["source"] == "demo"]
+DEMO_COUNTRIES = [cc for cc, c in config["countries"].items() if c["source"] == "demo"]  # one (_check_config)
 
 
 def demo_outputs(country):
@@ -326,8 +425,35 @@ def get_boundary(wildcards):
 
 def get_clipped_tiles(wildcards):
     return expand(
-        "results/{country}/tiles/{tile}/classified_clipped.tif", country=wildcards.country, tile=tiles_of(wildcards.country)
+        "results/{country}/tiles/{tile}/classified_clipped.tif",
+        country=wildcards.country,
+        tile=product_tiles_of(wildcards.country),
     )
+
+
+_COUNTRY_BOUNDS = {}
+
+
+def country_tiles_bounds(wildcards):
+    """EPSG:3035 bounds of the own footprints of all the country's tiles: the mosaic's extent, also where
+    a tile is missing (allow_missing_tiles: its area is nodata)."""
+    country = wildcards.country
+    if country not in _COUNTRY_BOUNDS:
+        grid = {t: g for t, g in tile_grid(country).items() if t in tiles_of(country)}
+        footprints = list(own_footprints(tile_footprints_3035(grid)).values())
+        bounds = [p.bounds for p in footprints]
+        _COUNTRY_BOUNDS[country] = [
+            min(b[0] for b in bounds),
+            min(b[1] for b in bounds),
+            max(b[2] for b in bounds),
+            max(b[3] for b in bounds),
+        ]
+    return _COUNTRY_BOUNDS[country]
+
+
+def get_missing_tiles_record(wildcards):
+    """With allow_missing_tiles, the record of the tiles left out (for the STAC item); else nothing."""
+    return {"tiles_passed": tiles_passed_record(wildcards.country)} if ALLOW_MISSING_TILES else {}
 
 
 def get_confidence_inputs(wildcards):
@@ -340,7 +466,9 @@ def get_confidence_inputs(wildcards):
 
 def get_clipped_confidence_tiles(wildcards):
     return expand(
-        "results/{country}/tiles/{tile}/confidence_clipped.tif", country=wildcards.country, tile=tiles_of(wildcards.country)
+        "results/{country}/tiles/{tile}/confidence_clipped.tif",
+        country=wildcards.country,
+        tile=product_tiles_of(wildcards.country),
     )
 
 
@@ -348,7 +476,7 @@ def get_clipped_confidence_tiles(wildcards):
 
 REPORT_QUICKLOOK_PX = 1024
 # The workflow's own report/ folder, also when the workflow is run through a symlinked Snakefile.
-REPORT_DIR = Path(workflow.current_basedir).resolve().parent / "report"
+REPORT_DIR = WORKFLOW_ROOT / "report"
 
 
 def report_description():
@@ -379,9 +507,7 @@ def trains_resnet(country):
 
 def report_targets(country):
     """Everything of a country that the report shows, and the STAC item."""
-    targets = [
-        f"results/{country}/report/{country}_{name}_quicklook.png" for name in quicklook_products(country)
-    ]
+    targets = [f"results/{country}/report/{country}_{name}_quicklook.png" for name in quicklook_products(country)]
     targets += [
         f"results/{country}/report/{country}_validation_confusion.png",
         f"results/{country}/report/{country}_config.yaml",
@@ -453,6 +579,21 @@ def checked_inputs_flag(wildcards):
     return f"results/{wildcards.country}/tiles/{wildcards.tile}/inputs_ok.json"
 
 
+def get_check_records(wildcards):
+    return [f"results/{wildcards.country}/tiles/{t}/inputs_ok.json" for t in tiles_of(wildcards.country)]
+
+
+def forget_missing_tile_records():
+    """Without allow_missing_tiles, a tile recorded missing by an earlier run is checked again (and fails)."""
+    if ALLOW_MISSING_TILES:
+        return
+    for cc in config["run_countries"]:
+        for tile in tiles_of(cc):
+            flag = Path(f"results/{cc}/tiles/{tile}/inputs_ok.json")
+            if flag.exists() and not check_record(flag)["ok"]:
+                flag.unlink()
+
+
 def missing_user_files():
     """One line per file a user must provide for the countries of this run that does not exist.
 
@@ -467,12 +608,16 @@ def missing_user_files():
             for band in CHECKED_BANDS:
                 path = band_source(cc, tile, band)
                 if not Path(path).exists():
-                    lines.append(f"osmlulc: inputs (country={cc} tile={tile}): band {band} of tile {tile} is "
-                                 f"missing: {path} does not exist; download it or fix countries.{cc}.bands")
+                    lines.append(
+                        f"osmlulc: inputs (country={cc} tile={tile}): band {band} of tile {tile} is "
+                        f"missing: {path} does not exist; download it or fix countries.{cc}.bands"
+                    )
         for key in ("label_raster", "osm_pbf", "boundary"):
             if key in cfg and not Path(cfg[key]).exists():
-                lines.append(f"osmlulc: inputs (country={cc}): {key.replace('_', ' ')} {cfg[key]} does not "
-                             f"exist; provide it or fix countries.{cc}.{key}")
+                lines.append(
+                    f"osmlulc: inputs (country={cc}): {key.replace('_', ' ')} {cfg[key]} does not "
+                    f"exist; provide it or fix countries.{cc}.{key}"
+                )
     return lines
 
 
@@ -481,6 +626,9 @@ def write_run_status_of_run(started):
     rows = run_status({cc: tiles_of(cc) for cc in config["run_countries"]}, failures_in_logs("logs", started))
     for cc in config["run_countries"]:
         write_run_status([r for r in rows if r["country"] == cc], f"results/{cc}/run_status.csv")
-    failed = [r for r in rows if r["status"] == "failed"]
+    failed = [r for r in rows if r["status"] in ("failed", "killed")]
     for r in failed:
-        print(f"osmlulc: run status: {r['country']} {r['tile']}: {r['rule']} failed: {r['message']}", file=sys.stderr)
+        print(
+            f"osmlulc: run status: {r['country']} {r['tile']}: {r['rule']} {r['status']}: {r['message']}",
+            file=sys.stderr,
+        )

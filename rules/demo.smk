@@ -11,13 +11,14 @@ if DEMO_COUNTRIES:
             spec=demo_spec(),
             band_pattern=lambda w: country_cfg(DEMO_COUNTRIES[0])["bands"],
             reference=lambda w: country_cfg(DEMO_COUNTRIES[0]).get("reference", {}),
-            version=VERSION,
+            version=code_version("demo_data"),
+            classes=CLASS_TABLE,
         log:
             "logs/demo_data/demo_data.log",
         benchmark:
             "benchmarks/demo_data/demo_data.tsv"
         resources:
-            mem_mb=3000,
+            mem_mb=scaled_mem_mb(3000),
         conda:
             RASTER_ENV
         script:

@@ -17,13 +17,13 @@ rule resample:
         band_names=RESAMPLED_BANDS,
         band_resolutions=[BANDS["resolution"][b] for b in RESAMPLED_BANDS],
         resampling=BANDS["resampling"],
-        version=VERSION,
+        version=code_version("resample"),
     log:
         "logs/resample/{country}_{tile}.log",
     benchmark:
         "benchmarks/resample/{country}_{tile}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
@@ -39,13 +39,13 @@ rule combine:
         "results/{country}/tiles/{tile}/stack_10m.tif",
     params:
         band_names=STACK_ORDER,
-        version=VERSION,
+        version=code_version("combine"),
     log:
         "logs/combine/{country}_{tile}.log",
     benchmark:
         "benchmarks/combine/{country}_{tile}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -60,13 +60,13 @@ rule ndwi:
     params:
         green=BANDS["green"],
         nir=BANDS["nir"],
-        version=VERSION,
+        version=code_version("ndwi"),
     log:
         "logs/ndwi/{country}_{tile}.log",
     benchmark:
         "benchmarks/ndwi/{country}_{tile}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:

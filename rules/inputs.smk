@@ -17,15 +17,13 @@ rule sentinel2_band:
     params:
         resolution=lambda w: BANDS["resolution"][w.band],
         offset=reflectance_offset,
-        version=VERSION,
+        version=code_version("sentinel2_band"),
     log:
         "logs/sentinel2_band/{country}_{tile}_{band}.log",
     benchmark:
         "benchmarks/sentinel2_band/{country}_{tile}_{band}.tsv"
     resources:
-        mem_mb=500,
-    conda:
-        RASTER_ENV
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
@@ -42,15 +40,13 @@ rule sentinel2_mask:
         reference_resolution=lambda w: BANDS["resolution"][BANDS["reference"]],
         settings=SENTINEL2,
         offset=reflectance_offset,
-        version=VERSION,
+        version=code_version("sentinel2_mask"),
     log:
         "logs/sentinel2_mask/{country}_{tile}.log",
     benchmark:
         "benchmarks/sentinel2_mask/{country}_{tile}.tsv"
     resources:
-        mem_mb=1000,
-    conda:
-        RASTER_ENV
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -64,16 +60,15 @@ rule osm_landuse:
     output:
         "results/{country}/labels/{country}_osm_landuse.gpkg",
     params:
-        version=VERSION,
+        version=code_version("osm_landuse"),
+        classes=CLASS_TABLE,
     log:
         "logs/osm_landuse/{country}.log",
     benchmark:
         "benchmarks/osm_landuse/{country}.tsv"
     resources:
         # The mapped areas of the whole extract are held once (a large country: several GB).
-        mem_mb=8000,
-    conda:
-        RASTER_ENV
+        mem_mb=scaled_mem_mb(8000, per_input_mb=3),
     conda:
         RASTER_ENV
     script:

@@ -1,6 +1,7 @@
 # Country products: extent clip per tile, mosaic in EPSG:3035, clip by the boundary, label transfer,
 # product merge (OSM label where present, prediction elsewhere), land-use extraction, sieve.
 
+
 rule clip_extent:
     input:
         lambda w: product_tile(w.country, w.tile),
@@ -8,13 +9,14 @@ rule clip_extent:
         "results/{country}/tiles/{tile}/classified_clipped.tif",
     params:
         footprint=own_footprint_wkt,
-        version=VERSION,
+        version=code_version("clip_extent"),
+        classes=CLASS_TABLE,
     log:
         "logs/clip_extent/{country}_{tile}.log",
     benchmark:
         "benchmarks/clip_extent/{country}_{tile}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
@@ -29,13 +31,17 @@ rule merge:
     params:
         crs=PRODUCT["crs"],
         resolution=PRODUCT["resolution"],
-        version=VERSION,
+        bounds=country_tiles_bounds,
+        version=code_version("merge"),
+        classes=CLASS_TABLE,
     log:
         "logs/merge/{country}.log",
     benchmark:
         "benchmarks/merge/{country}.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_mem_mb(2000),
+        # a country mosaic: the time grows with the tiles' size
+        runtime=scaled_runtime(30, per_input_min=0.05),
     conda:
         RASTER_ENV
     script:
@@ -49,13 +55,14 @@ rule clip_boundary:
     output:
         "results/{country}/{country}_10m_3035_classified_clipped.tif",
     params:
-        version=VERSION,
+        version=code_version("clip_boundary"),
+        classes=CLASS_TABLE,
     log:
         "logs/clip_boundary/{country}.log",
     benchmark:
         "benchmarks/clip_boundary/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -70,13 +77,14 @@ rule label_transfer:
         "results/{country}/{country}_10m_3035_label.tif",
     params:
         coding=label_coding,
-        version=VERSION,
+        version=code_version("transfer_labels"),
+        classes=CLASS_TABLE,
     log:
         "logs/label_transfer/{country}.log",
     benchmark:
         "benchmarks/label_transfer/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -90,13 +98,14 @@ rule product_merge:
     output:
         "results/{country}/{country}_10m_3035_product.tif",
     params:
-        version=VERSION,
+        version=code_version("product_merge"),
+        classes=CLASS_TABLE,
     log:
         "logs/product_merge/{country}.log",
     benchmark:
         "benchmarks/product_merge/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -109,13 +118,14 @@ rule extract_land_use:
     output:
         "results/{country}/{country}_10m_3035_lu{code}.tif",
     params:
-        version=VERSION,
+        version=code_version("extract_land_use"),
+        classes=CLASS_TABLE,
     log:
         "logs/extract_land_use/{country}_lu{code}.log",
     benchmark:
         "benchmarks/extract_land_use/{country}_lu{code}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
@@ -129,13 +139,15 @@ rule sieve_classified:
         "results/{country}/{country}_10m_3035_classified_sieved.tif",
     params:
         sieve=SIEVE,
-        version=VERSION,
+        version=code_version("sieve"),
     log:
         "logs/sieve_classified/{country}.log",
     benchmark:
         "benchmarks/sieve_classified/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
+        # a country mosaic: the time grows with the tiles' size
+        runtime=scaled_runtime(60, per_input_min=0.1),
     conda:
         RASTER_ENV
     script:
@@ -149,13 +161,15 @@ rule sieve_land_use:
         "results/{country}/{country}_10m_3035_lu{code}_sieved.tif",
     params:
         sieve=SIEVE,
-        version=VERSION,
+        version=code_version("sieve"),
     log:
         "logs/sieve_land_use/{country}_lu{code}.log",
     benchmark:
         "benchmarks/sieve_land_use/{country}_lu{code}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
+        # a country mosaic: the time grows with the tiles' size
+        runtime=scaled_runtime(60, per_input_min=0.1),
     conda:
         RASTER_ENV
     script:
@@ -175,13 +189,13 @@ rule tile_confidence:
         "results/{country}/tiles/{tile}/confidence_clipped.tif",
     params:
         footprint=own_footprint_wkt,
-        version=VERSION,
+        version=code_version("tile_confidence"),
     log:
         "logs/tile_confidence/{country}_{tile}.log",
     benchmark:
         "benchmarks/tile_confidence/{country}_{tile}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -196,14 +210,18 @@ rule merge_confidence:
     params:
         crs=PRODUCT["crs"],
         resolution=PRODUCT["resolution"],
+        bounds=country_tiles_bounds,
         categorical=False,
-        version=VERSION,
+        version=code_version("merge"),
+        classes=CLASS_TABLE,
     log:
         "logs/merge_confidence/{country}.log",
     benchmark:
         "benchmarks/merge_confidence/{country}.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_mem_mb(2000),
+        # a country mosaic: the time grows with the tiles' size
+        runtime=scaled_runtime(30, per_input_min=0.05),
     conda:
         RASTER_ENV
     script:
@@ -217,13 +235,13 @@ rule confidence_product:
     output:
         "results/{country}/{country}_10m_3035_confidence.tif",
     params:
-        version=VERSION,
+        version=code_version("confidence_product"),
     log:
         "logs/confidence_product/{country}.log",
     benchmark:
         "benchmarks/confidence_product/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:

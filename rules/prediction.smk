@@ -13,14 +13,15 @@ rule predict_pixel:
         model="svm|rf",  # the ResNet's instances are rule predict_pixel_resnet (below)
     params:
         block_size=config["prediction"]["block_size_px"],
-        version=VERSION,
+        version=code_version("predict_pixel"),
+        classes=CLASS_TABLE,
     log:
         "logs/predict_pixel/{country}_{tile}_{model}.log",
     benchmark:
         "benchmarks/predict_pixel/{country}_{tile}_{model}.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=scaled_mem_mb(4000),
     conda:
         RASTER_ENV
     script:
@@ -43,13 +44,14 @@ rule predict_superpixel:
     output:
         "results/{country}/tiles/{tile}/classified_{model}_superpixel.tif",
     params:
-        version=VERSION,
+        version=code_version("predict_superpixel"),
+        classes=CLASS_TABLE,
     log:
         "logs/predict_superpixel/{country}_{tile}_{model}.log",
     benchmark:
         "benchmarks/predict_superpixel/{country}_{tile}_{model}.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_mem_mb(2000),
     conda:
         RASTER_ENV
     script:

@@ -2,6 +2,7 @@
 # the run's configuration, and a STAC item per country. Outputs flagged with report() make up
 # `snakemake --report report.html` (captions in report/).
 
+
 rule quicklook:
     input:
         "results/{country}/{country}_10m_3035_{product}.tif",
@@ -17,13 +18,13 @@ rule quicklook:
     params:
         kind=lambda w: quicklook_products(w.country)[w.product],
         max_size=REPORT_QUICKLOOK_PX,
-        version=VERSION,
+        version=code_version("quicklook"),
     log:
         "logs/quicklook/{country}_{product}.log",
     benchmark:
         "benchmarks/quicklook/{country}_{product}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -43,13 +44,13 @@ rule confusion_plot:
     wildcard_constraints:
         assessment="validation|reference",
     params:
-        version=VERSION,
+        version=code_version("confusion_plot"),
     log:
         "logs/confusion_plot/{country}_{assessment}.log",
     benchmark:
         "benchmarks/confusion_plot/{country}_{assessment}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -67,13 +68,13 @@ rule training_curves:
             labels={"country": "{country}", "figure": "ResNet training curves"},
         ),
     params:
-        version=VERSION,
+        version=code_version("training_curves"),
     log:
         "logs/training_curves/{country}.log",
     benchmark:
         "benchmarks/training_curves/{country}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
@@ -90,11 +91,13 @@ rule run_config:
         ),
     params:
         config=config,
-        version=VERSION,
+        version=code_version("run_config"),
     log:
         "logs/run_config/{country}.log",
     benchmark:
         "benchmarks/run_config/{country}.tsv"
+    resources:
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
@@ -103,6 +106,7 @@ rule run_config:
 
 rule stac_item:
     input:
+        unpack(get_missing_tiles_record),
         classified="results/{country}/{country}_10m_3035_classified_sieved.tif",
         confidence="results/{country}/{country}_10m_3035_confidence.tif",
         land_use=expand("results/{{country}}/{{country}}_10m_3035_lu{code}_sieved.tif", code=PRODUCT["land_use"]),
@@ -119,13 +123,14 @@ rule stac_item:
         period=lambda w: country_cfg(w.country).get("period"),
         land_use=PRODUCT["land_use"],
         product=PRODUCT,
-        version=VERSION,
+        version=code_version("stac_item"),
+        classes=CLASS_TABLE,
     log:
         "logs/stac_item/{country}.log",
     benchmark:
         "benchmarks/stac_item/{country}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:

@@ -9,13 +9,14 @@ rule label_tile:
         "results/{country}/tiles/{tile}/label.tif",
     params:
         coding=label_coding,
-        version=VERSION,
+        version=code_version("transfer_labels"),
+        classes=CLASS_TABLE,
     log:
         "logs/label_tile/{country}_{tile}.log",
     benchmark:
         "benchmarks/label_tile/{country}_{tile}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:
@@ -33,13 +34,14 @@ rule samples:
         tiles=lambda w: country_cfg(w.country)["training_tiles"],
         patch_size=PATCH_SIZE,
         settings=config["samples"],
-        version=VERSION,
+        version=code_version("samples"),
+        classes=CLASS_TABLE,
     log:
         "logs/samples/{country}.log",
     benchmark:
         "benchmarks/samples/{country}.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_mem_mb(2000),
     conda:
         RASTER_ENV
     script:
@@ -57,13 +59,14 @@ rule sample_summary:
             labels={"country": "{country}", "table": "samples per class (absent classes marked)"},
         ),
     params:
-        version=VERSION,
+        version=code_version("sample_summary"),
+        classes=CLASS_TABLE,
     log:
         "logs/sample_summary/{country}.log",
     benchmark:
         "benchmarks/sample_summary/{country}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem_mb(1000),
     conda:
         RASTER_ENV
     script:

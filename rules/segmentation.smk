@@ -16,14 +16,14 @@ rule snic:
         compactness=SEGMENTATION["compactness" if SEGMENTATION["method"] == "snic" else "slic_compactness"],
         colour_space=SEGMENTATION.get("colour_space", "lab"),
         block_size=SEGMENTATION["block_size_px"],
-        version=VERSION,
+        version=code_version("snic"),
     log:
         "logs/snic/{country}_{tile}.log",
     benchmark:
         "benchmarks/snic/{country}_{tile}.tsv"
     threads: SEGMENTATION["threads"]
     resources:
-        mem_mb=lambda w, threads: 1000 + 600 * threads,
+        mem_mb=scaled_mem_mb(1000, per_thread_mb=600),
     conda:
         RASTER_ENV
     script:

@@ -14,14 +14,15 @@ rule train_resnet:
         settings=MODEL_CFG["resnet"],
         index_definitions=BANDS.get("indices", {}),
         seed=MODEL_CFG["seed"],
-        version=VERSION,
+        version=code_version("train_resnet"),
+        classes=CLASS_TABLE,
     log:
         "logs/train_resnet/{country}.log",
     benchmark:
         "benchmarks/train_resnet/{country}.tsv"
     threads: 2
     resources:
-        mem_mb=6000,
+        mem_mb=scaled_mem_mb(6000, per_input_mb=4),
     conda:
         TENSORFLOW_GPU_ENV
     script:
@@ -40,14 +41,15 @@ rule train_sklearn:
         settings=lambda w: MODEL_CFG[w.model],
         index_definitions=BANDS.get("indices", {}),
         seed=MODEL_CFG["seed"],
-        version=VERSION,
+        version=code_version("train_sklearn"),
+        classes=CLASS_TABLE,
     log:
         "logs/train_{model}/{country}.log",
     benchmark:
         "benchmarks/train_{model}/{country}.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=scaled_mem_mb(4000, per_input_mb=4),
     conda:
         RASTER_ENV
     script:

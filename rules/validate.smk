@@ -21,19 +21,43 @@ rule check_inputs:
         grid=checked_tile_grid,
         hints=check_hints,
         min_valid_fraction=CHECKS["min_valid_fraction"],
-        version=VERSION,
+        version=code_version("check_inputs"),
+        classes=CLASS_TABLE,
     log:
         "logs/check_inputs/{country}_{tile}.log",
     benchmark:
         "benchmarks/check_inputs/{country}_{tile}.tsv"
     resources:
-        mem_mb=500,
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:
         "../workflow/scripts/check_inputs.py"
 
 
+# product.allow_missing_tiles: which tiles passed their check, known once every check ran; the country
+# products are built from those (rules/common.smk: product_tiles_of). Only in the DAG when it is true.
+checkpoint tiles_passed:
+    input:
+        records=get_check_records,
+    output:
+        "results/{country}/tiles_passed.json",
+    params:
+        tiles=lambda w: tiles_of(w.country),
+        version=code_version("tiles_passed"),
+    log:
+        "logs/tiles_passed/{country}.log",
+    benchmark:
+        "benchmarks/tiles_passed/{country}.tsv"
+    resources:
+        mem_mb=scaled_mem_mb(500),
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/tiles_passed.py"
+
+
+forget_missing_tile_records()
 _MISSING = missing_user_files()
 if _MISSING:
     print("\n".join(_MISSING), file=sys.stderr)

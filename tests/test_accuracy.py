@@ -167,3 +167,20 @@ def test_metrics_table_columns():
     assert (table["overall_accuracy"] == 1.0).all()
     nested = accuracy.metrics_table([{"model": "rf", "mode": "pixel", "f1": {12: 0.5, 3: 0.25}}])
     assert nested.loc[0, "f1_12"] == 0.5 and list(nested.columns).index("f1_3") < list(nested.columns).index("f1_12")
+
+
+def test_water_class_comes_from_the_class_table():
+    """No water code is passed: the metrics use the table's `water` (3 here, 12 in config/classes.yaml)."""
+    assert TABLE.water == 12
+    three = ClassTable.from_dict({"water": 3, "classes": [
+        {"code": 1, "name": "built", "colour": [255, 0, 0]},
+        {"code": 2, "name": "green", "colour": [0, 255, 0]},
+        {"code": 3, "name": "water", "colour": [0, 0, 255]},
+    ]})
+    cm = np.array([[50, 5, 0], [5, 40, 5], [0, 10, 40]])
+    assert accuracy.metrics(cm, three) == accuracy.metrics(cm, THREE, water_code=3)
+    assert accuracy.water_confusion(cm, three).tolist() == [[100, 5], [10, 40]]
+    with pytest.raises(ValueError, match="no water class"):
+        accuracy.metrics(cm, THREE)  # a table without `water` and no code given
+    with pytest.raises(ValueError, match="water = 4 is not a class code"):
+        ClassTable.from_dict({"water": 4, "classes": [{"code": 1, "name": "a", "colour": [1, 1, 1]}]})

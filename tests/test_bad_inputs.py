@@ -40,7 +40,8 @@ def source(tmp_path_factory, table):
     out = tmp_path_factory.mktemp("good")
     generate_demo_country(SPEC, table, seed=3,
                           band_paths={TILE: {b: str(out / TILE / f"{b}.tif") for b in BANDS}},
-                          truth_tile_paths={TILE: str(out / "truth.tif")}, truth_country_path=str(out / "truth_3035.tif"),
+                          truth_tile_paths={TILE: str(out / "truth.tif")},
+                          truth_country_path=str(out / "truth_3035.tif"),
                           label_path=str(out / "label.tif"), boundary_path=str(out / "boundary.geojson"))
     return out
 
@@ -315,14 +316,15 @@ def test_bad_tiles_fail_alone_in_their_check_and_are_listed(source, tmp_path):
     targets = [f"results/XT/tiles/{t}/stack_10m.tif" for t in tiles]
     result = snakemake(workdir, "--configfile", str(config), "--keep-going", *targets)
     assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if line.startswith("osmlulc: check_inputs")]
     expected = {"32UNA": "band B07 of tile 32UNA data/32UNA/B07.tif cannot be read",
                 "32UNB": "data/32UNB/B05.tif is in EPSG:32633, but the tile's reference band is in EPSG:32632",
                 "32UNC": "tile 32UNC has no valid pixels in band B02",
                 "32UND": "data/32UND/B06.tif has a 60 x 60 m pixel size; expected 20 m"}
     for tile, text in expected.items():
-        mine = [line for line in lines if f"(country=XT tile={tile}):" in line]
-        assert len(mine) == 1 and text in mine[0], (tile, lines)
+        # Each job's own log, not snakemake's stderr, where the lines of parallel jobs interleave.
+        log = (workdir / "logs" / "check_inputs" / f"XT_{tile}.log").read_text()
+        mine = [line for line in log.splitlines() if f"osmlulc: check_inputs (country=XT tile={tile}):" in line]
+        assert len(mine) == 1 and text in mine[0], (tile, log)
     # The good tile went on to its stack; the bad ones stopped at their check and left nothing behind.
     results = workdir / "results" / "XT" / "tiles"
     assert (results / TILE / "stack_10m.tif").exists()
@@ -384,6 +386,39 @@ def test_config_schema_violation_is_one_line(tmp_path, change, line):
     errors = [x for x in result.stderr.splitlines() if x.startswith("osmlulc:")]
     assert len(errors) == 1 and errors[0].startswith(line), errors
     assert "Traceback" not in result.stderr and "Failed validating" not in result.stderr
+    assert not (workdir / "results").exists()
+
+
+#: A `reference` with only `tile`: a real country (no demo) whose config forgot the country raster.
+_REFERENCE_TILE_ONLY = {"run_countries": ["XT"], "countries": {"XT": {
+    "name": "Testland", "source": "rasters", "tiles": [TILE], "training_tiles": [TILE],
+    "bands": "data/{tile}/{band}.tif", "label_raster": "data/label.tif", "boundary": "data/boundary.geojson",
+    "reference": {"tile": "data/{tile}_truth.tif"}}}}
+_SECOND_DEMO = {"countries": {"XE": {"name": "Second demo", "source": "demo", "tiles": [TILE], "training_tiles": [TILE],
+                                     "bands": "resources/demo/XE/{tile}_{band}.tif", "label_raster": "x.tif",
+                                     "boundary": "b.geojson"}}}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("change, line", [
+    (_REFERENCE_TILE_ONLY, "osmlulc: config: countries.XT.reference: 'country' is a required property"),
+    ({"product": {"crs": "EPSG:4326"}}, "osmlulc: config: product.crs = 'EPSG:4326': 'EPSG:3035' was expected"),
+    ({"product": {"resolution": 20}}, "osmlulc: config: product.resolution = 20: 10 was expected"),
+    ({"product": {"sieve": {"halo_px": 0}}}, "osmlulc: config: product.sieve.halo_px = 0: 0 is less than the minimum"),
+    ({"product": {"sieve": {"halo_px": 5}}}, "osmlulc: config: product.sieve.halo_px = 5 is below product.sieve.size"),
+    ({"samples": {"validation_buffer_px": 3}},
+     "osmlulc: config: samples.validation_buffer_px = 3 is below patch_size // 2 + 1 = 8"),
+    (_SECOND_DEMO, "osmlulc: config: countries.XE.source = demo: only one demo country (XD) is generated"),
+], ids=["reference-tile-only", "product-crs", "product-resolution", "sieve-halo-0", "sieve-halo-below-size",
+        "validation-buffer-below-patch", "second-demo-country"])
+def test_inconsistent_config_is_one_line_naming_the_key(tmp_path, change, line):
+    workdir = workflow_dir(tmp_path)
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(change))
+    result = snakemake(workdir, "--configfile", "bad.yaml", "-n")
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [x for x in result.stderr.splitlines() if x.startswith("osmlulc:")]
+    assert len(errors) == 1 and errors[0].startswith(line), errors
+    assert "Traceback" not in result.stderr and "Exception" not in result.stderr
     assert not (workdir / "results").exists()
 
 

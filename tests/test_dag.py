@@ -185,3 +185,53 @@ def test_model_setting_reruns_only_that_model_and_what_follows(demo_copy):
     assert {w["model"] for _, w, _ in jobs if "model" in w} == {"rf"}
     # The country product is the ResNet's (product.model): it is not stale.
     assert rules.isdisjoint({"clip_extent", "merge", "product_merge", "sieve_classified"}), rules
+
+
+# --------------------------------------------------------------------------- class table and library code
+
+#: Rules whose scripts read the class table (workflow/scripts/*.py with config["classes"]).
+CLASS_TABLE_RULES = {"demo_data", "check_inputs", "label_tile", "samples", "sample_summary", "train_resnet",
+                     "train_sklearn", "predict_pixel", "predict_pixel_resnet", "predict_superpixel", "clip_extent",
+                     "merge", "clip_boundary", "label_transfer", "product_merge", "extract_land_use",
+                     "tile_confusion", "validation_accuracy", "accuracy", "stac_item"}
+
+
+def _own_config_dir(workdir: Path) -> Path:
+    """Replace the run's link to the project's config/ by a copy, so its files can be edited."""
+    (workdir / "config").unlink()
+    shutil.copytree(os.path.join(ROOT, "config"), workdir / "config")
+    return workdir / "config" / "classes.yaml"
+
+
+def test_class_table_edit_reruns_every_rule_that_reads_it(demo_copy):
+    classes = _own_config_dir(demo_copy)
+    text = classes.read_text()
+    classes.write_text("# a comment and a blank line change nothing\n\n" + text)
+    output, jobs = dry_run(demo_copy)
+    assert jobs == [] and "Nothing to be done" in output
+    # A colour of the water class: every product carries the colour table.
+    assert "colour: [0, 204, 242]" in text
+    classes.write_text(text.replace("colour: [0, 204, 242]", "colour: [0, 0, 255]"))
+    _, jobs = dry_run(demo_copy)
+    rules = {rule for rule, _, _ in jobs}
+    assert CLASS_TABLE_RULES <= rules, CLASS_TABLE_RULES - rules
+    # The first job of the chain reruns for its own param (the dry run names one reason per job).
+    reasons = {rule: re.search(r"\n\s+reason: (.*)", block).group(1) for rule, _, block in jobs}
+    assert "Params have changed" in reasons["demo_data"], reasons["demo_data"]
+
+
+def test_library_code_change_reruns_only_the_rules_that_run_it(demo_copy, tmp_path):
+    """A change of osmlulc/report.py reruns the report rules (their version param), nothing upstream."""
+    package = tmp_path / "src" / "osmlulc"
+    shutil.copytree(os.path.join(ROOT, "src", "osmlulc"), package, ignore=shutil.ignore_patterns("__pycache__"))
+    report = package / "report.py"
+    report.write_text(report.read_text() + "\n\nQUICKLOOK_CHANGED = True\n")
+    env = {**os.environ, "PYTHONPATH": str(package.parent)}
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config_small.yaml"],
+                            cwd=demo_copy, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result.stdout + result.stderr)
+    rules = {rule for rule, _, _ in jobs}
+    assert {"quicklook", "confusion_plot", "training_curves", "run_config"} <= rules
+    # stac_item runs report code too; nothing else (no tile, no model, no mosaic) is stale.
+    assert rules <= {"all", "quicklook", "confusion_plot", "training_curves", "run_config", "stac_item"}, rules

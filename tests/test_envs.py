@@ -88,6 +88,8 @@ def test_every_rule_with_a_script_has_an_environment():
         env = re.search(r"conda:\s*\n\s*(\w+)", body)
         if "script:" in body:
             assert env, f"{path}: rule {rule} has no conda: directive"
+        for directive in ("conda", "script", "log", "benchmark", "resources", "params", "input", "output"):
+            assert len(re.findall(rf"^\s+{directive}:", body, re.M)) <= 1, f"{path}: rule {rule}: two {directive}:"
         if env:
             seen[rule] = names[env.group(1)]
     assert seen["train_resnet"] == seen["predict_pixel_resnet"] == "tensorflow-gpu.yaml"
@@ -109,3 +111,21 @@ def test_cluster_profile_names_existing_rules():
     with open(os.path.join(ROOT, "profiles", "default", "config.yaml")) as f:
         local = yaml.safe_load(f)
     assert local.get("cores") == "all" and "keep-going" not in local and "executor" not in local
+
+
+def test_every_rule_declares_what_its_script_depends_on():
+    """The version param names the rule's own script (its package code, osmlulc.provenance), rules whose
+    script reads the class table have it as a param, and mem_mb grows with the attempt (scaled_mem_mb)."""
+    checked = 0
+    for path, rule, body in rule_blocks():
+        script = re.search(r'script:\s*\n\s*"\.\./workflow/scripts/(\w+)\.py"', body)
+        if not script:
+            continue
+        name = script.group(1)
+        assert f'version=code_version("{name}")' in body, f"{path}: rule {rule}: version is not its script's"
+        source = open(os.path.join(ROOT, "workflow", "scripts", f"{name}.py")).read()
+        if 'config["classes"]' in source:
+            assert "classes=CLASS_TABLE" in body, f"{path}: rule {rule} reads the class table but has no param"
+        assert "mem_mb=scaled_mem_mb(" in body, f"{path}: rule {rule}: mem_mb does not grow with the attempt"
+        checked += 1
+    assert checked >= 35

@@ -7,6 +7,7 @@ small demo while a rule is writing, then checks what is left and resumes it.
 
 from __future__ import annotations
 
+import csv
 import multiprocessing
 import os
 import shutil
@@ -126,3 +127,72 @@ def test_run_killed_mid_write_resumes_and_completes(tmp_path):
     assert segments.max() > 100
     assert not _temporaries(workdir / "results")  # ...and the next writer of the same output removed them
     assert "Nothing to be done" in (lambda r: r.stdout + r.stderr)(_snakemake(workdir, "-n", TARGET))
+
+
+# --------------------------------------------------------------------------- the run status tells a killed job
+
+
+def _logged_step(log_path: str, started, finish: bool) -> None:
+    from osmlulc.logs import run_logged
+
+    with run_logged(log_path, "snic", country="XD", tile=TILE):
+        started.set()
+        if not finish:
+            time.sleep(60)
+
+
+def test_killed_step_is_killed_in_the_run_status_and_a_finished_one_ok(tmp_path):
+    from osmlulc.validate import failures_in_logs, run_status
+
+    (tmp_path / "logs" / "snic").mkdir(parents=True)
+    context = multiprocessing.get_context("fork")
+    for tile, finish in ((TILE, False), ("32UPU", True)):
+        started = context.Event()
+        step = context.Process(target=_logged_step, args=(str(tmp_path / "logs" / "snic" / f"XD_{tile}.log"),
+                                                          started, finish))
+        step.start()
+        assert started.wait(60)
+        if not finish:
+            os.kill(step.pid, signal.SIGKILL)  # what Slurm does to a job over its memory or time
+        step.join()
+    # The finished step's log ends with its completion line; the killed one after its start line.
+    failures = failures_in_logs(tmp_path / "logs")
+    assert [(f["rule"], f["where"], f["status"]) for f in failures] == [("snic", {"country": "XD", "tile": TILE},
+                                                                          "killed")]
+    assert "killed before it finished" in failures[0]["message"]
+    (tmp_path / "results" / "XD" / "tiles" / "32UPU").mkdir(parents=True)
+    (tmp_path / "results" / "XD" / "tiles" / "32UPU" / "inputs_ok.json").write_text("{}")
+    rows = {r["tile"]: r for r in run_status({"XD": [TILE, "32UPU"]}, failures, tmp_path / "results")}
+    assert rows[TILE]["status"] == "killed" and rows[TILE]["rule"] == "snic"
+    assert rows["32UPU"]["status"] == "ok"
+
+
+@pytest.mark.integration
+def test_job_killed_by_a_signal_is_listed_as_killed_not_ok(tmp_path):
+    """SIGKILL the snic job of a real run (its script process only, as Slurm kills a job over its memory):
+    snakemake reports the failure and results/XD/run_status.csv names the tile, the rule and 'killed'."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    for name in WORKFLOW_LINKS:
+        os.symlink(os.path.join(ROOT, name), workdir / name)
+    shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
+    log = open(tmp_path / "run.log", "w")
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", TARGET, "--cores", "2", "--configfile",
+                            "config_small.yaml"], cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    snic_log = workdir / "logs" / "snic" / f"XD_{TILE}.log"
+    deadline, victim = time.time() + 600, None
+    while victim is None and run.poll() is None and time.time() < deadline:
+        if snic_log.exists() and " INFO start snic" in snic_log.read_text():
+            victim = next((p for p in psutil.Process(run.pid).children(recursive=True)
+                           if any("snic.py" in part for part in p.cmdline())), None)
+        time.sleep(0.05)
+    assert victim is not None, "the snic job did not start; see " + str(tmp_path / "run.log")
+    victim.send_signal(signal.SIGKILL)
+    assert run.wait(600) != 0
+    log.close()
+    assert " INFO done" not in snic_log.read_text()
+    status = {r["tile"]: r for r in csv.DictReader(open(workdir / "results" / "XD" / "run_status.csv"))}
+    assert status[TILE]["status"] == "killed" and status[TILE]["rule"] == "snic", status[TILE]
+    assert "killed before it finished" in status[TILE]["message"]
+    # The tile's other jobs (check, resample, combine) finished: only snic is named.
+    assert (workdir / "results" / "XD" / "tiles" / TILE / "stack_10m.tif").exists()

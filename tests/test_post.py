@@ -122,21 +122,23 @@ def test_own_footprints_partition_of_many_tiles_is_exact_and_deterministic():
 # --------------------------------------------------------------------------- tile -> country
 
 
-def test_clip_to_footprint_zeroes_exactly_the_pixels_outside(tmp_path):
+@pytest.mark.parametrize("nodata", [0, 255])  # the class table's nodata, not a fixed 0
+def test_clip_to_footprint_zeroes_exactly_the_pixels_outside(tmp_path, nodata):
+    table = ClassTable(TABLE.classes, nodata, TABLE.water)
     transform = Affine(10, 0, 500000, 0, -10, 5400000)
     data = blocky(48, 40, 6, seed=1)
-    src = write_raster(tmp_path / "tile.tif", data, crs=UTM, transform=transform)
+    src = write_raster(tmp_path / "tile.tif", data, crs=UTM, transform=transform, nodata=nodata)
     triangle_utm = Polygon([(500033.3, 5399987.1), (500371.7, 5399702.9), (500061.9, 5399541.3)])
     to_laea = pyproj.Transformer.from_crs(UTM, LAEA, always_xy=True)
     triangle_3035 = shapely.transform(triangle_utm, lambda xy: np.column_stack(to_laea.transform(xy[:, 0], xy[:, 1])))
     dst = tmp_path / "clipped.tif"
-    post.clip_to_footprint(src, triangle_3035, dst, TABLE, block_size=16)
+    post.clip_to_footprint(src, triangle_3035, dst, table, block_size=16)
     out, profile, _ = read(dst)
     x, y = pixel_centres(transform, 48, 40)
     inside = shapely.contains_xy(triangle_utm, x, y)
     assert 100 < inside.sum() < inside.size - 100
-    np.testing.assert_array_equal(out, np.where(inside, data, 0))
-    assert profile["crs"] == UTM and profile["transform"] == transform and profile["nodata"] == 0
+    np.testing.assert_array_equal(out, np.where(inside, data, nodata))
+    assert profile["crs"] == UTM and profile["transform"] == transform and profile["nodata"] == nodata
     with rasterio.open(dst) as ds:
         assert ds.colormap(1)[12][:3] == (0, 204, 242)
 
@@ -185,6 +187,30 @@ def test_merge_tiles_into_3035(tmp_path):
         in_any |= (col >= -1) & (col < 61) & (row >= -1) & (row < 61)
     assert (out[~in_any] == 0).all() and (~in_any).sum() > 0
     assert set(np.unique(out[in_any])) <= set(range(13))
+
+
+def test_merge_tiles_is_the_same_for_any_chunk_size_and_covers_given_bounds(tmp_path):
+    """Our own chunk loop (no rasterio.merge memory-limit arithmetic); `bounds` widens the mosaic
+    (a missing tile of a country is nodata), the tiles' pixels stay where they were."""
+    a = blocky(60, 60, 6, seed=2)
+    path = write_raster(tmp_path / "a.tif", a, crs=UTM, transform=Affine(10, 0, 500000, 0, -10, 5400000))
+    mosaics = {}
+    for chunk in (16, 48, 4096):
+        post.merge_tiles([path], tmp_path / f"m{chunk}.tif", TABLE, crs=LAEA, resolution=10.0, chunk_size=chunk)
+        with rasterio.open(tmp_path / f"m{chunk}.tif") as ds:
+            mosaics[chunk] = (ds.read(1), ds.transform)
+    for chunk in (48, 4096):
+        np.testing.assert_array_equal(mosaics[chunk][0], mosaics[16][0])
+        assert mosaics[chunk][1] == mosaics[16][1]
+    out, transform = mosaics[16]
+    wide = (transform.c - 1000, transform.f - 10 * out.shape[0] - 500, transform.c + 10 * out.shape[1], transform.f)
+    post.merge_tiles([path], tmp_path / "wide.tif", TABLE, crs=LAEA, resolution=10.0, chunk_size=32, bounds=wide)
+    with rasterio.open(tmp_path / "wide.tif") as ds:
+        big = ds.read(1)
+        assert ds.transform.c == transform.c - 1000 and ds.transform.f == transform.f
+        assert big.shape == (out.shape[0] + 50, out.shape[1] + 100)
+    np.testing.assert_array_equal(big[:out.shape[0], 100:], out)
+    assert (big[out.shape[0]:] == 0).all() and (big[:, :100] == 0).all()
 
 
 def write_boundary_geojson(path, polygon_3035):

@@ -175,8 +175,9 @@ def test_predict_tile_pixels_rejects_a_stack_with_other_bands(models, stack, tab
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-def test_superpixel_class_is_argmax_of_mean_probabilities(tmp_path):
-    table = ClassTable.from_dict({"classes": [
+@pytest.mark.parametrize("nodata", [0, 255])  # the class table's nodata, not a fixed 0
+def test_superpixel_class_is_argmax_of_mean_probabilities(tmp_path, nodata):
+    table = ClassTable.from_dict({"nodata": nodata, "classes": [
         {"code": 1, "name": "urban", "colour": [230, 0, 77]},
         {"code": 5, "name": "arable", "colour": [255, 255, 168]},
         {"code": 12, "name": "water", "colour": [0, 204, 242]},
@@ -209,15 +210,15 @@ def test_superpixel_class_is_argmax_of_mean_probabilities(tmp_path):
     out = tmp_path / "superpixels.tif"
     predict_tile_superpixels(prob_path, seg_path, table, out, block_size=16)
 
-    expected = np.zeros((height, width), dtype=np.uint8)
+    expected = np.full((height, width), nodata, dtype=np.uint8)
     expected[segments == 3] = 5
     expected[segments == 1000] = 12
     expected[segments == 7] = 1
     expected[segments == 9] = 5
-    expected[35, 30] = 0
+    expected[35, 30] = nodata
     with rasterio.open(out) as src:
         np.testing.assert_array_equal(src.read(1), expected)
-        assert src.nodata == 0 and src.dtypes[0] == "uint8"
+        assert src.nodata == nodata and src.dtypes[0] == "uint8"
         assert src.colormap(1)[12][:3] == (0, 204, 242)
 
 

@@ -69,7 +69,8 @@ def test_confusion_and_training_plots(tmp_path, table):
     report.plot_confusion_matrices(tmp_path / "cm.csv", tmp_path / "cm.png", title="t")
     assert len(_colours(tmp_path / "cm.png")) > 10
     pd.DataFrame({"epoch": [1, 2, 3], "loss": [1.0, 0.5, 0.3], "accuracy": [0.6, 0.8, 0.9],
-                  "val_loss": [1.1, 0.7, 0.6], "val_accuracy": [0.5, 0.7, 0.75]}).to_csv(tmp_path / "h.csv", index=False)
+                  "val_loss": [1.1, 0.7, 0.6], "val_accuracy": [0.5, 0.7, 0.75]}).to_csv(tmp_path / "h.csv",
+                                                                                        index=False)
     report.plot_training_history(tmp_path / "h.csv", tmp_path / "h.png", title="t")
     assert imread(tmp_path / "h.png").shape[1] > 500
 

@@ -154,8 +154,8 @@ def stack_path(tmp_path_factory):
     """4-band uint16 stack: fields of different colours with noise, a nodata corner, and one
     pixel that is 0 only in band 4 (not an RGB band) to check the any-band nodata rule."""
     rng = np.random.default_rng(11)
-    # Fields of 60 x 50 px (so every field piece in a block holds a seed); (field row + 2 * field col) % 5 picks the colour, so neighbouring
-    # fields never share one.  Columns: B02, B03, B04, B08 digital numbers.
+    # Fields of 60 x 50 px (so every field piece in a block holds a seed); (field row + 2 * field col) % 5 picks
+    # the colour, so neighbouring fields never share one.  Columns: B02, B03, B04, B08 digital numbers.
     palette = np.array([[400, 700, 500, 3000], [1200, 1100, 900, 2500], [300, 400, 250, 1000],
                         [600, 900, 1600, 2800], [1800, 1900, 2000, 2600]])
     rows, cols = np.indices((HEIGHT, WIDTH))

@@ -222,7 +222,8 @@ def mtd_xml(level: str, baseline: str, offset: int | None) -> str:
         f"<{o}_VALUES_LIST>" if level == "2A" else "<Radiometric_Offset_List>") + "".join(
         f'<{o} band_id="{i}">{offset}</{o}>' for i in range(13)) + (
         f"</{o}_VALUES_LIST>" if level == "2A" else "</Radiometric_Offset_List>")
-    spectral = "".join(f'<Spectral_Information bandId="{i}" physicalBand="{b if b == "B8A" else "B" + str(int(b[1:]))}"/>'
+    spectral = "".join(f'<Spectral_Information bandId="{i}" '
+                       f'physicalBand="{b if b == "B8A" else "B" + str(int(b[1:]))}"/>'
                        for i, b in enumerate(s2.BAND_IDS))
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <n1:Level-{level}_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-{level}.xsd">

@@ -106,7 +106,8 @@ def slurm_jobs(workdir: Path) -> dict[str, str]:
     """Slurm job id -> rule name, from the plugin's per-job logs .snakemake/slurm_logs/rule_<rule>/.../<jobid>.log."""
     jobs = {}
     for log in (workdir / ".snakemake" / "slurm_logs").rglob("*.log"):
-        rule_dir = next(p for p in log.relative_to(workdir / ".snakemake" / "slurm_logs").parts if p.startswith("rule_"))
+        parts = log.relative_to(workdir / ".snakemake" / "slurm_logs").parts
+        rule_dir = next(p for p in parts if p.startswith("rule_"))
         jobs[log.stem] = rule_dir.removeprefix("rule_")
     return jobs
 

@@ -78,7 +78,7 @@ def confusion_matrix(pred_path, ref_path, table: ClassTable, *, mask_path: str |
     return cm.reshape(n, n)
 
 
-def metrics(cm: np.ndarray, table: ClassTable, *, water_code: int = 12) -> dict:
+def metrics(cm: np.ndarray, table: ClassTable, *, water_code: int | None = None) -> dict:
     """Accuracy metrics from a confusion matrix (rows = reference, columns = prediction, table order).
 
     Returns a flat dict: ``overall_accuracy`` with its 95 % Wilson interval
@@ -93,8 +93,7 @@ def metrics(cm: np.ndarray, table: ClassTable, *, water_code: int = 12) -> dict:
     if cm.shape != (n, n):
         raise ValueError(f"metrics: confusion matrix shape {cm.shape} does not match the {n}-class table")
     codes = table.codes.tolist()
-    if water_code not in codes:
-        raise ValueError(f"metrics: water code {water_code} is not in the class table {codes}")
+    water_code = table.water_code(water_code)  # the table's water class unless given
     total = int(cm.sum())
     result: dict = {"n_pixels": total}
     if total == 0:
@@ -283,7 +282,7 @@ def class_counts(path, table: ClassTable, *, mask_path: str | None = None,
 
 
 def water_index_confusion(stack_path, ref_path, table: ClassTable, indices: dict[str, tuple[str, str]], *,
-                          prediction_paths=(), water_code: int = 12,
+                          prediction_paths=(), water_code: int | None = None,
                           block_size: int = BLOCK_SIZE * 2) -> dict[str, np.ndarray]:
     """Water versus not-water counts of normalized-difference index rules (index > 0 = water).
 
@@ -298,6 +297,7 @@ def water_index_confusion(stack_path, ref_path, table: ClassTable, indices: dict
     from osmlulc.features import normalized_difference
 
     index_of_code = table.index_of_code().astype(np.int64)
+    water_code = table.water_code(water_code)
     result = {name: np.zeros((2, 2), dtype=np.int64) for name in indices}
     with ExitStack() as stack:
         src = stack.enter_context(open_raster(stack_path, "band stack"))
@@ -345,9 +345,9 @@ def water_metrics(cm2: np.ndarray) -> dict:
     }
 
 
-def water_confusion(cm: np.ndarray, table: ClassTable, water_code: int = 12) -> np.ndarray:
+def water_confusion(cm: np.ndarray, table: ClassTable, water_code: int | None = None) -> np.ndarray:
     """Collapse a class confusion matrix to water / not water (2 x 2, rows reference)."""
-    w = int(table.index_of_code()[water_code])
+    w = int(table.index_of_code()[table.water_code(water_code)])
     cm = np.asarray(cm, dtype=np.int64)
     tp = cm[w, w]
     fn = cm[w].sum() - tp

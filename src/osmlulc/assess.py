@@ -96,7 +96,7 @@ def validation_accuracy(models: dict[str, str], splits, table: ClassTable, out_c
 
 def tile_confusions(predictions: dict[str, str], reference_path, table: ClassTable, out_npz, *,
                     stack_path=None, water_indices: dict[str, tuple[str, str]] | None = None,
-                    water_code: int = 12) -> None:
+                    water_code: int | None = None) -> None:
     """Per tile: the confusion matrix of each prediction against the reference (``cm_<name>``), the
     pixels of each class in the whole prediction (``mapped_<name>``, the strata of the
     area-adjusted estimates) and, with ``stack_path``, the water / not-water matrices of the
@@ -129,7 +129,8 @@ def _pixel_area_m2(path) -> float:
 
 def _area_rows(keys: dict, cm: np.ndarray, mapped: np.ndarray, pixel_area_m2: float, table: ClassTable,
                area_frames: list) -> dict:
-    """Area-adjusted overall accuracy of one matrix; its per-class table (areas in km2) is appended to ``area_frames``."""
+    """Area-adjusted overall accuracy of one matrix; its per-class table (areas in km2) is appended to
+    ``area_frames``."""
     summary, classes = area_adjusted(cm, mapped, table, pixel_area=pixel_area_m2 / 1e6)
     classes = classes.rename(columns={"mapped_area": "mapped_area_km2", "estimated_area": "estimated_area_km2",
                                       "estimated_area_ci95": "estimated_area_km2_ci95"})

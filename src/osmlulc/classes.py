@@ -23,6 +23,16 @@ class ClassTable:
 
     classes: tuple[LandClass, ...]
     nodata: int = 0
+    water: int | None = None  # the water class (the table's `water` key): water layers and metrics
+
+    def water_code(self, override: int | None = None) -> int:
+        """The water class code: ``override`` if given, else the table's ``water``."""
+        code = self.water if override is None else int(override)
+        if code is None:
+            raise ValueError("class table: no water class; name its code under `water` in the class table")
+        if code not in [c.code for c in self.classes]:
+            raise ValueError(f"class table: water code {code} is not a class code of the table")
+        return code
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "ClassTable":
@@ -37,13 +47,16 @@ class ClassTable:
         )
         codes = [c.code for c in classes]
         nodata = int(data.get("nodata", 0))
+        water = int(data["water"]) if data.get("water") is not None else None
         if len(set(codes)) != len(codes):
             raise ValueError(f"class table: duplicate class codes in {codes}")
         if nodata in codes:
             raise ValueError(f"class table: nodata value {nodata} is also a class code")
         if not all(1 <= c <= 254 for c in codes):
             raise ValueError(f"class table: class codes must be within 1..254, got {codes}")
-        return cls(classes, nodata)
+        if water is not None and water not in codes:
+            raise ValueError(f"class table: water = {water} is not a class code of the table {codes}")
+        return cls(classes, nodata, water)
 
     @property
     def codes(self) -> np.ndarray:

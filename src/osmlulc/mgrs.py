@@ -240,10 +240,12 @@ def read_boundary_lonlat(path):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="osmlulc-tiles",
-        description="Sentinel-2 (MGRS) tiles whose cell intersects a country boundary, as YAML for config/countries/<CC>.yaml.",
+        description="Sentinel-2 (MGRS) tiles whose cell intersects a country boundary, as YAML for "
+                    "config/countries/<CC>.yaml.",
     )
     parser.add_argument("boundary", help="vector file (GeoJSON, GeoPackage, ...) with the country outline, any CRS")
-    parser.add_argument("--grid", action="store_true", help="also print the tile_grid (UTM CRS and bounds of each tile)")
+    parser.add_argument("--grid", action="store_true",
+                        help="also print the tile_grid (UTM CRS and bounds of each tile)")
     args = parser.parse_args(argv)
     try:
         tiles = tiles_intersecting(read_boundary_lonlat(args.boundary))

@@ -896,7 +896,8 @@ class SklearnClassifier(Classifier):
         out = np.zeros((len(spectra), self.n_classes), dtype=np.float32)
         for start in range(0, len(spectra), SKLEARN_CHUNK_PIXELS):
             chunk = spectra[start:start + SKLEARN_CHUNK_PIXELS]
-            out[start:start + len(chunk), self.columns] = self.model.predict_proba(with_indices(chunk, self.index_pairs))
+            features = with_indices(chunk, self.index_pairs)
+            out[start:start + len(chunk), self.columns] = self.model.predict_proba(features)
         return out
 
     def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:

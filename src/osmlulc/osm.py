@@ -89,7 +89,8 @@ class OsmClassTable:
             key, value = (part.strip() for part in tag.split("=", 1))
             code, priority = int(entry["class"]), int(entry["priority"])
             if code not in codes:
-                raise ValueError(f"{source}: tag {tag} maps to class {code}, which is not in the class table {sorted(codes)}")
+                raise ValueError(f"{source}: tag {tag} maps to class {code}, which is not in the class table "
+                                 f"{sorted(codes)}")
             if (key, value) in seen:
                 raise ValueError(f"{source}: tag {tag} is listed twice")
             seen.add((key, value))

@@ -30,7 +30,7 @@ import numpy as np
 import pyproj
 import rasterio
 import rasterio.features
-import rasterio.merge
+import rasterio.errors
 import rasterio.warp
 import rasterio.windows
 import shapely
@@ -61,7 +61,7 @@ FOOTPRINT_CRS = "EPSG:3035"
 #: reprojected outline follows the curved image of a straight UTM edge.
 _SEGMENTS_PER_EDGE = 64
 
-#: Edge (pixels) of the chunks rasterio.merge.merge writes; a multiple of the GeoTIFF block
+#: Edge (pixels) of the chunks merge_tiles writes; a multiple of the GeoTIFF block
 #: size, so no compressed block is written twice (which would bloat the file).
 MERGE_CHUNK = 8 * BLOCK_SIZE
 
@@ -77,7 +77,8 @@ BINARY_NODATA = 255
 
 @functools.lru_cache(maxsize=64)
 def _transformer(src_crs: str, dst_crs: str) -> pyproj.Transformer | None:
-    """The (cached: building one costs ~0.1 s, a country has hundreds of tiles) transformer; None if the CRSs are equal."""
+    """The (cached: building one costs ~0.1 s, a country has hundreds of tiles) transformer; None if the CRSs
+    are equal."""
     if pyproj.CRS.from_user_input(src_crs) == pyproj.CRS.from_user_input(dst_crs):
         return None
     return pyproj.Transformer.from_crs(src_crs, dst_crs, always_xy=True)
@@ -212,18 +213,19 @@ def _read_boundary(boundary_path: str | os.PathLike, dst_crs):
 # --------------------------------------------------------------------------- raster helpers
 
 
-def _class_profile(crs, transform, width: int, height: int) -> dict:
-    """Creation profile of a class-code raster: uint8, nodata 0."""
-    return raster_profile(crs=crs, transform=transform, width=width, height=height, dtype="uint8", nodata=0)
+def _class_profile(crs, transform, width: int, height: int, table: ClassTable | None) -> dict:
+    """Creation profile of a uint8 class-code raster (nodata: the table's) or continuous layer (table None: 0)."""
+    return raster_profile(crs=crs, transform=transform, width=width, height=height, dtype="uint8",
+                          nodata=_nodata(table))
 
 
-def _apply_lut(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """``lut[values]`` as uint8, 0 (nodata) for values outside the lookup range or not whole numbers."""
+def _apply_lut(values: np.ndarray, lut: np.ndarray, nodata: int) -> np.ndarray:
+    """``lut[values]`` as uint8, ``nodata`` for values outside the lookup range or not whole numbers."""
     if values.dtype.kind == "f":
         whole = np.isfinite(values) & (np.floor(values) == values)
         values = np.where(whole, values, -1).astype(np.int64)
     inside = (values >= 0) & (values < len(lut))
-    out = np.zeros(values.shape, dtype=np.uint8)
+    out = np.full(values.shape, nodata, dtype=np.uint8)
     out[inside] = lut[values[inside].astype(np.int64)]
     return out
 
@@ -253,7 +255,8 @@ def _nodata(table: ClassTable | None) -> int:
 
 
 def _describe(dst, table: ClassTable | None, src) -> None:
-    """Class colour table and names for a class raster; for a continuous layer, the source's band description and tags."""
+    """Class colour table and names for a class raster; for a continuous layer, the source's band description
+    and tags."""
     if table is not None:
         write_class_colormap(dst, table)
     else:
@@ -286,7 +289,7 @@ def clip_to_footprint(src_path, footprint_3035: Polygon, dst_path, table: ClassT
         _require_crs(src, src_path, "classified tile")
         footprint = _reproject_geometry(footprint_3035, FOOTPRINT_CRS, src.crs)
         shapely.prepare(footprint)
-        profile = _class_profile(src.crs, src.transform, src.width, src.height)
+        profile = _class_profile(src.crs, src.transform, src.width, src.height, table)
         with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             _describe(dst, table, src)
             for window in block_windows(src.width, src.height, block_size):
@@ -323,18 +326,20 @@ def _subgrid(transform: Affine, width: int, height: int, bounds) -> tuple[Affine
 
 
 def merge_tiles(src_paths: list[str], dst_path, table: ClassTable | None, *, crs: str = FOOTPRINT_CRS,
-                resolution: float = 10.0, chunk_size: int = MERGE_CHUNK) -> None:
+                resolution: float = 10.0, chunk_size: int = MERGE_CHUNK, bounds=None) -> None:
     """Mosaic classified tiles onto one ``crs`` grid at ``resolution``, aligned to multiples of it.
 
-    Each tile is warped with nearest neighbour through a :class:`WarpedVRT` onto its part
-    of the output grid, and :func:`rasterio.merge.merge` writes the mosaic chunk by chunk
-    (``chunk_size`` x ``chunk_size`` pixels, through ``dst_path`` and ``mem_limit``), so the
-    mosaic is never in memory.  The first valid value wins where tiles overlap; after
-    :func:`clip_to_footprint` the valid parts of the tiles do not overlap anyway.
+    Each tile is warped with nearest neighbour through a :class:`WarpedVRT` onto its part of the
+    output grid; the mosaic is written chunk by chunk (``chunk_size`` x ``chunk_size`` pixels, our own
+    loop, not rasterio.merge's memory-limit arithmetic), so it is never in memory. The first valid value
+    wins where tiles overlap; after :func:`clip_to_footprint` the valid parts of the tiles do not
+    overlap anyway. ``bounds`` (in ``crs``): the extent of the mosaic, e.g. of all tiles of a country
+    when some are missing (their area is nodata); default the union of the tiles.
     ``table`` None: a continuous uint8 layer (nodata 0, no colour table).
     """
     if not src_paths:
         raise ValueError("merge_tiles: no tiles to merge")
+    nodata = _nodata(table)
     with ExitStack() as stack:
         sources = [stack.enter_context(open_raster(p, "classified tile")) for p in src_paths]
         tile_bounds = []
@@ -343,27 +348,37 @@ def merge_tiles(src_paths: list[str], dst_path, table: ClassTable | None, *, crs
             tile_bounds.append(rasterio.warp.transform_bounds(src.crs, crs, *src.bounds, densify_pts=64))
         union = (min(b[0] for b in tile_bounds), min(b[1] for b in tile_bounds),
                  max(b[2] for b in tile_bounds), max(b[3] for b in tile_bounds))
+        if bounds is not None:
+            union = (min(union[0], bounds[0]), min(union[1], bounds[1]),
+                     max(union[2], bounds[2]), max(union[3], bounds[3]))
         transform, width, height = _aligned_grid(union, resolution)
-        vrts = []
-        for src, bounds in zip(sources, tile_bounds):
-            vrt_transform, vrt_width, vrt_height = _subgrid(transform, width, height, bounds)
-            vrts.append(stack.enter_context(WarpedVRT(
+        placed = []  # (vrt, column and row offset of the vrt in the mosaic)
+        for src, tile_bound in zip(sources, tile_bounds):
+            vrt_transform, vrt_width, vrt_height = _subgrid(transform, width, height, tile_bound)
+            col_off, row_off = (~transform) @ (vrt_transform.c, vrt_transform.f)
+            vrt = stack.enter_context(WarpedVRT(
                 src, crs=crs, transform=vrt_transform, width=vrt_width, height=vrt_height,
                 resampling=Resampling.nearest, src_nodata=src.nodata if src.nodata is not None else 0,
-                nodata=_nodata(table))))
-        profile = _class_profile(crs, transform, width, height)
-        out_bounds = array_bounds(height, width, transform)  # (west, south, east, north)
-        with atomic_output(dst_path) as tmp:
-            with rasterio.open(tmp, "w", **profile) as dst:
-                _describe(dst, table, sources[0])
-                # merge() splits the output into floor(sqrt(mem_limit * 1e6)) pixel squares
-                # (uint8, one band): ask for exactly chunk_size.
-                rasterio.merge.merge(vrts, bounds=out_bounds, res=resolution, nodata=_nodata(table),
-                                     dtype="uint8", method="first", resampling=Resampling.nearest,
-                                     dst_path=dst, mem_limit=(chunk_size + 0.5) ** 2 / 1e6)
-            # merge() copies the first source's colour table and closes the file; restore ours.
-            with rasterio.open(tmp, "r+") as dst:
-                _describe(dst, table, sources[0])
+                nodata=nodata))
+            placed.append((vrt, Window(int(round(col_off)), int(round(row_off)), vrt_width, vrt_height)))
+        profile = _class_profile(crs, transform, width, height, table)
+        with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            _describe(dst, table, sources[0])
+            for window in progress(list(block_windows(width, height, chunk_size)), "mosaic chunks"):
+                chunk = np.full((window.height, window.width), nodata, dtype=np.uint8)
+                for vrt, place in placed:
+                    try:
+                        overlap = window.intersection(place)
+                    except rasterio.errors.WindowError:  # disjoint
+                        continue
+                    data = vrt.read(1, window=Window(overlap.col_off - place.col_off, overlap.row_off - place.row_off,
+                                                     overlap.width, overlap.height))
+                    rows = slice(overlap.row_off - window.row_off, overlap.row_off - window.row_off + overlap.height)
+                    cols = slice(overlap.col_off - window.col_off, overlap.col_off - window.col_off + overlap.width)
+                    target = chunk[rows, cols]
+                    fill = (target == nodata) & (data != nodata)  # the first valid value wins
+                    target[fill] = data[fill]
+                dst.write(chunk, 1, window=window)
 
 
 def _crop_window(src, geometry) -> Window:
@@ -394,7 +409,7 @@ def clip_to_boundary(src_path, boundary_path, dst_path, table: ClassTable | None
         if crop.width <= 0 or crop.height <= 0:
             raise InputError(f"boundary {boundary_path} does not overlap the raster {src_path}")
         crop_transform = src.window_transform(crop)
-        profile = _class_profile(src.crs, crop_transform, crop.width, crop.height)
+        profile = _class_profile(src.crs, crop_transform, crop.width, crop.height, table)
         with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             _describe(dst, table, src)
             for window in block_windows(crop.width, crop.height, block_size):
@@ -425,13 +440,13 @@ def transfer_labels(label_path, grid_path, dst_path, table: ClassTable, *, codin
             raise InputError(f"label raster {label_path} does not overlap the grid of {grid_path}")
         # Outside the label raster the VRT yields its nodata, which the lookup maps to nodata.
         fill = label.nodata if label.nodata is not None else 0
-        profile = _class_profile(grid.crs, grid.transform, grid.width, grid.height)
+        profile = _class_profile(grid.crs, grid.transform, grid.width, grid.height, table)
         with WarpedVRT(label, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
                        resampling=Resampling.nearest, nodata=fill) as vrt, \
                 atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             write_class_colormap(dst, table)
             for window in block_windows(grid.width, grid.height, block_size):
-                codes = _apply_lut(vrt.read(1, window=window), lut)
+                codes = _apply_lut(vrt.read(1, window=window), lut, table.nodata)
                 codes[grid.read_masks(1, window=window) == 0] = table.nodata
                 dst.write(codes, 1, window=window)
 
@@ -448,7 +463,7 @@ def merge_product(classified_path, label_path, dst_path, table: ClassTable, *,
         if not same_grid(cls, label):
             raise InputError(f"label raster {label_path} is not on the grid of {classified_path}; "
                              "run transfer_labels onto it first")
-        profile = _class_profile(cls.crs, cls.transform, cls.width, cls.height)
+        profile = _class_profile(cls.crs, cls.transform, cls.width, cls.height, table)
         with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             write_class_colormap(dst, table)
             for window in block_windows(cls.width, cls.height, block_size):

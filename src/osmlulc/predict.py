@@ -120,7 +120,8 @@ def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_pa
                     block_size=_output_block_size(block_size))
         windows = list(block_windows(src.width, src.height, block_size))
         with atomic_output(classified_path) as tmp_classified, atomic_output(probabilities_path) as tmp_prob, \
-                rasterio.open(tmp_classified, "w", **raster_profile(**grid, dtype="uint8", nodata=0)) as dst, \
+                rasterio.open(tmp_classified, "w",
+                              **raster_profile(**grid, dtype="uint8", nodata=table.nodata)) as dst, \
                 rasterio.open(tmp_prob, "w", **raster_profile(**grid, count=len(table), dtype="uint8")) as prob_dst:
             write_class_colormap(dst, table)
             for band, land_class in enumerate(table.classes, start=1):
@@ -128,7 +129,7 @@ def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_pa
             start, done_px = time.perf_counter(), 0
             for i, window in enumerate(windows, start=1):
                 probabilities, valid = predict_window_probabilities(src, classifier, window)
-                classes = np.where(valid, codes[probabilities.argmax(axis=-1)], 0).astype(np.uint8)
+                classes = np.where(valid, codes[probabilities.argmax(axis=-1)], table.nodata).astype(np.uint8)
                 scaled = np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8)
                 dst.write(classes, 1, window=window)
                 prob_dst.write(np.moveaxis(scaled, -1, 0), window=window)
@@ -238,17 +239,18 @@ def predict_tile_superpixels(probabilities_path, segments_path, table: ClassTabl
         # Pass 1: per-segment sums of probabilities (argmax of the sums = argmax of the means,
         # as all classes of a segment share its pixel count).
         sums, _ = segment_probability_sums(prob_src, seg_src, windows, segments_path)
-        segment_class = np.where(sums.sum(axis=0) > 0, table.codes[sums.argmax(axis=0)], 0).astype(np.uint8)
-        segment_class[0] = 0
+        segment_class = np.where(sums.sum(axis=0) > 0, table.codes[sums.argmax(axis=0)], table.nodata).astype(np.uint8)
+        segment_class[0] = table.nodata
         LOG.info("superpixels %s: %d segment ids", os.path.basename(segments_path), sums.shape[1] - 1)
 
         # Pass 2: paint each segment's class; pixels without probabilities stay nodata.
         profile = raster_profile(crs=prob_src.crs, transform=prob_src.transform, width=prob_src.width,
-                                 height=prob_src.height, dtype="uint8", nodata=0,
+                                 height=prob_src.height, dtype="uint8", nodata=table.nodata,
                                  block_size=_output_block_size(block_size))
         with atomic_output(classified_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             write_class_colormap(dst, table)
             for window in progress(windows, f"superpixel classes {os.path.basename(str(classified_path))}"):
                 seg = _segment_block(seg_src, window, segments_path)
                 has_probabilities = (prob_src.read(window=window) > 0).any(axis=0)
-                dst.write(np.where(has_probabilities, segment_class[seg], 0).astype(np.uint8), 1, window=window)
+                classes = np.where(has_probabilities, segment_class[seg], table.nodata).astype(np.uint8)
+                dst.write(classes, 1, window=window)

@@ -101,7 +101,8 @@ def quicklook(raster_path, png_path, *, title: str, kind: str = "classes", max_s
         rgba[~valid] = (1, 1, 1, 1)
         ax.imshow(rgba, interpolation="nearest")
         present = set(np.unique(data[valid]).tolist())
-        handles = [Patch(facecolor=rgb, edgecolor="0.3", label=f"{value} {name}" + ("" if value in present else " (absent)"))
+        handles = [Patch(facecolor=rgb, edgecolor="0.3",
+                         label=f"{value} {name}" + ("" if value in present else " (absent)"))
                    for value, (name, rgb) in legend.items()]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     elif kind == "continuous":
@@ -315,6 +316,15 @@ def _iso(date: str, *, end_of_day: bool = False) -> str:
 def write_stac_item(item: dict, path) -> None:
     with atomic_output(path) as tmp:
         Path(tmp).write_text(json.dumps(item, indent=2) + "\n")
+
+
+def missing_tiles(tiles_passed_json=None) -> list[str]:
+    """Tiles left out of the country products (``product.allow_missing_tiles``), from the record written by
+    :func:`osmlulc.validate.tiles_passed`; none without one."""
+    if tiles_passed_json is None:
+        return []
+    with open(tiles_passed_json) as f:
+        return sorted(json.load(f)["missing"])
 
 
 def country_stac_item(country: str, name: str, products: dict[str, str], table: ClassTable, item_path, *,

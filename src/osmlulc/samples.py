@@ -288,7 +288,8 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
             finally:
                 cleaning.close()
     if counts.sum() == 0:
-        raise InputError(f"no labelled pixel in the training tiles {tile_ids}: check that the label raster overlaps them")
+        raise InputError(f"no labelled pixel in the training tiles {tile_ids}: check that the label raster "
+                         "overlaps them")
 
     # Choose which candidates (by running number per split and class) become samples.
     wanted = (settings.per_class, settings.validation_per_class)
@@ -397,7 +398,10 @@ def _write_samples(picked, tiles, size, band_names, table: ClassTable, path, *,
         # A patch touching nodata (swath edge, clouds) would teach the model zeros: drop it.
         ok = (p > 0).all(axis=(1, 2, 3))
         tile_col += [tile] * int(ok.sum())
-        rows.append(r[ok]); cols.append(c[ok]); labels.append(lab[ok]); patches.append(p[ok])
+        rows.append(r[ok])
+        cols.append(c[ok])
+        labels.append(lab[ok])
+        patches.append(p[ok])
         if chip_reader is not None:
             chips.append(chip_reader(tile, r[ok], c[ok]))
     n_bands = len(band_names)

@@ -372,7 +372,8 @@ def _write_centroids(path, first_id: int, row_off: int, col_off: int, centroids,
                       geometry_type="Point", append=append)
 
 
-def slic_superpixels(image: np.ndarray, spacing: int, compactness: float, valid: np.ndarray | None = None) -> np.ndarray:
+def slic_superpixels(image: np.ndarray, spacing: int, compactness: float,
+                     valid: np.ndarray | None = None) -> np.ndarray:
     """scikit-image SLIC superpixels of a (H, W, C) float image, labelled like :func:`snic`.
 
     About one superpixel per ``spacing`` x ``spacing`` px (k-means in colour + position, 10

@@ -230,7 +230,8 @@ def _read_metadata(members: list[str], to_gdal, kind: str) -> tuple[str | None, 
     try:
         return member, parse_metadata(text)
     except ET.ParseError as err:
-        raise InputError(f"Sentinel-2 metadata {to_gdal(member)} is not valid XML ({err}); re-download the product") from None
+        raise InputError(f"Sentinel-2 metadata {to_gdal(member)} is not valid XML ({err}); "
+                         "re-download the product") from None
 
 
 def resolve_product(pattern: str | os.PathLike, tile: str) -> str:
@@ -253,7 +254,8 @@ def open_product(path: str | os.PathLike, tile: str | None = None, *, offset: fl
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"Sentinel-2 product {path} does not exist (tile {tile}); download it or fix countries.<CC>.products")
+        raise InputError(f"Sentinel-2 product {path} does not exist (tile {tile}); "
+                         "download it or fix countries.<CC>.products")
     kind, members, to_gdal = _list_members(path)
     files = _band_files(path, members, to_gdal, tile)
     if not any(b != "SCL" for b in files):

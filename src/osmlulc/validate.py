@@ -141,18 +141,18 @@ def _check_bands(inputs: TileInputs, min_valid_fraction: float) -> dict:
                 raise InputError(f"band {ref_band} of tile {tile}: {ref_path} is in {ref.crs}, but tile {tile} is in "
                                  f"{grid_crs}; use the file of tile {tile} or fix its tile grid")
             if _grid_overlap(ref, inputs.grid) < _MIN_GRID_OVERLAP:
-                raise InputError(f"band {ref_band} of tile {tile}: {ref_path} covers {tuple(round(v) for v in ref.bounds)}, "
-                                 f"not the footprint {tuple(inputs.grid['bounds'])} of tile {tile}; "
-                                 "is it a file of another tile?")
+                raise InputError(f"band {ref_band} of tile {tile}: {ref_path} covers "
+                                 f"{tuple(round(v) for v in ref.bounds)}, not the footprint "
+                                 f"{tuple(inputs.grid['bounds'])} of tile {tile}; is it a file of another tile?")
         for band, path in inputs.bands.items():
             what = f"band {band} of tile {tile}"
             with open_raster(path, what) as src:
                 if band != ref_band:
                     check_band(src, path, expected_resolution=inputs.resolution[band], reference=ref)
                     if not _extent_matches(src, ref):
-                        raise InputError(f"{what}: {path} covers {tuple(round(v) for v in src.bounds)}, but the reference "
-                                         f"band {ref_band} covers {tuple(round(v) for v in ref.bounds)}; "
-                                         "is it a file of another tile?")
+                        raise InputError(f"{what}: {path} covers {tuple(round(v) for v in src.bounds)}, "
+                                         f"but the reference band {ref_band} covers "
+                                         f"{tuple(round(v) for v in ref.bounds)}; is it a file of another tile?")
                 nodata = src.nodata if src.nodata is not None else 0
                 valid = _read_all_blocks(src, path, what, nodata)
                 fraction = valid / (src.width * src.height)
@@ -200,7 +200,8 @@ def _check_labels(inputs: TileInputs, table: ClassTable, tile_crs, tile_bounds) 
         try:
             in_label_crs = rasterio.warp.transform_bounds(tile_crs, label.crs, *tile_bounds, densify_pts=21)
         except Exception as err:  # noqa: BLE001 - pyproj/GDAL raise several types for impossible transforms
-            raise InputError(f"label raster {path}: tile {tile} cannot be put into its CRS {label.crs} ({err})") from None
+            raise InputError(f"label raster {path}: tile {tile} cannot be put into its CRS {label.crs} "
+                             f"({err})") from None
         if not box(*in_label_crs).intersects(box(*label.bounds)):
             raise InputError(f"label raster {path} does not overlap tile {tile}; check that it is the right country's "
                              "raster and has the right CRS")
@@ -253,45 +254,108 @@ def check_tile_inputs(inputs: TileInputs, table: ClassTable, dst_path, *, min_va
     return summary
 
 
+def check_tile_inputs_or_record_missing(inputs: TileInputs, table: ClassTable, dst_path, *, step: str,
+                                        min_valid_fraction: float = 0.0) -> dict | None:
+    """:func:`check_tile_inputs` for ``product.allow_missing_tiles``: a tile that fails is recorded, not raised.
+
+    Its error line is logged as :func:`osmlulc.logs.run_logged` logs it (the run status finds it), and
+    ``dst_path`` says ``"ok": false`` with the message, so that the country products are built without
+    the tile (:func:`tiles_passed`). Returns the summary of a good tile, None for a missing one.
+    """
+    try:
+        return check_tile_inputs(inputs, table, dst_path, min_valid_fraction=min_valid_fraction)
+    except InputError as err:
+        log.error("osmlulc: %s (country=%s tile=%s): %s", step, inputs.country, inputs.tile, err)
+        record = {"country": inputs.country, "tile": inputs.tile, "ok": False, "message": str(err)}
+        with atomic_output(dst_path) as tmp:
+            Path(tmp).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        log.info("tile %s is left out of the country products (product.allow_missing_tiles)", inputs.tile)
+        return None
+
+
+def check_record(path: str | os.PathLike) -> dict:
+    """The content of a tile's check record (inputs_ok.json); ``ok`` is false for a tile recorded missing."""
+    record = json.loads(Path(path).read_text())
+    record.setdefault("ok", True)
+    return record
+
+
+def tiles_passed(records: dict[str, str | os.PathLike], dst_path) -> list[str]:
+    """Write (JSON) and return the tiles, in the given order, whose check record (tile -> path) is ok."""
+    passed = [tile for tile, path in records.items() if check_record(path)["ok"]]
+    missing = {tile: check_record(path)["message"] for tile, path in records.items() if tile not in passed}
+    with atomic_output(dst_path) as tmp:
+        Path(tmp).write_text(json.dumps({"passed": passed, "missing": missing}, indent=1) + "\n")
+    log.info("%d tile(s) passed their input check, %d missing: %s", len(passed), len(missing), sorted(missing))
+    return passed
+
+
 # --------------------------------------------------------------------------- run status
 
 #: The error line of :func:`osmlulc.logs.run_logged` (bad input) and its line for other failures.
 _ERROR_LINE = re.compile(r" ERROR (?:osmlulc: (?P<rule>\S+) \((?P<where>[^)]*)\): (?P<message>.*)"
                          r"|(?P<rule2>\S+) \((?P<where2>[^)]*)\) failed)$")
 
+#: The first line of every rule's log (osmlulc.logs.run_logged) and its last line when the step finished.
+_START_LINE = re.compile(r" INFO start (?P<rule>\S+) ?(?P<where>[^(]*)\(GDAL_CACHEMAX")
+_DONE_LINE = re.compile(r" INFO done \S+ in [\d.]+ s$")
+
 RUN_STATUS_COLUMNS = ["country", "tile", "status", "rule", "message"]
 
 
 def failures_in_logs(log_dir: str | os.PathLike = "logs", since: float | None = None) -> list[dict]:
-    """Failed rule instances found in the rules' logs: rule, where (country, tile, ...), message.
+    """Failed rule instances found in the rules' logs: rule, where (country, tile, ...), message, status.
 
+    status ``failed``: the log has an error line. ``killed``: the log has its start line but neither an
+    error line nor the completion line (``done ... in ... s``) that :func:`osmlulc.logs.run_logged`
+    writes last: the job was killed from outside (out of memory, time limit, a signal, a lost node).
     Only logs written at or after ``since`` (a time stamp) count, so failures of earlier runs
-    that were fixed since are not reported again.
+    that were fixed since are not reported again. Call it when no job runs (the end of a run).
     """
     failures = []
     for path in sorted(Path(log_dir).glob("*/*.log")):
         if since is not None and path.stat().st_mtime < since:
             continue
-        for line in path.read_text(errors="replace").splitlines():
+        lines = path.read_text(errors="replace").splitlines()
+        for line in lines:
             match = _ERROR_LINE.search(line)
             if not match:
                 continue
             where = match["where"] if match["rule"] else match["where2"]
             failures.append({
                 "rule": match["rule"] or match["rule2"],
-                "where": dict(part.split("=", 1) for part in where.split() if "=" in part),
+                "where": _where(where),
                 "message": match["message"] or f"failed with an error; see {path}",
                 "log": str(path),
+                "status": "failed",
             })
             break
+        else:
+            start = _START_LINE.search(lines[0]) if lines else None
+            if start and not any(_DONE_LINE.search(line) for line in lines):
+                failures.append({
+                    "rule": start["rule"],
+                    "where": _where(start["where"]),
+                    "message": f"killed before it finished (out of memory, time limit or a signal: its log {path} "
+                               "has no completion line); rerun it, with more memory or time if it was killed again",
+                    "log": str(path),
+                    "status": "killed",
+                })
     return failures
 
 
-def run_status(tiles: dict[str, list[str]], failures: list[dict], results_dir: str | os.PathLike = "results") -> list[dict]:
+def _where(text: str) -> dict:
+    return dict(part.split("=", 1) for part in text.split() if "=" in part)
+
+
+def run_status(tiles: dict[str, list[str]], failures: list[dict],
+               results_dir: str | os.PathLike = "results") -> list[dict]:
     """One row per tile of each country (and one per failed country-level rule).
 
-    status: ``failed`` (a rule of the tile failed; the first one in the log order), ``ok``
-    (its inputs passed :func:`check_tile_inputs` and nothing of it failed), ``not checked``.
+    status: ``missing`` (its inputs failed their check and the country products were built without it:
+    ``product.allow_missing_tiles``), ``failed`` (a rule of the tile failed; the first one in the log order),
+    ``killed`` (a job of the tile was killed from outside, see :func:`failures_in_logs`), ``ok`` (its inputs passed
+    :func:`check_tile_inputs` and nothing of it failed), ``not checked``.
     """
     rows = []
     for country, country_tiles in tiles.items():
@@ -300,16 +364,21 @@ def run_status(tiles: dict[str, list[str]], failures: list[dict], results_dir: s
             failed = [f for f in mine if f["where"].get("tile") == tile]
             # The input check explains why later rules of the tile could not run: name it first.
             failed.sort(key=lambda f: f["rule"] != "check_inputs")
-            if failed:
-                rows.append({"country": country, "tile": tile, "status": "failed", "rule": failed[0]["rule"],
-                             "message": failed[0]["message"]})
-            elif (Path(results_dir) / country / "tiles" / tile / "inputs_ok.json").exists():
+            flag = Path(results_dir) / country / "tiles" / tile / "inputs_ok.json"
+            record = check_record(flag) if flag.exists() else None
+            if record is not None and not record["ok"]:  # left out of the products (allow_missing_tiles)
+                rows.append({"country": country, "tile": tile, "status": "missing", "rule": "check_inputs",
+                             "message": f"{record['message']} (nodata in the country products)"})
+            elif failed:
+                rows.append({"country": country, "tile": tile, "status": failed[0].get("status", "failed"),
+                             "rule": failed[0]["rule"], "message": failed[0]["message"]})
+            elif record is not None:
                 rows.append({"country": country, "tile": tile, "status": "ok", "rule": "", "message": ""})
             else:
                 rows.append({"country": country, "tile": tile, "status": "not checked", "rule": "", "message": ""})
         for f in mine:
             if "tile" not in f["where"]:
-                rows.append({"country": country, "tile": "-", "status": "failed", "rule": f["rule"],
+                rows.append({"country": country, "tile": "-", "status": f.get("status", "failed"), "rule": f["rule"],
                              "message": f["message"]})
     return rows
 
@@ -333,13 +402,14 @@ def run_status_rst(status_csvs: dict[str, str | os.PathLike]) -> str:
             continue
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
-        failed = [r for r in rows if r["status"] == "failed"]
+        failed = [r for r in rows if r["status"] in ("failed", "killed", "missing")]
         ok = sum(r["status"] == "ok" for r in rows)
         lines.append(f"- **{country}**: {ok} tile(s) passed their input check, {len(failed)} failed"
                      f" (last run; details in ``{path}``).")
         for r in failed:
             where = r["tile"] or "country level"
-            lines.append(f"  - {where}: rule ``{r['rule']}`` failed: {r['message']}")
+            what = "failed, tile missing" if r["status"] == "missing" else r["status"]
+            lines.append(f"  - {where}: rule ``{r['rule']}`` {what}: {r['message']}")
         lines.append("")
     return "\n".join(lines)
 

@@ -9,4 +9,5 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
         ClassTable.from_yaml(snakemake.config["classes"]) if snakemake.params.get("categorical", True) else None,
         crs=snakemake.params.crs,
         resolution=snakemake.params.resolution,
+        bounds=snakemake.params.bounds,
     )

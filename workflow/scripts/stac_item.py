@@ -1,6 +1,6 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.report import country_stac_item
+from osmlulc.report import country_stac_item, missing_tiles
 
 i, p, w = snakemake.input, snakemake.params, snakemake.wildcards
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country):
@@ -14,5 +14,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country):
         quicklook_png=i.quicklook,
         period=p.period,
         extra_properties={"osmlulc:version": p.version, "osmlulc:model": p.product["model"],
-                          "osmlulc:mode": p.product["mode"]},
+                          "osmlulc:mode": p.product["mode"],
+                          # product.allow_missing_tiles: tiles left out (nodata in the products)
+                          "osmlulc:missing_tiles": missing_tiles(i.get("tiles_passed"))},
     )
