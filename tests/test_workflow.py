@@ -104,9 +104,21 @@ def test_accuracy_tables(run, table):
     assert {"overall_accuracy", "water_f1", "water_iou", "f1_12", "f1_5"} <= set(acc.columns)
     country = acc[acc["scope"] == "country"].set_index("model")
     prediction = country.loc[[i for i in country.index if i.startswith("prediction")][0]]
-    assert country.loc["product", "overall_accuracy"] >= prediction["overall_accuracy"]
+    # The product takes the (noisy) OSM label where one exists and the prediction elsewhere: its accuracy
+    # lies between theirs.
+    osm, merged = country.loc["osm labels", "overall_accuracy"], country.loc["product", "overall_accuracy"]
+    low, high = sorted([osm, prediction["overall_accuracy"]])
+    assert low - 0.01 <= merged <= high + 0.01
     assert country.loc["product", "water_f1"] >= 0.85
     assert (tiles["overall_accuracy"] > 0.5).all()
+    # By value against the demo's ground truth, with a margin: the demo's OSM labels are noisy (10 % of the
+    # parcels mis-tagged, borders shifted 1-2 px, mixed border pixels, unmapped areas), so a training
+    # procedure that learns the noise instead of the land cover falls below these (measured on this
+    # config: resnet pixel OA 0.885, water F1 0.974; the product model is the ResNet).
+    resnet = tiles.set_index(["model", "mode"]).loc[("resnet", "pixel")]
+    assert resnet["overall_accuracy"] >= 0.84
+    assert resnet["water_f1"] >= 0.93
+    assert prediction["overall_accuracy"] >= 0.83
     validation = pd.read_csv(run / "results" / COUNTRY / "accuracy" / f"{COUNTRY}_validation_accuracy.csv")
     assert set(validation["model"]) == {"resnet", "svm", "rf"}
     assert set(zip(validation["split"], validation["model"])) == {(s, m) for s in ("spatial", "random")
