@@ -61,10 +61,11 @@ OLD_SAMPLES = {"erosion_px": 0, "method": "pixel", "outlier_mad": None, "per_cla
 ROWS = {
     "default": ("resnet", {}, "config/config.yaml as it is"),
     "previous_default": ("resnet", {"models": {"resnet": OLD_RESNET, "svm": {"indices": []}, "rf": {"indices": []}},
-                                    "samples": OLD_SAMPLES},
+                                    "samples": OLD_SAMPLES, "prediction": {"rotations": 1}},
                          "the settings before this change: none of the choices below"),
     "svm": ("svm", {}, "SVM on pixel spectra + indices, default samples"),
     "rf": ("rf", {}, "random forest on pixel spectra + indices, default samples"),
+    "no_rotations": ("resnet", {"prediction": {"rotations": 1}}, "default without the test-time rotations"),
     "no_augmentation": ("resnet", {"models": {"resnet": {"augment": False}}}, "default without the 8 flips/rotations"),
     "no_early_stopping": ("resnet", {"models": {"resnet": {"early_stopping": None}}},
                           "default, all epochs run and the last one kept"),
@@ -246,7 +247,8 @@ def confusion(reference: np.ndarray, predicted: np.ndarray, mask: np.ndarray, ta
     return np.bincount(r[ok] * n + p[ok], minlength=n * n).reshape(n, n)
 
 
-def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range(N_FOLDS)) -> dict:
+def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range(N_FOLDS),
+            repredict: bool = False) -> dict:
     import rasterio
 
     from osmlulc.models import sample_patch_size, train_resnet, train_sklearn
@@ -274,11 +276,16 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
         with rasterio.open(label_path, "w", **profile) as dst:
             dst.write(train_labels[k], 1)
         t0 = time.perf_counter()
-        settings = SampleSettings(patch_size=patch, **{k_: v for k_, v in cfg["samples"].items()})
-        draw_samples({TILE: (str(paths["stack"]), str(label_path))}, table, settings, fold_dir / "train.npz",
-                     fold_dir / "validation.npz", segments={TILE: str(paths["segments"])})
+        model_path = fold_dir / ("resnet.keras" if model == "resnet" else f"{model}.joblib")
+        reuse = repredict and model_path.exists()
+        if not reuse:
+            settings = SampleSettings(patch_size=patch, **{k_: v for k_, v in cfg["samples"].items()})
+            draw_samples({TILE: (str(paths["stack"]), str(label_path))}, table, settings, fold_dir / "train.npz",
+                         fold_dir / "validation.npz", segments={TILE: str(paths["segments"])})
         t1 = time.perf_counter()
-        if model == "resnet":
+        if reuse:
+            pass
+        elif model == "resnet":
             model_path = fold_dir / "resnet.keras"
             result = train_resnet(fold_dir / "train.npz", fold_dir / "validation.npz", table, cfg["models"]["resnet"],
                                   cfg["models"]["seed"], model_path, fold_dir / "history.csv",
@@ -292,7 +299,8 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
         classified = fold_dir / "classified_pixel.tif"
         probabilities = fold_dir / "probabilities.tif"
         predict_tile_pixels(paths["stack"], model_path, table, classified, probabilities,
-                            block_size=cfg["prediction"]["block_size_px"])
+                            block_size=cfg["prediction"]["block_size_px"],
+                            rotations=cfg["prediction"].get("rotations", 1))
         predict_tile_superpixels(probabilities, paths["segments"], table, fold_dir / "classified_superpixel.tif")
         t3 = time.perf_counter()
         per_fold[k] = {}
@@ -418,6 +426,8 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, nargs="*", help="ResNet rows: only these folds (quick ablations; the "
                         "table then compares with the other rows on the same folds)")
     parser.add_argument("--rerun", action="store_true", help="rerun the selected rows even if cached")
+    parser.add_argument("--repredict", action="store_true",
+                        help="keep the rows' trained fold models, redo prediction and scoring (prediction settings)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the workflow code's progress")
     args = parser.parse_args(argv)
     if args.list:
@@ -447,8 +457,11 @@ def main(argv=None) -> int:
         elif name == "gradient_boosting":
             results[name] = run_gradient_boosting(work, config, table, paths)
         else:
+            previous = results.get(name, {})
             results[name] = run_row(name, work, config, table, paths,
-                                    folds=args.folds if args.folds else range(N_FOLDS))
+                                    folds=args.folds if args.folds else range(N_FOLDS), repredict=args.repredict)
+            if args.repredict:  # training facts of the run that trained the models
+                results[name].update({k: v for k, v in previous.items() if k in ("epochs", "seconds")})
         results[name]["wall_s"] = time.perf_counter() - start
         results_path.write_text(json.dumps(results, indent=1))
         print(f"{name}: done in {results[name]['wall_s']:.0f} s", flush=True)

@@ -176,6 +176,7 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         # One sample set for both architectures: the larger of their patches.
         size = max(sample_patch_size(resnet_settings(config, a, None)) for a in ("dense", "original"))
         settings = dict(config["samples"])
+        size += settings.get("chip_px", 1) - 1    # label chips widen the dense ResNet's samples
         if args.per_class:
             settings["per_class"] = args.per_class
             settings["validation_per_class"] = max(1, args.per_class // 3)
@@ -191,7 +192,8 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         architecture = "dense" if name == "train_resnet" else "original"
         out = p.resnet if architecture == "dense" else p.original
         result = train_resnet(p.train, p.validation, table, resnet_settings(config, architecture, args.epochs),
-                              config["models"]["seed"], out, out.with_suffix(".csv"))
+                              config["models"]["seed"], out, out.with_suffix(".csv"),
+                              index_definitions=config["bands"].get("indices", {}))
         info.update(mpx=result["n_train"] * result["epochs"] / 1e6, val_accuracy=result["val_accuracy"],
                     note=f"{architecture}: {result['n_train']} patches x {result['epochs']} epochs, "
                          f"{result['n_parameters']} parameters, validation accuracy {result['val_accuracy']:.4f}")

@@ -300,6 +300,18 @@ def test_dilated_resnet_with_indices_stays_exact_in_dense_inference(table, tmp_p
     patches = np.stack([padded[r:r + 15, c:c + 15] for r, c in pixels])
     np.testing.assert_allclose(dense[tuple(np.array(pixels).T)], predict_patches(classifier, patches), atol=1e-5)
 
+    # Test-time rotations: still exact, and not the same as without them (the model is not symmetric).
+    for rotations in (4, 8):
+        turned = load_classifier(tmp_path / "m.keras", rotations=rotations)
+        with rasterio.open(stack) as src:
+            dense_turned, _ = predict_window_probabilities(src, turned, Window(0, 0, 37, 40))
+        at = dense_turned[tuple(np.array(pixels).T)]
+        np.testing.assert_allclose(at, predict_patches(turned, patches), atol=1e-5)
+        manual = np.mean([predict_patches(classifier, np.ascontiguousarray(dihedral(patches, g)))
+                          for g in range(rotations)], axis=0)
+        np.testing.assert_allclose(at, manual, atol=1e-5)
+        assert np.abs(at - dense[tuple(np.array(pixels).T)]).max() > 1e-3
+
 
 def test_sklearn_models_use_the_indices_at_prediction_too(table, tmp_path):
     rng = np.random.default_rng(1)

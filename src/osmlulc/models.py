@@ -831,8 +831,23 @@ class _KerasClassifier(Classifier):
         return np.concatenate(out).reshape(len(patches), self.n_classes)
 
 
+def undo_dihedral(arrays: np.ndarray, g: int) -> np.ndarray:
+    """The inverse of :func:`dihedral` ``g`` on (N, H, W, ...) arrays."""
+    turns, mirrored = DIHEDRAL[g]
+    out = np.rot90(arrays, k=-turns, axes=(1, 2))
+    return np.flip(out, axis=2) if mirrored else out
+
+
 class ResnetClassifier(_KerasClassifier):
-    """The dense ResNet: a whole block in one fully convolutional call."""
+    """The dense ResNet: a whole block in one fully convolutional call.
+
+    ``rotations`` (1, 4 or 8): test-time augmentation -- the mean probabilities over the first
+    ``rotations`` :func:`dihedral` transforms of the input (4: the quarter turns; 8: and their
+    mirror images), each transformed back.  Still exact dense inference: a block's output equals
+    that of every pixel's own patch under the same transforms (:meth:`predict_proba_patches`).
+    """
+
+    rotations = 1
 
     def __init__(self, model):
         super().__init__(model)
@@ -842,9 +857,20 @@ class ResnetClassifier(_KerasClassifier):
 
     def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         # predict_on_batch runs a compiled graph (about 2x faster than an eager call on CPU);
-        # it traces again only for new block shapes (a tile has at most four).
-        out = self.model.predict_on_batch(np.asarray(block, dtype=np.float32)[None])
-        return np.array(out[0], dtype=np.float32)  # a writable copy: callers blank nodata pixels in place
+        # it traces again only for new block shapes (a tile has at most eight with rotations).
+        block = np.asarray(block, dtype=np.float32)[None]
+        out = None
+        for g in range(self.rotations):
+            proba = undo_dihedral(np.asarray(self.model.predict_on_batch(np.ascontiguousarray(dihedral(block, g)))), g)
+            out = proba if out is None else out + proba
+        return np.array(out[0] / self.rotations, dtype=np.float32)  # a writable copy: nodata is blanked in place
+
+    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+        out = None
+        for g in range(self.rotations):
+            proba = super().predict_proba_patches(np.ascontiguousarray(dihedral(patches, g)))
+            out = proba if out is None else out + proba
+        return out / self.rotations
 
 
 class PatchResnetClassifier(_KerasClassifier):
@@ -917,8 +943,14 @@ class SklearnClassifier(Classifier):
         return self._predict_pixels(np.asarray(patches[:, c, c, :], dtype=np.float32))
 
 
-def load_classifier(path) -> Classifier:
-    """Load a trained model: ``.keras`` -> ResNet, ``.joblib`` -> SVM / random forest."""
+def load_classifier(path, *, rotations: int = 1) -> Classifier:
+    """Load a trained model: ``.keras`` -> ResNet, ``.joblib`` -> SVM / random forest.
+
+    ``rotations`` (1, 4, 8): test-time rotations of the dense ResNet (:class:`ResnetClassifier`);
+    the per-pixel models and the original architecture ignore it.
+    """
+    if rotations not in (1, 4, 8):
+        raise ValueError(f"rotations must be 1, 4 or 8, got {rotations}")
     path = Path(path)
     if not path.exists():
         raise InputError(f"model {path} does not exist; train it first")
@@ -932,7 +964,9 @@ def load_classifier(path) -> Classifier:
         # The dense ResNet maps images to images; the original maps a fixed patch to (N, classes).
         if len(model.output_shape) == 2:
             return PatchResnetClassifier(model)
-        return ResnetClassifier(model)
+        classifier = ResnetClassifier(model)
+        classifier.rotations = rotations
+        return classifier
     if path.suffix == ".joblib":
         try:
             bundle = joblib.load(path)

@@ -103,14 +103,15 @@ def _output_block_size(block_size: int) -> int:
 
 
 def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_path, probabilities_path, *,
-                        block_size: int) -> None:
+                        block_size: int, rotations: int = 1) -> None:
     """Classify every pixel of a 10-band uint16 stack (nodata 0), window by window.
 
     Writes ``classified_path`` (uint8 class codes of the most probable class, 0 at nodata, with
     the class colour table) and ``probabilities_path`` (uint8, one band per class in table order,
-    round(p * 255), 0 at nodata, band descriptions = class names).
+    round(p * 255), 0 at nodata, band descriptions = class names).  ``rotations``: test-time
+    rotations of the dense ResNet (mean over 1, 4 or 8 transforms; :class:`osmlulc.models.ResnetClassifier`).
     """
-    classifier = load_classifier(model_path)
+    classifier = load_classifier(model_path, rotations=rotations)
     if classifier.n_classes != len(table):
         raise InputError(f"model {model_path} has {classifier.n_classes} classes, the class table {len(table)}")
     codes = table.codes

@@ -11,4 +11,5 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         snakemake.output.classified,
         snakemake.output.probabilities,
         block_size=snakemake.params.block_size,
+        rotations=snakemake.params.rotations,
     )
