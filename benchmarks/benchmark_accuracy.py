@@ -279,7 +279,8 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
         model_path = fold_dir / ("resnet.keras" if model == "resnet" else f"{model}.joblib")
         reuse = repredict and model_path.exists()
         if not reuse:
-            settings = SampleSettings(patch_size=patch, **{k_: v for k_, v in cfg["samples"].items()})
+            sample_cfg = dict(cfg["samples"], **({} if model == "resnet" else {"chip_px": 1}))
+            settings = SampleSettings(patch_size=patch, **sample_cfg)
             draw_samples({TILE: (str(paths["stack"]), str(label_path))}, table, settings, fold_dir / "train.npz",
                          fold_dir / "validation.npz", segments={TILE: str(paths["segments"])})
         t1 = time.perf_counter()

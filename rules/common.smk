@@ -59,6 +59,8 @@ RESNET = config["models"]["resnet"]
 # Label chips (samples.chip_px) widen the ResNet's samples by chip_px - 1 so every chip pixel has its patch.
 MODEL_PATCH = sample_patch_size(RESNET) if "resnet" in MODELS else 1
 PATCH_SIZE = MODEL_PATCH + config["samples"].get("chip_px", 1) - 1 if "resnet" in MODELS else 1
+# The samples rule's settings: label chips only serve the ResNet.
+SAMPLE_SETTINGS = dict(config["samples"], **({} if "resnet" in MODELS else {"chip_px": 1}))
 # The class table is a param (its content, as the code reads it) of every rule whose script reads it,
 # so editing config/classes.yaml reruns those rules (and a comment-only edit reruns nothing).
 CLASS_TABLE = dataclasses.asdict(CLASSES)

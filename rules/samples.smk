@@ -33,7 +33,7 @@ rule samples:
     params:
         tiles=lambda w: country_cfg(w.country)["training_tiles"],
         patch_size=PATCH_SIZE,
-        settings=config["samples"],
+        settings=SAMPLE_SETTINGS,
         version=code_version("samples"),
         classes=CLASS_TABLE,
     log:
