@@ -235,3 +235,16 @@ def test_library_code_change_reruns_only_the_rules_that_run_it(demo_copy, tmp_pa
     assert {"quicklook", "confusion_plot", "training_curves", "run_config"} <= rules
     # stac_item runs report code too; nothing else (no tile, no model, no mosaic) is stale.
     assert rules <= {"all", "quicklook", "confusion_plot", "training_curves", "run_config", "stac_item"}, rules
+
+
+def test_superpixel_sampling_feeds_the_superpixels_to_the_samples(demo_copy):
+    """samples.method: superpixel makes each training tile's SNIC segments and centroids inputs of the samples
+    job (so they are built first and a change of them reruns the sampling), and reruns the training."""
+    (demo_copy / "superpixel.yaml").write_text(yaml.safe_dump({"samples": {"method": "superpixel"}}))
+    _, jobs = dry_run(demo_copy, "superpixel.yaml")
+    samples = [block for rule, _, block in jobs if rule == "samples"]
+    assert len(samples) == 1
+    training_tiles = ["32UNU", "32UPU"]
+    for tile in training_tiles:
+        assert f"tiles/{tile}/snic_segments.tif" in samples[0] and f"tiles/{tile}/snic_centroids.gpkg" in samples[0]
+    assert {"train_resnet", "train_sklearn"} <= {rule for rule, _, _ in jobs}

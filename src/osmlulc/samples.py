@@ -114,8 +114,8 @@ class LabelFilter:
         counts = np.zeros((1, n_codes), dtype=np.int64)
         for window in block_windows(label_src.width, label_src.height):
             seg = self.segments.read(1, window=window).astype(np.int64).ravel()
-            lab = label_src.read(1, window=window).astype(np.int64).ravel()
-            lab[(lab >= n_codes) | (table.index_of_code()[np.minimum(lab, len(table.index_of_code()) - 1)] < 0)] = 0
+            lab = label_src.read(1, window=window).ravel()
+            lab = np.where(table.index_of_code()[lab] >= 0, lab, 0).astype(np.int64)  # unknown codes: unlabelled
             top = int(seg.max(initial=0))
             if top >= len(counts):
                 counts = np.vstack([counts, np.zeros((top + 1 - len(counts), n_codes), np.int64)])
@@ -253,6 +253,9 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
     """
     if settings.patch_size % 2 != 1:
         raise ValueError(f"patch size must be odd, got {settings.patch_size}")
+    if settings.chip_px % 2 != 1 or settings.chip_px > settings.patch_size:
+        raise ValueError(f"samples.chip_px must be odd and at most the patch size {settings.patch_size}, "
+                         f"got {settings.chip_px}")
     half = settings.patch_size // 2
     rng = np.random.default_rng(settings.seed)
     index = table.index_of_code()
@@ -327,10 +330,6 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
                                 picked[2].append((tile, rows[sel][take], cols[sel][take], labels[sel][take]))
             cleaning.close()
             band_names = np.array(stack.descriptions, dtype=str)
-    if settings.chip_px % 2 != 1 or settings.chip_px > settings.patch_size:
-        raise ValueError(f"samples.chip_px must be odd and at most the patch size {settings.patch_size}, "
-                         f"got {settings.chip_px}")
-
     def read_chips(tile, rows, cols, split):
         """(n, chip, chip) uint8 labels around each sample: clean labelled pixels of the sample's split, else 0."""
         stack_path, label_path = tiles[tile]
