@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jsonschema
 from snakemake.exceptions import WorkflowError
+from rasterio.warp import transform_bounds
 from snakemake.utils import validate
 
 import osmlulc
@@ -17,7 +18,7 @@ from osmlulc.io import InputError, atomic_output
 from osmlulc.mgrs import tile_grid as mgrs_tile_grid
 from osmlulc.models import sample_patch_size
 from osmlulc.post import own_footprints, tile_footprints_3035
-from osmlulc.sentinel2 import resolve_product
+from osmlulc.composite import resolve_products
 from osmlulc.validate import config_error_line, failures_in_logs, run_status, run_status_rst, write_run_status
 
 
@@ -121,13 +122,18 @@ def tile_dir(wildcards):
 
 def band_source(country, tile, band):
     cfg = country_cfg(country)
+    if composited(country, tile):  # the band of the tile's multi-date composite (rule composite)
+        return f"{composite_dir(country, tile)}/{band}.tif"
     if cfg["source"] == "sentinel2":  # the band as read from the tile's product (rule sentinel2_band)
         return f"results/{country}/tiles/{tile}/bands/{band}.tif"
     return cfg["bands"].format(tile=tile, band=band)
 
 
 def get_valid_mask(wildcards):
-    """Cloud / shadow / snow mask of a Sentinel-2 product (rule sentinel2_mask); other sources have none."""
+    """Cloud / shadow / snow mask of a Sentinel-2 product (rule sentinel2_mask) or of a composite (pixels
+    with at least one valid observation); other sources have none."""
+    if composited(wildcards.country, wildcards.tile):
+        return {"mask": f"{composite_dir(wildcards.country, wildcards.tile)}/valid_mask.tif"}
     if country_cfg(wildcards.country)["source"] == "sentinel2":
         return {"mask": f"results/{wildcards.country}/tiles/{wildcards.tile}/valid_mask.tif"}
     return {}
@@ -281,14 +287,80 @@ SENTINEL2 = config.get("sentinel2", {})
 OSM_CLASSES = config.get("osm_classes", "config/osm_classes.yaml")
 
 
-def get_product(wildcards):
-    """The tile's Sentinel-2 product: `products` as a {tile} pattern (may glob) or as a tile -> path mapping."""
-    products = country_cfg(wildcards.country)["products"]
+COMPOSITE = config.get("composite", {})
+# Bands a composite writes: every band a tile's chain reads (the reference band and the stack).
+COMPOSITE_BANDS = list(dict.fromkeys([BANDS["reference"], *STACK_ORDER]))
+
+
+def tile_products(country, tile):
+    """The tile's Sentinel-2 products (source sentinel2), in order: `products` as a {tile} pattern (may
+    glob several) or a tile -> path (pattern) or list of paths mapping."""
+    products = country_cfg(country)["products"]
     if isinstance(products, dict):
-        if wildcards.tile not in products:
-            raise ValueError(f"config: countries.{wildcards.country}.products has no entry for tile {wildcards.tile}")
-        return products[wildcards.tile]
-    return resolve_product(products, wildcards.tile)
+        if tile not in products:
+            raise ValueError(f"config: countries.{country}.products has no entry for tile {tile}")
+        products = products[tile]
+    return resolve_products(products, tile)
+
+
+def composited(country, tile):
+    """Whether the tile's bands come from a multi-date composite: imagery from STAC, several
+    products of a sentinel2 tile, or the demo's dates."""
+    source = country_cfg(country)["source"]
+    if source == "stac":
+        return True
+    if source == "sentinel2":
+        return len(tile_products(country, tile)) > 1
+    return source == "demo" and config["demo"].get("dates", 0) > 0
+
+
+def composite_dir(country, tile):
+    return f"results/{country}/tiles/{tile}/composite"
+
+
+def get_product(wildcards):
+    """The tile's one Sentinel-2 product (tiles with several are composited, rule composite)."""
+    return tile_products(wildcards.country, wildcards.tile)[0]
+
+
+def get_composite_inputs(wildcards):
+    """What a composite reads: the STAC manifest (rule search_scenes), the demo's dated products, or the
+    tile's local products."""
+    source = country_cfg(wildcards.country)["source"]
+    if source == "stac":
+        return {"manifest": f"results/{wildcards.country}/tiles/{wildcards.tile}/stac_manifest.json"}
+    if source == "demo":
+        return {"products": demo_products(wildcards.country, wildcards.tile)}
+    return {"products": tile_products(wildcards.country, wildcards.tile)}
+
+
+def stac_settings(country):
+    """The country's STAC search: the stac section of the config with the country's stac overrides;
+    only the assets of the bands a composite reads (and SCL)."""
+    settings = {**config["stac"], **country_cfg(country).get("stac", {})}
+    assets = settings["assets"]
+    needed = COMPOSITE_BANDS + ["SCL"]
+    missing = [b for b in needed if b not in assets]
+    if missing:
+        raise ValueError(f"config: stac.assets has no asset key for band(s) {missing}")
+    return {**settings, "assets": {b: assets[b] for b in needed}}
+
+
+def search_bbox(wildcards):
+    """Where the search looks for the tile: a small lon/lat box at the tile's centre (items are kept by tile id)."""
+    grid = tile_grid(wildcards.country)[wildcards.tile]
+    left, bottom, right, top = grid["bounds"]
+    cx, cy = (left + right) / 2, (bottom + top) / 2
+    half = min(right - left, top - bottom) / 10
+    return [round(v, 6) for v in transform_bounds(grid["crs"], "EPSG:4326", cx - half, cy - half, cx + half, cy + half)]
+
+
+def get_tile_manifests(wildcards):
+    """The STAC manifests of the country's tiles (for its STAC item), none for other sources."""
+    if country_cfg(wildcards.country)["source"] != "stac":
+        return []
+    return expand("results/{country}/tiles/{tile}/stac_manifest.json", country=wildcards.country,
+                  tile=tiles_of(wildcards.country))
 
 
 def reflectance_offset(wildcards):

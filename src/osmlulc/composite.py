@@ -221,6 +221,34 @@ def _composite_window(window, masks, sources, factors, names, method, writers, c
         mask_dst.write((count > 0).astype(np.uint8), 1, window=window)
 
 
+def composite_products(tile: str, *, manifest: str | os.PathLike | None = None, products: list | None = None,
+                       offset: float | None = None, http: dict | None = None, mask_settings: dict | None = None,
+                       **kwargs) -> list[dict]:
+    """:func:`composite_tile` of the tile's local ``products`` (paths) or of a STAC ``manifest``'s items.
+
+    ``mask_settings`` is the config's ``sentinel2`` section (SCL classes, L1C detector and its
+    settings, buffer); ``http`` the retries and time-outs of reading over HTTP (osmlulc.stac).
+    """
+    from osmlulc import stac
+    from osmlulc.sentinel2 import open_product
+
+    settings = mask_settings or {}
+    screen = settings.get("l1c_cloud_screen")
+    mask_kwargs = dict(
+        scl_classes=settings.get("scl_mask_classes", [0, 1, 3, 8, 9, 10, 11]),
+        l1c_detector=settings.get("l1c_cloud_mask", "s2cloudless"),
+        l1c_screen=screen if screen and screen.get("enabled", True) else None,
+        s2cloudless=settings.get("s2cloudless"),
+        buffer_px=settings.get("mask_buffer_px", 0),
+    )
+    with rasterio.Env(**stac.gdal_http_options(http)):
+        if manifest is not None:
+            items = stac.manifest_products(stac.read_manifest(manifest))
+        else:
+            items = [open_product(path, tile, offset=offset) for path in products]
+        return composite_tile(items, **kwargs, **mask_kwargs)
+
+
 def resolve_products(products, tile: str) -> list[str]:
     """The product paths of a tile: a list (kept in its order), or a pattern with ``{tile}`` (sorted matches)."""
     import glob
