@@ -118,3 +118,55 @@ def test_products_of_other_grids_are_refused(tmp_path):
     with pytest.raises(InputError, match="is not on the grid of"):
         run(products, tmp_path / "out")
     assert not list((tmp_path / "out").glob("*.tif")) if (tmp_path / "out").exists() else True
+
+
+@pytest.mark.integration
+def test_workflow_composites_a_tile_with_several_products(tmp_path):
+    """A sentinel2 tile mapped to a list of products goes through rule composite (not sentinel2_band),
+    and the tile's chain reads the composite's bands and mask."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import ROOT, WORKFLOW_LINKS
+
+    for name in WORKFLOW_LINKS:
+        os.symlink(os.path.join(ROOT, name), tmp_path / name)
+    three_dates(tmp_path / "products")
+    stack = list(yaml.safe_load(open(os.path.join(ROOT, "config", "config.yaml")))["bands"]["stack_order"])
+    # The synthetic products have six bands: the stack of this run is made of them.
+    config = {"run_countries": ["XS"],
+              "bands": {"resolution": BANDS, "stack_order": list(BANDS), "reference": "B02", "resampling": "bilinear",
+                        "green": "B03", "nir": "B08", "swir1": "B11"},
+              "composite": {"method": "medoid", "memory_mb": 0.05},
+              "countries": {"XS": {
+                  "name": "composite test", "source": "sentinel2", "tiles": ["32UNU"], "training_tiles": ["32UNU"],
+                  "products": {"32UNU": [f"products/2023060{k}" for k in (1, 2, 3)]},
+                  "boundary": "boundary.geojson", "label_raster": "label.tif",
+                  "tile_grid": {"32UNU": {"crs": "EPSG:32632", "bounds": [600000, 5299440, 600600, 5300040]}}}}}
+    assert len(stack) == 10
+    (tmp_path / "boundary.geojson").touch()   # the dry run of the chain needs them to exist only
+    (tmp_path / "label.tif").touch()
+    (tmp_path / "cc.yaml").write_text(yaml.safe_dump(config))
+
+    def snakemake(*args):
+        return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args, "--configfile", "cc.yaml"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    plan = snakemake("-n", "results/XS/tiles/32UNU/stack_10m.tif")
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    assert "composite" in plan.stdout and "sentinel2_band" not in plan.stdout and "sentinel2_mask" not in plan.stdout
+    tile = tmp_path / "results/XS/tiles/32UNU"
+    result = snakemake(str(tile.relative_to(tmp_path) / "valid_observations.tif"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    count = expected_count()
+    assert (read(tile / "valid_observations.tif") == count).all()
+    clear = clear_values(SIZE)
+    for band in BANDS:
+        f = BANDS[band] // 10
+        seen = count[::f, ::f] > 0
+        assert (read(tile / "composite" / f"{band}.tif")[seen] == clear[band][seen]).all()
+    with rasterio.open(tile / "composite" / "B02.tif") as src:
+        assert src.tags()["METHOD"] == "medoid" and src.tags()["N_PRODUCTS"] == "3"

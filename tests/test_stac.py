@@ -187,3 +187,77 @@ def test_a_window_of_a_large_cog_is_read_without_fetching_the_file(tmp_path):
                 moved += int(end) - int(start) + 1
     assert (window == data[2048:2304, 1024:1280]).all()
     assert moved < size / 20, (moved, size)
+
+
+# --------------------------------------------------------------------------- through the workflow
+
+
+def workflow_dir(tmp_path, country):
+    for name in WORKFLOW_LINKS:
+        os.symlink(os.path.join(ROOT, name), tmp_path / name)
+    (tmp_path / "cc.yaml").write_text(yaml.safe_dump({"run_countries": ["XS"], "countries": {"XS": country}}))
+
+
+def snakemake(tmp_path, *args):
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", *args, "--configfile", "cc.yaml"]
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+def stac_country(url, **stac_overrides):
+    return {"name": "STAC test", "source": "stac", "tiles": ["32UNU"], "training_tiles": ["32UNU"],
+            "boundary": "boundary.geojson", "label_raster": "label.tif", "period": PERIOD,
+            "tile_grid": {"32UNU": {"crs": CRS, "bounds": list(BOUNDS)}},
+            "stac": {"url": url, "max_cloud_cover": 50, "max_items_per_tile": 5,
+                     "http": {"timeout_s": 5, "connect_timeout_s": 2, "retries": 1, "retry_delay_s": 0.1},
+                     **stac_overrides}}
+
+
+TILE = "results/XS/tiles/32UNU"
+
+
+@pytest.mark.integration
+def test_rules_search_and_composite_and_a_rerun_does_not_search(catalogue, tmp_path):
+    """search_scenes + composite on the workflow's config (stac defaults of config.yaml, Earth Search's
+    asset keys); the rerun succeeds with the STAC API stopped: nothing is searched again."""
+    with file_server(catalogue / "served") as (base, _, _):
+        items = write_items(tmp_path, base)
+        # Earth Search's other bands are served by the same files (asset keys of config.yaml's stac.assets).
+        data = json.loads(items.read_text())
+        for item in data["features"]:
+            for band, key in {"B06": "rededge2", "B07": "rededge3", "B8A": "nir08", "B12": "swir22"}.items():
+                item["assets"][key] = json.loads(json.dumps(item["assets"]["rededge1"]))
+        items.write_text(json.dumps(data))
+        with stac_api(items) as (url, _, _):
+            workflow_dir(tmp_path, stac_country(url))
+            result = snakemake(tmp_path, f"{TILE}/valid_observations.tif", f"{TILE}/composite/B02.tif")
+            assert result.returncode == 0, result.stderr[-4000:]
+        manifest = json.loads((tmp_path / TILE / "stac_manifest.json").read_text())
+        assert [i["id"] for i in manifest["items"]] == [d[0] for d in DATES]
+        assert (read(tmp_path / TILE / "valid_observations.tif") == expected_count()).all()
+        seen = expected_count() > 0
+        assert (read(tmp_path / TILE / "composite" / "B02.tif")[seen] == clear_values(SIZE)["B02"][seen]).all()
+        log = (tmp_path / "logs/composite/XS_32UNU.log").read_text()
+        assert "masked share" in log and DATES[1][0] in log
+        mtime = os.path.getmtime(tmp_path / TILE / "stac_manifest.json")
+        # The STAC API is down now: a rerun with the same settings must not need it.
+        rerun = snakemake(tmp_path, f"{TILE}/valid_observations.tif", f"{TILE}/composite/B02.tif")
+        assert rerun.returncode == 0 and "Nothing to be done" in rerun.stdout + rerun.stderr, rerun.stderr[-3000:]
+        assert os.path.getmtime(tmp_path / TILE / "stac_manifest.json") == mtime
+        # A changed search setting searches again (here: fails, as the API is down, in one line).
+        workflow_dir_config = stac_country(url, max_cloud_cover=45)
+        (tmp_path / "cc.yaml").write_text(yaml.safe_dump({"run_countries": ["XS"], "countries": {"XS": workflow_dir_config}}))
+        plan = snakemake(tmp_path, "-n", f"{TILE}/valid_observations.tif")
+        assert "search_scenes" in plan.stdout, plan.stdout[-2000:]
+
+
+@pytest.mark.integration
+def test_a_tile_without_usable_item_fails_in_its_search_rule_in_one_line(catalogue, tmp_path):
+    with stac_api(write_items(tmp_path, "http://127.0.0.1:9/")) as (url, _, _):
+        workflow_dir(tmp_path, stac_country(url, max_cloud_cover=10))
+        result = snakemake(tmp_path, f"{TILE}/valid_observations.tif")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("osmlulc:")]
+    # The rule's line, and the run status (rules/validate.smk) repeating it for the tile.
+    assert lines[0].startswith("osmlulc: search_scenes (country=XS tile=32UNU): STAC API") and "no usable item" in lines[0]
+    assert all(line.startswith("osmlulc: run status: XS 32UNU: search_scenes failed") for line in lines[1:])
+    assert not (tmp_path / TILE / "stac_manifest.json").exists()
