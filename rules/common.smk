@@ -13,7 +13,7 @@ from snakemake.utils import validate
 
 import osmlulc
 from osmlulc.classes import ClassTable
-from osmlulc.demo import demo_tile_grid
+from osmlulc.demo import demo_date_names, demo_tile_grid
 from osmlulc.io import InputError, atomic_output
 from osmlulc.mgrs import tile_grid as mgrs_tile_grid
 from osmlulc.models import sample_patch_size
@@ -279,6 +279,16 @@ def demo_outputs(country):
         outputs["truth_tiles"] = [cfg["reference"]["tile"].format(tile=t) for t in tiles]
         outputs["truth_country"] = cfg["reference"]["country"]
     return outputs
+
+
+def demo_products(country, tile):
+    """The demo tile's dated products (rule demo_dates), one folder per date."""
+    return [f"resources/demo/{country}/products/{tile}/{name}" for name in demo_date_names(config["demo"], tile)]
+
+
+def demo_clear_bands(country, tile):
+    """The demo tile's cloud-free bands (rule demo_data), band -> path: what its dated products are made from."""
+    return {b: country_cfg(country)["bands"].format(tile=tile, band=b) for b in COMPOSITE_BANDS}
 
 
 # ---- settings and functions of rules/inputs.smk ------------------------------------------------------

@@ -170,3 +170,40 @@ def test_workflow_composites_a_tile_with_several_products(tmp_path):
         assert (read(tile / "composite" / f"{band}.tif")[seen] == clear[band][seen]).all()
     with rasterio.open(tile / "composite" / "B02.tif") as src:
         assert src.tags()["METHOD"] == "medoid" and src.tags()["N_PRODUCTS"] == "3"
+
+
+def test_demo_dates_composite_back_to_the_clear_tile(tmp_path):
+    """The demo's dated products (synthetic clouds, shadows, SCL, baseline 04.00 offsets) composite
+    back to the cloud-free tile within the dates' gains, with few holes; overlapping tiles see the same clouds."""
+    from test_demo import SPEC, _generate
+
+    from osmlulc.demo import demo_date_names, write_demo_dates
+
+    spec = {**SPEC, "dates": 4, "cloud_cover": 0.3}
+    paths = _generate(tmp_path / "clear", spec=spec)
+    tiles = list(spec["tiles"])[:2]
+    bands = {b: r for b, r in spec["bands"].items()}
+    counts = {}
+    for tile in tiles:
+        folders = [str(tmp_path / "products" / tile / n) for n in demo_date_names(spec, tile)]
+        dates = write_demo_dates(spec, tile, paths["band_paths"][tile], folders, seed=42)
+        assert all(0.02 < d["cloud"] < 0.8 for d in dates) and [d["baseline"] for d in dates] == ["02.14", "04.00"] * 2
+        products = [s2.open_product(f, tile) for f in folders]
+        assert [p.offset("B02") for p in products] == [0, -1000, 0, -1000]
+        out = tmp_path / "composite" / tile
+        composite_tile(products, bands=bands, reference_band="B02", band_outputs={b: out / f"{b}.tif" for b in bands},
+                       valid_observations=out / "valid_observations.tif", scl_classes=SCL)
+        count = read(out / "valid_observations.tif")
+        counts[tile] = count
+        assert (count == 0).mean() < 0.05 and count.max() == 4
+        for band in ("B02", "B08", "B11"):
+            composite, clear = read(out / f"{band}.tif").astype(float), read(paths["band_paths"][tile][band]).astype(float)
+            ok = (composite > 0) & (clear > 0)
+            assert np.abs(composite[ok] - clear[ok]).max() <= 0.035 * clear[ok].max(), band   # gains 0.97..1.03
+            assert np.median(np.abs(composite[ok] / clear[ok] - 1)) < 0.02
+    # Same clouds in the overlap of the two neighbours: the counts agree there.
+    overlap = spec["tile_size_px"] - spec["tile_spacing_px"]
+    a, b = counts[tiles[0]], counts[tiles[1]]
+    if spec["tiles"][tiles[1]][0] == spec["tiles"][tiles[0]][0] + 1:   # east neighbour
+        # (up to cloud edges: the tile spacing is odd, so their 20 m SCL grids are shifted by one 10 m pixel)
+        assert (a[:, -overlap:] == b[:, :overlap]).mean() > 0.9
