@@ -406,6 +406,16 @@ def get_clipped_confidence_tiles(wildcards):
     )
 
 
+def has_valid_observations(country):
+    """Whether every tile of the country is a composite, so the country gets a valid-observations layer."""
+    return all(composited(country, t) for t in tiles_of(country))
+
+
+def get_clipped_valid_observation_tiles(wildcards):
+    return expand("results/{country}/tiles/{tile}/valid_observations_clipped.tif", country=wildcards.country,
+                  tile=tiles_of(wildcards.country))
+
+
 # ---- settings and functions of rules/report.smk ------------------------------------------------------
 
 REPORT_QUICKLOOK_PX = 1024
@@ -432,7 +442,17 @@ def quicklook_products(country):
     """Final products that get a quicklook: product name -> kind (classes or continuous)."""
     products = {"classified_sieved": "classes", "confidence": "continuous"}
     products.update({f"lu{code}_sieved": "classes" for code in PRODUCT["land_use"]})
+    if has_valid_observations(country):
+        products["valid_observations"] = "continuous"
     return products
+
+
+def get_stac_item_inputs(wildcards):
+    """Optional inputs of a country's STAC item: its valid-observations layer and the tiles' STAC manifests."""
+    inputs = {"manifests": get_tile_manifests(wildcards)}
+    if has_valid_observations(wildcards.country):
+        inputs["valid_observations"] = country_product(wildcards.country, "valid_observations")
+    return inputs
 
 
 def trains_resnet(country):
@@ -451,6 +471,8 @@ def report_targets(country):
     ]
     if has_reference(country):
         targets.append(f"results/{country}/report/{country}_reference_confusion.png")
+    if has_valid_observations(country):
+        targets.append(f"results/{country}/report/{country}_valid_observations_histogram.png")
     if trains_resnet(country):
         targets.append(f"results/{country}/report/{country}_resnet_training.png")
     return targets

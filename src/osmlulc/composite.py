@@ -50,7 +50,11 @@ def median_of_valid(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, 
 
     Pixels without a valid value get 0.  The median of an even count is the mean of the two middle values.
     """
-    data = np.where(valid, values.astype(np.float32), np.float32(np.inf))
+    # Invalid observations sort last: uint16 reflectances (the fast path) get 65535, others infinity.
+    if values.dtype == np.uint16:
+        data = np.where(valid, values, np.uint16(65535))
+    else:
+        data = np.where(valid, values.astype(np.float32), np.float32(np.inf))
     data.sort(axis=0)
     count = valid.sum(axis=0)
     lo = np.maximum(count - 1, 0) // 2
@@ -58,7 +62,7 @@ def median_of_valid(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, 
     hi = np.minimum(hi, np.maximum(count - 1, 0))
     a = np.take_along_axis(data, lo[np.newaxis], axis=0)[0]
     b = np.take_along_axis(data, hi[np.newaxis], axis=0)[0]
-    median = np.where(count > 0, (a + b) / 2, 0).astype(np.float32)
+    median = np.where(count > 0, (a.astype(np.float32) + b.astype(np.float32)) / 2, 0).astype(np.float32)
     return median, count
 
 
@@ -68,10 +72,10 @@ def medoid_index(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     ``valid`` is (products, h, w); the distance is the sum of squared differences over the bands.
     Pixels without a valid observation get 0 (they are nodata anyway).
     """
-    dist = np.zeros(valid.shape, dtype=np.float64)
+    dist = np.zeros(valid.shape, dtype=np.float32)
     for b in range(values.shape[1]):
         median, _ = median_of_valid(values[:, b], valid)
-        dist += (values[:, b].astype(np.float64) - median[np.newaxis]) ** 2
+        dist += np.square(values[:, b].astype(np.float32) - median[np.newaxis])
     dist[~valid] = np.inf
     return np.argmin(dist, axis=0)
 
