@@ -353,6 +353,8 @@ def stac_settings(country):
     missing = [b for b in needed if b not in assets]
     if missing:
         raise ValueError(f"config: stac.assets has no asset key for band(s) {missing}")
+    # http (time-outs, retries) is read by the scripts from the config: it changes how, not what is read.
+    settings.pop("http", None)
     return {**settings, "assets": {b: assets[b] for b in needed}}
 
 

@@ -111,7 +111,6 @@ rule composite:
         memory_mb=COMPOSITE["memory_mb"],
         settings=SENTINEL2,
         offset=reflectance_offset,
-        http=lambda w: stac_settings(w.country)["http"],
         version=VERSION,
     log:
         "logs/composite/{country}_{tile}.log",

