@@ -24,6 +24,7 @@ within ``memory_mb``: memory does not grow with the number of products or the ti
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 import os
@@ -36,9 +37,9 @@ from affine import Affine
 from rasterio.windows import Window
 
 from osmlulc.features import check_band
-from osmlulc.io import InputError, atomic_output, raster_profile, same_grid
+from osmlulc.io import InputError, atomic_output, block_windows, raster_profile, same_grid
 from osmlulc.logs import progress
-from osmlulc.sentinel2 import REFLECTANCE_SCALE, Product, ProductMask, _open_image, read_reflectance
+from osmlulc.sentinel2 import Product, ProductMask, _open_image, read_reflectance
 
 log = logging.getLogger("osmlulc")
 
@@ -86,12 +87,6 @@ def window_size(n_products: int, n_bands: int, memory_mb: float, multiple: int, 
     edge = int(math.sqrt(memory_mb * 1e6 / per_px))
     edge = max(multiple, min(largest, edge) // multiple * multiple)
     return edge
-
-
-def windows_of(width: int, height: int, edge: int):
-    for row in range(0, height, edge):
-        for col in range(0, width, edge):
-            yield Window(col, row, min(edge, width - col), min(edge, height - row))
 
 
 def _factor(resolution: float, reference_resolution: float) -> int:
@@ -181,7 +176,7 @@ def composite_tile(products: list[Product], *, bands: dict[str, float], referenc
             mask_dst.set_band_description(1, "valid")
             mask_dst.update_tags(1, VALUES="1 at least one valid observation, 0 none")
         log.info("composite of %d products (%s), %d bands, windows of %d px", len(products), method, len(names), edge)
-        windows = list(windows_of(ref.width, ref.height, edge))
+        windows = list(block_windows(ref.width, ref.height, edge))
         for window in progress(windows, "composite windows"):
             _composite_window(window, masks, sources, factors, names, method, writers, count_dst, mask_dst,
                               count_dtype)
@@ -255,8 +250,6 @@ def composite_products(tile: str, *, manifest: str | os.PathLike | None = None, 
 
 def resolve_products(products, tile: str) -> list[str]:
     """The product paths of a tile: a list (kept in its order), or a pattern with ``{tile}`` (sorted matches)."""
-    import glob
-
     if isinstance(products, (list, tuple)):
         paths = [str(p).format(tile=tile) for p in products]
     else:
@@ -267,6 +260,3 @@ def resolve_products(products, tile: str) -> list[str]:
                          "download the products or fix countries.<CC>.products")
     return paths
 
-
-__all__ = ["METHODS", "composite_tile", "median_of_valid", "medoid_index", "resolve_products", "window_size",
-           "REFLECTANCE_SCALE"]
