@@ -9,6 +9,7 @@ unchanged settings does not search (it succeeds with the STAC API stopped)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -267,3 +268,22 @@ def test_a_tile_without_usable_item_fails_in_its_search_rule_in_one_line(catalog
     assert lines[0].startswith("osmlulc: search_scenes (country=XS tile=32UNU): STAC API") and "no usable item" in lines[0]
     assert all(line.startswith("osmlulc: run status: XS 32UNU: search_scenes failed") for line in lines[1:])
     assert not (tmp_path / TILE / "stac_manifest.json").exists()
+
+
+@pytest.mark.integration
+def test_germany_from_stac_plans_a_search_and_a_composite_per_tile(tmp_path):
+    """config/countries/DE_stac.yaml: a boundary, a period and the STAC defaults (Earth Search) give a plan of
+    one search and one composite per tile and the national map; the dry run searches nothing."""
+    for name in WORKFLOW_LINKS:
+        os.symlink(os.path.join(ROOT, name), tmp_path / name)
+    with open(os.path.join(ROOT, "config", "countries", "DE_stac.yaml")) as f:
+        germany = yaml.safe_load(f)["countries"]["DE"]
+    (tmp_path / germany["osm_pbf"]).parent.mkdir(parents=True)
+    (tmp_path / germany["osm_pbf"]).touch()   # the extract a user downloads (a placeholder for the dry run)
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--configfile",
+                             "config/countries/DE_stac.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, re.M))
+    n = len(germany["tiles"])
+    assert int(counts["search_scenes"]) == n and int(counts["composite"]) == n
+    assert int(counts["merge_valid_observations"]) == 1 and "sentinel2_band" not in counts
