@@ -7,8 +7,8 @@ Writes ``--products`` synthetic L2A products of one tile (folders of tiled, comp
 at their native 10 / 20 m, their SCL and an MTD_MSIL2A.xml; clouds and shadows of a smooth random
 field covering ``--cloud-cover`` of each date, half of the dates of baseline 04.00 with their
 offset) into ``--workdir`` (cached), then composites them with ``osmlulc.composite.composite_products``
-(the rule's function, config.yaml's bands, masks and ``composite.memory_mb``) once per method, each
-in a fresh Python process; its peak resident memory is the child's ``ru_maxrss`` (``os.wait4``).
+(the rule's function, config.yaml's bands, masks, ``composite.memory_mb`` and ``gdal_cache_mb``) once
+per method, each in a fresh Python process; its peak resident memory is the child's ``ru_maxrss`` (``os.wait4``).
 Prints a table: seconds, Mpx/s per product (tile pixels x products / s), peak RSS (must stay under
 3 GB), valid observations.  Not run by CI.
 """
@@ -138,7 +138,9 @@ def main() -> None:
     for method in args.methods:
         cmd = [sys.executable, __file__, "--child", "--method", method, "--workdir", str(workdir),
                "--products-json", json.dumps(products)] + (["--memory-mb", str(args.memory_mb)] if args.memory_mb else [])
-        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        # As every workflow job: GDAL's block cache bounded by the config (gdal_cache_mb), not 5 % of the machine.
+        env = {**os.environ, "GDAL_CACHEMAX": str(load_config()["gdal_cache_mb"])}
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
         _, status, usage = os.wait4(process.pid, 0)
         out = process.stdout.read()
         if status != 0:
