@@ -9,17 +9,18 @@ from pathlib import Path
 
 import jsonschema
 from snakemake.exceptions import WorkflowError
+from rasterio.warp import transform_bounds
 from snakemake.utils import validate
 
 from osmlulc import provenance
 from osmlulc import resources as job_resources
 from osmlulc.classes import ClassTable
-from osmlulc.demo import demo_tile_grid
+from osmlulc.demo import demo_date_names, demo_tile_grid
 from osmlulc.io import InputError, atomic_output
 from osmlulc.mgrs import tile_grid as mgrs_tile_grid
 from osmlulc.models import sample_patch_size
 from osmlulc.post import own_footprints, tile_footprints_3035
-from osmlulc.sentinel2 import resolve_product
+from osmlulc.composite import resolve_products
 from osmlulc.validate import (
     check_record,
     config_error_line,
@@ -214,13 +215,18 @@ def tile_dir(wildcards):
 
 def band_source(country, tile, band):
     cfg = country_cfg(country)
+    if composited(country, tile):  # the band of the tile's multi-date composite (rule composite)
+        return f"{composite_dir(country, tile)}/{band}.tif"
     if cfg["source"] == "sentinel2":  # the band as read from the tile's product (rule sentinel2_band)
         return f"results/{country}/tiles/{tile}/bands/{band}.tif"
     return cfg["bands"].format(tile=tile, band=band)
 
 
 def get_valid_mask(wildcards):
-    """Cloud / shadow / snow mask of a Sentinel-2 product (rule sentinel2_mask); other sources have none."""
+    """Cloud / shadow / snow mask of a Sentinel-2 product (rule sentinel2_mask) or of a composite (pixels
+    with at least one valid observation); other sources have none."""
+    if composited(wildcards.country, wildcards.tile):
+        return {"mask": f"{composite_dir(wildcards.country, wildcards.tile)}/valid_mask.tif"}
     if country_cfg(wildcards.country)["source"] == "sentinel2":
         return {"mask": f"results/{wildcards.country}/tiles/{wildcards.tile}/valid_mask.tif"}
     return {}
@@ -396,20 +402,99 @@ def demo_outputs(country):
     return outputs
 
 
+def demo_products(country, tile):
+    """The demo tile's dated products (rule demo_dates), one folder per date."""
+    return [f"resources/demo/{country}/products/{tile}/{name}" for name in demo_date_names(config["demo"], tile)]
+
+
+def demo_clear_bands(country, tile):
+    """The demo tile's cloud-free bands (made by rule demo_data) as band -> path, from which its dated products are made."""
+    return {b: country_cfg(country)["bands"].format(tile=tile, band=b) for b in COMPOSITE_BANDS}
+
+
 # ---- settings and functions of rules/inputs.smk ------------------------------------------------------
 
 SENTINEL2 = config.get("sentinel2", {})
 OSM_CLASSES = config.get("osm_classes", "config/osm_classes.yaml")
 
 
-def get_product(wildcards):
-    """The tile's Sentinel-2 product: `products` as a {tile} pattern (may glob) or as a tile -> path mapping."""
-    products = country_cfg(wildcards.country)["products"]
+COMPOSITE = config.get("composite", {})
+# Bands a composite writes: every band a tile's chain reads (the reference band and the stack).
+COMPOSITE_BANDS = list(dict.fromkeys([BANDS["reference"], *STACK_ORDER]))
+
+
+def tile_products(country, tile):
+    """The tile's Sentinel-2 products (source sentinel2), in order: `products` as a {tile} pattern (may
+    glob several) or a tile -> path (pattern) or list of paths mapping."""
+    products = country_cfg(country)["products"]
     if isinstance(products, dict):
-        if wildcards.tile not in products:
-            raise ValueError(f"config: countries.{wildcards.country}.products has no entry for tile {wildcards.tile}")
-        return products[wildcards.tile]
-    return resolve_product(products, wildcards.tile)
+        if tile not in products:
+            raise ValueError(f"config: countries.{country}.products has no entry for tile {tile}")
+        products = products[tile]
+    return resolve_products(products, tile)
+
+
+def composited(country, tile):
+    """Whether the tile's bands come from a multi-date composite: imagery from STAC, several
+    products of a sentinel2 tile, or the demo's dates."""
+    source = country_cfg(country)["source"]
+    if source == "stac":
+        return True
+    if source == "sentinel2":
+        return len(tile_products(country, tile)) > 1
+    return source == "demo" and config["demo"].get("dates", 0) > 0
+
+
+def composite_dir(country, tile):
+    return f"results/{country}/tiles/{tile}/composite"
+
+
+def get_product(wildcards):
+    """The tile's one Sentinel-2 product (tiles with several are composited, rule composite)."""
+    return tile_products(wildcards.country, wildcards.tile)[0]
+
+
+def get_composite_inputs(wildcards):
+    """What a composite reads: the STAC manifest (rule search_scenes), the demo's dated products, or the
+    tile's local products."""
+    source = country_cfg(wildcards.country)["source"]
+    if source == "stac":
+        return {"manifest": f"results/{wildcards.country}/tiles/{wildcards.tile}/stac_manifest.json"}
+    if source == "demo":
+        return {"products": demo_products(wildcards.country, wildcards.tile)}
+    return {"products": tile_products(wildcards.country, wildcards.tile)}
+
+
+def stac_settings(country):
+    """The country's STAC search: the stac section of the config with the country's stac overrides;
+    only the assets of the bands a composite reads (and SCL)."""
+    settings = {**config["stac"], **country_cfg(country).get("stac", {})}
+    assets = settings["assets"]
+    needed = COMPOSITE_BANDS + ["SCL"]
+    missing = [b for b in needed if b not in assets]
+    if missing:
+        raise ValueError(f"config: stac.assets has no asset key for band(s) {missing}")
+    # http (time-outs, retries) is read by the scripts from the config: it changes how, not what is read.
+    settings.pop("http", None)
+    return {**settings, "assets": {b: assets[b] for b in needed}}
+
+
+def search_bbox(wildcards):
+    """Where the search looks for the tile: a small lon/lat box at the tile's centre (items are kept by tile id)."""
+    grid = tile_grid(wildcards.country)[wildcards.tile]
+    left, bottom, right, top = grid["bounds"]
+    cx, cy = (left + right) / 2, (bottom + top) / 2
+    half = min(right - left, top - bottom) / 10
+    return [round(v, 6) for v in transform_bounds(grid["crs"], "EPSG:4326", cx - half, cy - half, cx + half, cy + half)]
+
+
+def get_tile_manifests(wildcards):
+    """The STAC manifests of the country's tiles (for its STAC item), none for other sources."""
+    if country_cfg(wildcards.country)["source"] != "stac":
+        return []
+    return expand(
+        "results/{country}/tiles/{tile}/stac_manifest.json", country=wildcards.country, tile=tiles_of(wildcards.country)
+    )
 
 
 def reflectance_offset(wildcards):
@@ -474,6 +559,19 @@ def get_clipped_confidence_tiles(wildcards):
     )
 
 
+def has_valid_observations(country):
+    """Whether every tile of the country is a composite, so the country gets a valid-observations layer."""
+    return all(composited(country, t) for t in tiles_of(country))
+
+
+def get_clipped_valid_observation_tiles(wildcards):
+    return expand(
+        "results/{country}/tiles/{tile}/valid_observations_clipped.tif",
+        country=wildcards.country,
+        tile=tiles_of(wildcards.country),
+    )
+
+
 # ---- settings and functions of rules/report.smk ------------------------------------------------------
 
 REPORT_QUICKLOOK_PX = 1024
@@ -500,7 +598,17 @@ def quicklook_products(country):
     """Final products that get a quicklook: product name -> kind (classes or continuous)."""
     products = {"classified_sieved": "classes", "confidence": "continuous"}
     products.update({f"lu{code}_sieved": "classes" for code in PRODUCT["land_use"]})
+    if has_valid_observations(country):
+        products["valid_observations"] = "continuous"
     return products
+
+
+def get_stac_item_inputs(wildcards):
+    """Optional inputs of a country's STAC item: its valid-observations layer and the tiles' STAC manifests."""
+    inputs = {"manifests": get_tile_manifests(wildcards)}
+    if has_valid_observations(wildcards.country):
+        inputs["valid_observations"] = country_product(wildcards.country, "valid_observations")
+    return inputs
 
 
 def trains_resnet(country):
@@ -517,6 +625,8 @@ def report_targets(country):
     ]
     if has_reference(country):
         targets.append(f"results/{country}/report/{country}_reference_confusion.png")
+    if has_valid_observations(country):
+        targets.append(f"results/{country}/report/{country}_valid_observations_histogram.png")
     if trains_resnet(country):
         targets.append(f"results/{country}/report/{country}_resnet_training.png")
     return targets

@@ -23,3 +23,26 @@ if DEMO_COUNTRIES:
             RASTER_ENV
         script:
             "../workflow/scripts/demo_data.py"
+
+    rule demo_dates:
+        # demo.dates > 0: dated products per tile with synthetic clouds, shadows and their SCL, made from
+        # the tile's cloud-free bands; rule composite turns them back into one cloud-free set of bands.
+        input:
+            bands=lambda w: list(demo_clear_bands(w.country, w.tile).values()),
+        output:
+            products=[directory(p) for p in demo_products("{country}", "{tile}")],
+        params:
+            spec=demo_spec(),
+            band_names=COMPOSITE_BANDS,
+            seed=config["demo"]["seed"],
+            version=code_version("demo_dates"),
+        log:
+            "logs/demo_dates/{country}_{tile}.log",
+        benchmark:
+            "benchmarks/demo_dates/{country}_{tile}.tsv"
+        resources:
+            mem_mb=scaled_mem_mb(1500),
+        conda:
+            RASTER_ENV
+        script:
+            "../workflow/scripts/demo_dates.py"

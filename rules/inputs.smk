@@ -1,6 +1,8 @@
 # Real inputs: Sentinel-2 products (SAFE directory, zipped SAFE, folder of band files) turned into
-# per-band reflectance GeoTIFFs and a cloud / shadow / snow mask per tile; OSM extracts (.osm.pbf)
-# turned into the country's mapped land-use areas, from which every label raster is burnt.
+# per-band reflectance GeoTIFFs and a cloud / shadow / snow mask per tile; several products of a tile
+# (local, or found through a STAC API and read over HTTP) composited into one cloud-free set of
+# band files; OSM extracts (.osm.pbf) turned into the country's mapped land-use areas, from which
+# every label raster is burnt.
 
 from osmlulc.osm import OsmClassTable
 
@@ -73,3 +75,53 @@ rule osm_landuse:
         RASTER_ENV
     script:
         "../workflow/scripts/osm_landuse.py"
+
+
+rule search_scenes:
+    # A STAC search per tile, pinned in a manifest: no version param, so a rerun (or a library upgrade)
+    # reads the same scenes; only a change of the search settings below searches again.
+    output:
+        "results/{country}/tiles/{tile}/stac_manifest.json",
+    params:
+        stac=lambda w: stac_settings(w.country),
+        period=lambda w: country_cfg(w.country)["period"],
+        bbox=search_bbox,
+    log:
+        "logs/search_scenes/{country}_{tile}.log",
+    benchmark:
+        "benchmarks/search_scenes/{country}_{tile}.tsv"
+    resources:
+        mem_mb=scaled_mem_mb(500),
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/search_scenes.py"
+
+
+rule composite:
+    input:
+        unpack(get_composite_inputs),
+    output:
+        bands=expand("results/{{country}}/tiles/{{tile}}/composite/{band}.tif", band=COMPOSITE_BANDS),
+        valid_mask="results/{country}/tiles/{tile}/composite/valid_mask.tif",
+        valid_observations="results/{country}/tiles/{tile}/valid_observations.tif",
+    params:
+        bands={b: BANDS["resolution"][b] for b in COMPOSITE_BANDS},
+        reference=BANDS["reference"],
+        method=COMPOSITE["method"],
+        memory_mb=COMPOSITE["memory_mb"],
+        settings=SENTINEL2,
+        offset=reflectance_offset,
+        version=code_version("composite"),
+    log:
+        "logs/composite/{country}_{tile}.log",
+    benchmark:
+        "benchmarks/composite/{country}_{tile}.tsv"
+    threads: 1
+    resources:
+        # Observations in flight are bounded by composite.memory_mb; GDAL's cache and the open products on top.
+        mem_mb=lambda w, attempt: int(COMPOSITE["memory_mb"] * 1.5 * attempt) + 500,
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/composite.py"

@@ -246,3 +246,73 @@ rule confidence_product:
         RASTER_ENV
     script:
         "../workflow/scripts/confidence_product.py"
+
+
+# Input quality beside the product: the number of valid (cloud-free) observations per pixel of the
+# composites, through the same extent clip, mosaic and boundary clip, published as a COG
+# (0 = no valid observation, or outside the country).
+
+
+rule tile_valid_observations:
+    input:
+        "results/{country}/tiles/{tile}/valid_observations.tif",
+    output:
+        "results/{country}/tiles/{tile}/valid_observations_clipped.tif",
+    params:
+        footprint=own_footprint_wkt,
+        version=code_version("clip_extent_continuous"),
+    log:
+        "logs/tile_valid_observations/{country}_{tile}.log",
+    benchmark:
+        "benchmarks/tile_valid_observations/{country}_{tile}.tsv"
+    resources:
+        mem_mb=scaled_mem_mb(500),
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/clip_extent_continuous.py"
+
+
+rule merge_valid_observations:
+    input:
+        get_clipped_valid_observation_tiles,
+    output:
+        "results/{country}/{country}_10m_3035_valid_observations_mosaic.tif",
+    params:
+        crs=PRODUCT["crs"],
+        resolution=PRODUCT["resolution"],
+        categorical=False,
+        version=code_version("merge"),
+        classes=CLASS_TABLE,
+    log:
+        "logs/merge_valid_observations/{country}.log",
+    benchmark:
+        "benchmarks/merge_valid_observations/{country}.tsv"
+    resources:
+        mem_mb=scaled_mem_mb(2000),
+        runtime=scaled_runtime(30, per_input_min=0.05),
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/merge.py"
+
+
+rule valid_observations_product:
+    input:
+        mosaic="results/{country}/{country}_10m_3035_valid_observations_mosaic.tif",
+        boundary=get_boundary,
+    output:
+        "results/{country}/{country}_10m_3035_valid_observations.tif",
+    params:
+        version=code_version("confidence_product"),
+    log:
+        "logs/valid_observations_product/{country}.log",
+    benchmark:
+        "benchmarks/valid_observations_product/{country}.tsv"
+    resources:
+        mem_mb=scaled_mem_mb(1000),
+    conda:
+        RASTER_ENV
+    script:
+        # the confidence layer's script: boundary clip of a continuous layer, published as a COG
+        "../workflow/scripts/confidence_product.py"

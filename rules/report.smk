@@ -14,7 +14,7 @@ rule quicklook:
             labels={"country": "{country}", "product": "{product}"},
         ),
     wildcard_constraints:
-        product=r"classified_sieved|lu\d+_sieved|confidence",
+        product=r"classified_sieved|lu\d+_sieved|confidence|valid_observations",
     params:
         kind=lambda w: quicklook_products(w.country)[w.product],
         max_size=REPORT_QUICKLOOK_PX,
@@ -104,9 +104,34 @@ rule run_config:
         "../workflow/scripts/run_config.py"
 
 
+rule observations_histogram:
+    input:
+        "results/{country}/{country}_10m_3035_valid_observations.tif",
+    output:
+        report(
+            "results/{country}/report/{country}_valid_observations_histogram.png",
+            caption="../report/valid_observations.rst",
+            category="Products",
+            labels={"country": "{country}", "figure": "valid observations per pixel"},
+        ),
+    params:
+        version=code_version("observations_histogram"),
+    log:
+        "logs/observations_histogram/{country}.log",
+    benchmark:
+        "benchmarks/observations_histogram/{country}.tsv"
+    resources:
+        mem_mb=scaled_mem_mb(500),
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/observations_histogram.py"
+
+
 rule stac_item:
     input:
         unpack(get_missing_tiles_record),
+        unpack(get_stac_item_inputs),
         classified="results/{country}/{country}_10m_3035_classified_sieved.tif",
         confidence="results/{country}/{country}_10m_3035_confidence.tif",
         land_use=expand("results/{{country}}/{{country}}_10m_3035_lu{code}_sieved.tif", code=PRODUCT["land_use"]),
@@ -123,6 +148,7 @@ rule stac_item:
         period=lambda w: country_cfg(w.country).get("period"),
         land_use=PRODUCT["land_use"],
         product=PRODUCT,
+        composite=COMPOSITE,
         version=code_version("stac_item"),
         classes=CLASS_TABLE,
     log:

@@ -136,9 +136,33 @@ def test_confidence_layer_and_stac_item(run):
     assert np.array_equal(confidence > 0, classes > 0)
     assert confidence[classes > 0].min() >= 100 // 12 and confidence.max() <= 100
     item = json.loads((run / "results" / COUNTRY / f"{COUNTRY}_10m_3035_stac_item.json").read_text())
-    assert set(item["assets"]) == {"classified", "lu12", "confidence", "thumbnail"}
+    assert set(item["assets"]) == {"classified", "lu12", "confidence", "valid_observations", "thumbnail"}
     for asset in item["assets"].values():
         assert (run / "results" / COUNTRY / asset["href"]).is_file()
+
+
+def test_demo_is_composited_and_has_a_valid_observations_layer(run):
+    """The demo's tiles are composites of its dated, cloudy products: each tile's count of valid
+    observations, and the country layer of it beside the confidence layer (COG), in the report."""
+    import yaml
+
+    dates = yaml.safe_load((run / "config" / "config.yaml").read_text())["demo"]["dates"]
+    assert dates > 1
+    for tile in ("32UNU", "32UPU", "32UNV"):
+        with rasterio.open(run / "results" / COUNTRY / "tiles" / tile / "valid_observations.tif") as src:
+            count = src.read(1)
+        assert count.max() == dates and (count >= 1).mean() > 0.9
+        with rasterio.open(run / "results" / COUNTRY / "tiles" / tile / "stack_10m.tif") as src:
+            assert (src.read(1)[count == 0] == 0).all()    # no valid observation: nodata
+        log = (run / "logs" / "composite" / f"{COUNTRY}_{tile}.log").read_text()
+        assert log.count("masked share") == dates
+    with rasterio.open(product(run, "valid_observations")) as obs, rasterio.open(product(run, "confidence")) as conf:
+        assert (obs.crs, obs.transform, obs.shape) == (conf.crs, conf.transform, conf.shape)
+        assert obs.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        values, confidence = obs.read(1), conf.read(1)
+    assert values.max() == dates and (values[confidence > 0] > 0).all()
+    for name in ("valid_observations_quicklook", "valid_observations_histogram"):
+        assert (run / "results" / COUNTRY / "report" / f"{COUNTRY}_{name}.png").stat().st_size > 1000
 
 
 def test_every_rule_logged_and_benchmarked(run):

@@ -56,7 +56,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     # A killed job (SIGKILL, node failure) leaves its temporary file behind; only one job writes
     # a given output at a time, so any older temporary of this output is stale.
-    remove_stale(path.parent, f".{path.stem}.tmp*{path.suffix}*")
+    remove_stale(path.parent, f".{path.stem}.tmp*{path.suffix}*" if path.suffix else f".{path.stem}.tmp*")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -117,6 +117,28 @@ def quicklook(raster_path, png_path, *, title: str, kind: str = "classes", max_s
     _save(fig, png_path)
 
 
+def plot_observation_histogram(raster_path, png_path, *, title: str, block_size: int = 2048) -> None:
+    """Bar chart of the pixels per number of valid observations (read block by block; 0 = nodata is left out)."""
+    plt = _pyplot()
+    counts = np.zeros(256, dtype=np.int64)
+    with open_raster(raster_path, "valid observations") as src:
+        for _, window in src.block_windows(1) if src.width * src.height > block_size ** 2 else [(None, None)]:
+            data = src.read(1, window=window)
+            counts[: int(data.max()) + 1] += np.bincount(data.ravel().astype(np.int64), minlength=int(data.max()) + 1)
+    counts[0] = 0
+    top = int(np.flatnonzero(counts).max()) if counts.any() else 1
+    total = counts.sum()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    values = np.arange(1, top + 1)
+    ax.bar(values, counts[1:top + 1] / max(total, 1) * 100, color="#3b75af")
+    ax.set_xticks(values)
+    ax.set_xlabel("valid observations per pixel")
+    ax.set_ylabel("share of the mapped pixels (%)")
+    mean = float((values * counts[1:top + 1]).sum() / max(total, 1))
+    ax.set_title(f"{title}\nmean {mean:.2f}, {counts[1] / max(total, 1) * 100:.1f} % of pixels from a single date")
+    _save(fig, png_path)
+
+
 # --------------------------------------------------------------------------- plots of the accuracy tables
 
 
@@ -329,9 +351,12 @@ def missing_tiles(tiles_passed_json=None) -> list[str]:
 
 def country_stac_item(country: str, name: str, products: dict[str, str], table: ClassTable, item_path, *,
                       quicklook_png=None, period: dict | None = None,
-                      extra_properties: dict | None = None) -> dict:
+                      extra_properties: dict | None = None, source_items: list[dict] | None = None) -> dict:
     """The STAC item of one country: the classified map, the binary land-use layers, the confidence
-    layer and the quicklook.  ``products`` maps ``classified`` / ``confidence`` / ``lu<code>`` to paths."""
+    layer, the valid-observations layer and the quicklook.  ``products`` maps ``classified`` /
+    ``confidence`` / ``valid_observations`` / ``lu<code>`` to paths.  ``source_items`` (the Sentinel-2
+    STAC items composited, osmlulc.stac.acquisitions) are listed in ``osmlulc:source_items`` with
+    their acquisition dates, and linked as ``derived_from``."""
     class_colours = {int(c.code): (c.name, c.colour) for c in table.classes}
     assets = {"classified": dict(path=products["classified"], title="land use / land cover (sieved)",
                                  roles=["data"], classes=class_colours)}
@@ -345,11 +370,24 @@ def country_stac_item(country: str, name: str, products: dict[str, str], table: 
     if "confidence" in products:
         assets["confidence"] = dict(path=products["confidence"], roles=["data", "confidence"], unit="percent",
                                     title="confidence: maximum class probability of the model (%), 0 = nodata")
+    if "valid_observations" in products:
+        assets["valid_observations"] = dict(path=products["valid_observations"], roles=["data", "quality"],
+                                            title="valid (cloud-free) observations per pixel of the composite, "
+                                                  "0 = none or nodata")
     if quicklook_png is not None:
         assets["thumbnail"] = dict(path=quicklook_png, title="quicklook of the classified map", roles=["thumbnail"],
                                    type="image/png")
     period = period or {}
+    extra = dict(extra_properties or {})
+    if source_items:
+        extra["osmlulc:source_items"] = source_items
+        dates = {str(i["datetime"])[:10] for i in source_items if i.get("datetime")}
+        extra["osmlulc:acquisition_dates"] = sorted(dates)
     item = stac_item(country, name, assets, item_path, start=period.get("start"), end=period.get("end"),
-                     extra_properties=extra_properties)
+                     extra_properties=extra)
+    for source in source_items or []:
+        if source.get("href"):
+            item["links"].append({"rel": "derived_from", "href": source["href"], "type": "application/geo+json",
+                                  "title": source["id"]})
     write_stac_item(item, item_path)
     return item

@@ -1,0 +1,262 @@
+"""Multi-date composites: several Sentinel-2 products of one tile -> one cloud-free set of band files.
+
+Each product is masked as a single product would be (:class:`osmlulc.sentinel2.ProductMask`: L2A
+by its SCL classes, L1C by s2cloudless or the hand screen, plus nodata and an optional buffer) and
+brought to reflectance x 10000 with its *own* radiometric offset and quantification (products of
+baselines before and after 04.00 can be mixed).  Per pixel, the valid observations are reduced:
+
+* ``median`` (default): per band, the median of the valid observations (the mean of the two
+  middle values for an even count, rounded to the nearest integer).
+* ``medoid``: the observation closest (sum of squared differences over all composited bands) to
+  the per-band median; all bands of a pixel then come from one date, so they stay consistent.
+  Ties go to the first product in the given order (acquisition date, then id).
+
+An *observation* of a product at a 10 m pixel is valid if the product's mask keeps the pixel and
+every composited band has data there.  A 20 m (60 m) band pixel uses the observation of its
+upper-left 10 m pixel, so every band of a pixel is reduced over the same dates.  A pixel without
+any valid observation is nodata (0) in every band.  ``valid_observations.tif`` holds the count per
+10 m pixel (uint8; uint16 beyond 255 products), ``valid_mask.tif`` is 1 where the count is > 0.
+
+Work is done window by window on the 10 m reference grid; windows are multiples of the coarsest
+band factor and sized so that the observations held at once (products x bands x window) stay
+within ``memory_mb``: memory does not grow with the number of products or the tile size.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+
+from osmlulc.features import check_band
+from osmlulc.io import InputError, atomic_output, block_windows, raster_profile, same_grid
+from osmlulc.logs import progress
+from osmlulc.sentinel2 import Product, ProductMask, _open_image, read_reflectance
+
+log = logging.getLogger("osmlulc")
+
+METHODS = ("median", "medoid")
+
+
+def median_of_valid(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel median over axis 0 of ``values`` where ``valid``; returns (median float32, count).
+
+    Pixels without a valid value get 0.  The median of an even count is the mean of the two middle values.
+    """
+    # Invalid observations sort last: uint16 reflectances (the fast path) get 65535, others infinity.
+    if values.dtype == np.uint16:
+        data = np.where(valid, values, np.uint16(65535))
+    else:
+        data = np.where(valid, values.astype(np.float32), np.float32(np.inf))
+    data.sort(axis=0)
+    count = valid.sum(axis=0)
+    lo = np.maximum(count - 1, 0) // 2
+    hi = count // 2
+    hi = np.minimum(hi, np.maximum(count - 1, 0))
+    a = np.take_along_axis(data, lo[np.newaxis], axis=0)[0]
+    b = np.take_along_axis(data, hi[np.newaxis], axis=0)[0]
+    median = np.where(count > 0, (a.astype(np.float32) + b.astype(np.float32)) / 2, 0).astype(np.float32)
+    return median, count
+
+
+def medoid_index(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Index (axis 0) of the observation closest to the per-band median; ``values`` is (products, bands, h, w).
+
+    ``valid`` is (products, h, w); the distance is the sum of squared differences over the bands.
+    Pixels without a valid observation get 0 (they are nodata anyway).
+    """
+    dist = np.zeros(valid.shape, dtype=np.float32)
+    for b in range(values.shape[1]):
+        median, _ = median_of_valid(values[:, b], valid)
+        dist += np.square(values[:, b].astype(np.float32) - median[np.newaxis])
+    dist[~valid] = np.inf
+    return np.argmin(dist, axis=0)
+
+
+def window_size(n_products: int, n_bands: int, memory_mb: float, multiple: int, largest: int = 2040) -> int:
+    """Edge (10 m px) of square windows whose observations (about 12 bytes per value in flight) fit ``memory_mb``."""
+    per_px = max(1, n_products) * max(1, n_bands) * 12
+    edge = int(math.sqrt(memory_mb * 1e6 / per_px))
+    edge = max(multiple, min(largest, edge) // multiple * multiple)
+    return edge
+
+
+def _factor(resolution: float, reference_resolution: float) -> int:
+    factor = float(resolution) / float(reference_resolution)
+    if factor < 1 or abs(factor - round(factor)) > 1e-9:
+        raise InputError(f"band resolution {resolution} m is not a multiple of the reference {reference_resolution} m")
+    return int(round(factor))
+
+
+def _display(gdal_path: str) -> str:
+    return gdal_path.removeprefix("/vsicurl/")
+
+
+def composite_tile(products: list[Product], *, bands: dict[str, float], reference_band: str,
+                   band_outputs: dict[str, str | os.PathLike], valid_observations: str | os.PathLike,
+                   valid_mask: str | os.PathLike | None = None, method: str = "median", memory_mb: float = 512,
+                   scl_classes: list[int], l1c_detector: str = "s2cloudless", l1c_screen: dict | None = None,
+                   s2cloudless: dict | None = None, buffer_px: int = 0) -> list[dict]:
+    """Composite ``products`` (one tile, in acquisition order) into ``band_outputs`` (band -> path, native grid).
+
+    ``bands`` maps every composited band to its resolution (m); the reference band's grid is the
+    10 m grid of the tile.  Returns per product: its path and masked fractions by reason.
+    """
+    if method not in METHODS:
+        raise InputError(f"composite.method {method!r} is not one of {METHODS}")
+    if not products:
+        raise InputError("no product to composite")
+    if reference_band not in bands:
+        raise InputError(f"the reference band {reference_band} is not among the composited bands {sorted(bands)}")
+    names = list(band_outputs)
+    reference_resolution = float(bands[reference_band])
+    factors = {b: _factor(bands[b], reference_resolution) for b in names}
+    with ExitStack() as stack:
+        masks = []
+        for product in products:
+            masks.append(stack.enter_context(ProductMask(
+                product, reference_band=reference_band, reference_resolution=reference_resolution,
+                scl_classes=scl_classes, l1c_detector=l1c_detector, l1c_screen=l1c_screen,
+                s2cloudless=s2cloudless, buffer_px=buffer_px)))
+        ref = masks[0].ref
+        for mask in masks[1:]:
+            if not same_grid(mask.ref, ref):
+                raise InputError(f"product {mask.product.path} is not on the grid of {products[0].path} "
+                                 f"({mask.ref.crs} {mask.ref.shape} vs {ref.crs} {ref.shape}); "
+                                 "composite products of one tile only")
+        sources: dict[str, list] = {}
+        for band in names:
+            f = factors[band]
+            transform = ref.transform * Affine.scale(f)
+            shape = (-(-ref.height // f), -(-ref.width // f))
+            sources[band] = []
+            for product in products:
+                path = product.band_file(band, int(bands[band]))
+                src = stack.enter_context(_open_image(path, product, band))
+                check_band(src, _display(path), expected_resolution=bands[band])
+                if src.crs != ref.crs or not src.transform.almost_equals(transform) or src.shape != shape:
+                    raise InputError(f"band {band} of product {product.path} ({_display(path)}) is not aligned with "
+                                     f"the product's {reference_band} grid (origin, {bands[band]} m pixels, "
+                                     f"{shape[1]} x {shape[0]}); composites need products on the tile's MGRS grid")
+                sources[band].append(src)
+        multiple = math.lcm(*factors.values(), *(m.s2cloudless["resolution"] // 10 for m in masks
+                                                 if m.method == "s2cloudless"))
+        edge = window_size(len(products), len(names), memory_mb, multiple)
+        count_dtype = "uint8" if len(products) < 256 else "uint16"
+        tags = dict(METHOD=method, PRODUCTS=" ".join(Path(p.path).name for p in products),
+                    N_PRODUCTS=str(len(products)), SCALE="reflectance x 10000")
+        writers = {}
+        for band in names:
+            first = sources[band][0]
+            tmp = stack.enter_context(atomic_output(band_outputs[band]))
+            dst = stack.enter_context(rasterio.open(tmp, "w", **raster_profile(
+                crs=first.crs, transform=first.transform, width=first.width, height=first.height,
+                dtype="uint16", nodata=0)))
+            dst.set_band_description(1, band)
+            dst.update_tags(**tags)
+            writers[band] = dst
+        tmp = stack.enter_context(atomic_output(valid_observations))
+        count_dst = stack.enter_context(rasterio.open(tmp, "w", **raster_profile(
+            crs=ref.crs, transform=ref.transform, width=ref.width, height=ref.height, dtype=count_dtype, nodata=None)))
+        count_dst.set_band_description(1, "valid_observations")
+        count_dst.update_tags(1, VALUES="number of valid (unmasked) observations per pixel", **tags)
+        mask_dst = None
+        if valid_mask is not None:
+            tmp = stack.enter_context(atomic_output(valid_mask))
+            mask_dst = stack.enter_context(rasterio.open(tmp, "w", **raster_profile(
+                crs=ref.crs, transform=ref.transform, width=ref.width, height=ref.height, dtype="uint8", nodata=None)))
+            mask_dst.set_band_description(1, "valid")
+            mask_dst.update_tags(1, VALUES="1 at least one valid observation, 0 none")
+        log.info("composite of %d products (%s), %d bands, windows of %d px", len(products), method, len(names), edge)
+        windows = list(block_windows(ref.width, ref.height, edge))
+        for window in progress(windows, "composite windows"):
+            _composite_window(window, masks, sources, factors, names, method, writers, count_dst, mask_dst,
+                              count_dtype)
+    report = []
+    for mask in masks:
+        fractions = {k: round(v, 5) for k, v in mask.fractions().items() if v}
+        log.info("product %s (%s, %s): masked share %.4f %s", mask.product.path, mask.product.level, mask.method,
+                 sum(fractions.values()), fractions)
+        report.append({"product": mask.product.path, "method": mask.method, "masked": fractions})
+    return report
+
+
+def _composite_window(window, masks, sources, factors, names, method, writers, count_dst, mask_dst, count_dtype):
+    h, w = window.height, window.width
+    valid = np.stack([~m.masked(window) for m in masks])          # (products, h, w) on the 10 m grid
+    coarse, fine = {}, {}
+    for band in names:
+        f = factors[band]
+        cw = Window(window.col_off // f, window.row_off // f, -(-w // f), -(-h // f))
+        data = np.stack([read_reflectance(src, m.product, band, cw) for src, m in zip(sources[band], masks)])
+        coarse[band] = data
+        fine[band] = data if f == 1 else np.repeat(np.repeat(data, f, axis=1), f, axis=2)[:, :h, :w]
+        valid &= fine[band] > 0
+    count = valid.sum(axis=0)
+    if method == "medoid":
+        index = medoid_index(np.stack([fine[b] for b in names], axis=1), valid)
+    for band in names:
+        f = factors[band]
+        valid_c = valid[:, ::f, ::f]
+        any_c = valid_c.any(axis=0)
+        if method == "median":
+            median, _ = median_of_valid(coarse[band], valid_c)
+            out = np.clip(np.rint(median), 1, 65535).astype(np.uint16)
+        else:
+            out = np.take_along_axis(coarse[band], index[::f, ::f][np.newaxis], axis=0)[0]
+        out[~any_c] = 0
+        cw = Window(window.col_off // f, window.row_off // f, out.shape[1], out.shape[0])
+        writers[band].write(out, 1, window=cw)
+    count_dst.write(count.astype(count_dtype), 1, window=window)
+    if mask_dst is not None:
+        mask_dst.write((count > 0).astype(np.uint8), 1, window=window)
+
+
+def composite_products(tile: str, *, manifest: str | os.PathLike | None = None, products: list | None = None,
+                       offset: float | None = None, http: dict | None = None, mask_settings: dict | None = None,
+                       **kwargs) -> list[dict]:
+    """:func:`composite_tile` of the tile's local ``products`` (paths) or of a STAC ``manifest``'s items.
+
+    ``mask_settings`` is the config's ``sentinel2`` section (SCL classes, L1C detector and its
+    settings, buffer); ``http`` the retries and time-outs of reading over HTTP (osmlulc.stac).
+    """
+    from osmlulc import stac
+    from osmlulc.sentinel2 import open_product
+
+    settings = mask_settings or {}
+    screen = settings.get("l1c_cloud_screen")
+    mask_kwargs = dict(
+        scl_classes=settings.get("scl_mask_classes", [0, 1, 3, 8, 9, 10, 11]),
+        l1c_detector=settings.get("l1c_cloud_mask", "s2cloudless"),
+        l1c_screen=screen if screen and screen.get("enabled", True) else None,
+        s2cloudless=settings.get("s2cloudless"),
+        buffer_px=settings.get("mask_buffer_px", 0),
+    )
+    with rasterio.Env(**stac.gdal_http_options(http)):
+        if manifest is not None:
+            items = stac.manifest_products(stac.read_manifest(manifest))
+        else:
+            items = [open_product(path, tile, offset=offset) for path in products]
+        return composite_tile(items, **kwargs, **mask_kwargs)
+
+
+def resolve_products(products, tile: str) -> list[str]:
+    """The product paths of a tile: a list (kept in its order), or a pattern with ``{tile}`` (sorted matches)."""
+    if isinstance(products, (list, tuple)):
+        paths = [str(p).format(tile=tile) for p in products]
+    else:
+        path = str(products).format(tile=tile)
+        paths = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+    if not paths:
+        raise InputError(f"Sentinel-2 product pattern {products} matches no product of tile {tile}; "
+                         "download the products or fix countries.<CC>.products")
+    return paths
+

@@ -1,0 +1,9 @@
+import shapely
+
+from osmlulc.logs import run_logged
+from osmlulc.post import clip_to_footprint
+
+w = snakemake.wildcards
+with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile):
+    # no class table: a continuous layer (nodata 0)
+    clip_to_footprint(snakemake.input[0], shapely.from_wkt(snakemake.params.footprint), snakemake.output[0], None)

@@ -1,0 +1,21 @@
+from osmlulc.composite import composite_products
+from osmlulc.logs import run_logged
+from osmlulc.stac import http_settings
+
+w, i, o, p = snakemake.wildcards, snakemake.input, snakemake.output, snakemake.params
+with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile):
+    composite_products(
+        w.tile,
+        manifest=i.get("manifest"),
+        products=i.get("products", []),
+        offset=p.offset,
+        http=http_settings(snakemake.config, w.country),
+        bands=p.bands,
+        reference_band=p.reference,
+        band_outputs=dict(zip(p.bands, o.bands)),
+        valid_observations=o.valid_observations,
+        valid_mask=o.valid_mask,
+        method=p.method,
+        memory_mb=p.memory_mb,
+        mask_settings=p.settings,
+    )
