@@ -407,7 +407,7 @@ _SECOND_DEMO = {"countries": {"XE": {"name": "Second demo", "source": "demo", "t
     ({"product": {"sieve": {"halo_px": 0}}}, "osmlulc: config: product.sieve.halo_px = 0: 0 is less than the minimum"),
     ({"product": {"sieve": {"halo_px": 5}}}, "osmlulc: config: product.sieve.halo_px = 5 is below product.sieve.size"),
     ({"samples": {"validation_buffer_px": 3}},
-     "osmlulc: config: samples.validation_buffer_px = 3 is below patch_size // 2 + 1 = 8"),
+     "osmlulc: config: samples.validation_buffer_px = 3 is below patch_size // 2 + 1 = 16"),
     (_SECOND_DEMO, "osmlulc: config: countries.XE.source = demo: only one demo country (XD) is generated"),
 ], ids=["reference-tile-only", "product-crs", "product-resolution", "sieve-halo-0", "sieve-halo-below-size",
         "validation-buffer-below-patch", "second-demo-country"])
