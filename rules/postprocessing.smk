@@ -282,6 +282,7 @@ rule merge_valid_observations:
         crs=PRODUCT["crs"],
         resolution=PRODUCT["resolution"],
         categorical=False,
+        bounds=country_tiles_bounds,
         version=code_version("merge"),
         classes=CLASS_TABLE,
     log:
