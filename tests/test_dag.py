@@ -233,8 +233,9 @@ def test_library_code_change_reruns_only_the_rules_that_run_it(demo_copy, tmp_pa
     jobs = planned_jobs(result.stdout + result.stderr)
     rules = {rule for rule, _, _ in jobs}
     assert {"quicklook", "confusion_plot", "training_curves", "run_config"} <= rules
-    # stac_item runs report code too; nothing else (no tile, no model, no mosaic) is stale.
-    assert rules <= {"all", "quicklook", "confusion_plot", "training_curves", "run_config", "stac_item"}, rules
+    # stac_item and the histogram run report code too; nothing else (no tile, no model, no mosaic) is stale.
+    assert rules <= {"all", "quicklook", "confusion_plot", "training_curves", "run_config", "stac_item",
+                     "observations_histogram"}, rules
 
 
 def test_superpixel_sampling_feeds_the_superpixels_to_the_samples(demo_copy):

@@ -72,7 +72,9 @@ def test_one_bad_tile_is_nodata_and_listed_and_its_fix_rebuilds_only_it(tmp_path
     for name in WORKFLOW_LINKS:
         os.symlink(os.path.join(ROOT, name), workdir / name)
     shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
-    (workdir / "missing.yaml").write_text("product:\n  allow_missing_tiles: true\n")
+    # One clear image per tile (demo.dates 0): the band file is then what check_inputs reads. A product of
+    # a composited tile that cannot be read stops the composite rule, before any check (see the README).
+    (workdir / "missing.yaml").write_text("product:\n  allow_missing_tiles: true\ndemo:\n  dates: 0\n")
     # The demo's inputs, then one band of one tile replaced by what a failed download leaves.
     made = _snakemake(workdir, "resources/demo/XD/XD_boundary.geojson")
     assert made.returncode == 0, made.stderr[-3000:]

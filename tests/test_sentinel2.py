@@ -189,7 +189,8 @@ def test_random_forest_maps_the_water_of_the_real_scene(tile, table, tmp_path):
     draw_samples({"18SVG": (str(out / "stack_10m.tif"), str(label_path))}, table, settings,
                  tmp_path / "train.npz", tmp_path / "validation.npz")
     rf = dict(CONFIG["models"]["rf"], n_estimators=20, n_jobs=1)
-    train_sklearn("rf", tmp_path / "train.npz", tmp_path / "validation.npz", table, rf, 1, tmp_path / "rf.joblib")
+    train_sklearn("rf", tmp_path / "train.npz", tmp_path / "validation.npz", table, rf, 1, tmp_path / "rf.joblib",
+                  index_definitions=CONFIG["bands"]["indices"])
     predict_tile_pixels(out / "stack_10m.tif", tmp_path / "rf.joblib", table, tmp_path / "classified.tif",
                         tmp_path / "probabilities.tif", block_size=512)
     with rasterio.open(tmp_path / "classified.tif") as src:
