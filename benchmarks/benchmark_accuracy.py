@@ -87,6 +87,9 @@ ROWS = {
     "no_chips": ("resnet", {"samples": {"chip_px": 1}}, "default, trained on the sample pixels only (no label chips)"),
     "more_locations": ("resnet", {"samples": {"per_class": 2000, "chip_px": 5}},
                        "2,000 samples per class with 5 x 5 label chips (more places, fewer pixels each)"),
+    "sqrt_weights": ("resnet", {"models": {"resnet": {"class_weight": "sqrt"}}},
+                     "default with class weights between prior and balanced (1 / sqrt of the class share)"),
+    "more_filters": ("resnet", {"models": {"resnet": {"filters": 32}}}, "default with 32 filters a layer instead of 16"),
     "jitter": ("resnet", {"models": {"resnet": {"spectral_jitter": 0.05, "dropout": 0.4}}},
                "default plus 5 % spectral jitter and dropout 0.4"),
 }

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -190,3 +191,13 @@ def test_existing_model_is_reused_and_not_trained(run):
     assert "train_resnet" not in jobs
     assert "train_sklearn" in jobs and "predict_pixel" in jobs
     assert "saved_models/XD_resnet.keras" in jobs
+
+
+def test_model_free_products_are_unchanged(run):
+    """The rasters no trained model touches (demo inputs, composites, stacks, superpixels, NDWI, labels,
+    valid observations) are what the code made before the layout refactor (issue 15), pixel for pixel.
+    A deliberate change of one of them: `python tests/product_digests.py RUN --model-free > tests/data/...`."""
+    from product_digests import compare, digests
+
+    reference = json.loads((Path(__file__).parent / "data" / "small_demo_digests.json").read_text())
+    assert not compare(digests(run, model_free_only=True), reference)
