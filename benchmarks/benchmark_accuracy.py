@@ -89,7 +89,8 @@ ROWS = {
                        "2,000 samples per class with 5 x 5 label chips (more places, fewer pixels each)"),
     "sqrt_weights": ("resnet", {"models": {"resnet": {"class_weight": "sqrt"}}},
                      "default with class weights between prior and balanced (1 / sqrt of the class share)"),
-    "more_filters": ("resnet", {"models": {"resnet": {"filters": 32}}}, "default with 32 filters a layer instead of 16"),
+    "more_filters": ("resnet", {"models": {"resnet": {"filters": 32}}},
+                     "default with 32 filters a layer instead of 16"),
     "jitter": ("resnet", {"models": {"resnet": {"spectral_jitter": 0.05, "dropout": 0.4}}},
                "default plus 5 % spectral jitter and dropout 0.4"),
 }
@@ -242,12 +243,11 @@ def fold_masks(paths: dict) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], l
 # --------------------------------------------------------------------------------------------
 
 def confusion(reference: np.ndarray, predicted: np.ndarray, mask: np.ndarray, table) -> np.ndarray:
-    index = table.index_of_code()
-    n = len(table)
-    r = index[reference[mask]]
-    p = index[predicted[mask]]
-    ok = (r >= 0) & (p >= 0)
-    return np.bincount(r[ok] * n + p[ok], minlength=n * n).reshape(n, n)
+    """Confusion matrix (rows reference, columns prediction) of the masked pixels, in the class table's
+    order; pixels whose reference or prediction is no class of the table (nodata) are left out."""
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(reference[mask], predicted[mask], labels=list(table.codes))
 
 
 def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range(N_FOLDS),
