@@ -38,7 +38,9 @@ def stop_on_config_error(message):
 
 
 try:
-    validate(config, schema="../config/schema.yaml")
+    # set_default: the schema's defaults are filled into the config (nested objects and arrays too), so the
+    # rules and scripts read every key with a default as config[...]; defaults live in the schema only.
+    validate(config, schema="../config/schema.yaml", set_default=True)
 except WorkflowError as err:
     # Snakemake prints the whole schema and instance; name the key, the value and the rule instead.
     if not isinstance(err.__context__, jsonschema.ValidationError):
@@ -59,7 +61,7 @@ RESNET = config["models"]["resnet"]
 # follows from its architecture (dense: depth and kernel size; original: its patch_size); SVM and RF need 1.
 # Label chips (samples.chip_px) widen the ResNet's samples by chip_px - 1 so every chip pixel has its patch.
 MODEL_PATCH = sample_patch_size(RESNET) if "resnet" in MODELS else 1
-PATCH_SIZE = MODEL_PATCH + config["samples"].get("chip_px", 1) - 1 if "resnet" in MODELS else 1
+PATCH_SIZE = MODEL_PATCH + config["samples"]["chip_px"] - 1 if "resnet" in MODELS else 1
 # The samples rule's settings: label chips only serve the ResNet.
 SAMPLE_SETTINGS = dict(config["samples"], **({} if "resnet" in MODELS else {"chip_px": 1}))
 # The class table is a param (its content, as the code reads it) of every rule whose script reads it,
@@ -127,13 +129,13 @@ def _check_config():
                 f"config: product.land_use code {code} is not in the class table {sorted(codes)}; "
                 f"use a code of {config['classes']}"
             )
-    index_definitions = BANDS.get("indices", {})
+    index_definitions = BANDS["indices"]
     for name, pair in index_definitions.items():
         for band in pair:
             if band not in STACK_ORDER:
                 raise ValueError(f"config: bands.indices.{name} uses band {band}, which is not in bands.stack_order")
     for model in ("resnet", "svm", "rf"):
-        for name in config["models"][model].get("indices", []):
+        for name in config["models"][model]["indices"]:
             if name not in index_definitions:
                 raise ValueError(
                     f"config: models.{model}.indices names {name}, which bands.indices does not define "
@@ -145,14 +147,14 @@ def _check_config():
             f"config: models.resnet.dilations has {len(dilations)} rates for "
             f"{RESNET['n_blocks']} blocks (models.resnet.n_blocks); give one per block"
         )
-    if RESNET.get("architecture") == "original" and (RESNET["original"]["depth"] - 2) % 9:
+    if RESNET["architecture"] == "original" and (RESNET["original"]["depth"] - 2) % 9:
         raise ValueError(f"config: models.resnet.original.depth must be 9 n + 2, got {RESNET['original']['depth']}")
     if PRODUCT["sieve"]["halo_px"] < PRODUCT["sieve"]["size"]:
         raise ValueError(
             f"config: product.sieve.halo_px = {PRODUCT['sieve']['halo_px']} is below product.sieve.size "
             f"= {PRODUCT['sieve']['size']}: the windowed sieve would be inexact; set halo_px >= size"
         )
-    buffer = config["samples"].get("validation_buffer_px", 0)
+    buffer = config["samples"]["validation_buffer_px"]
     # Validation samples are scored on the model's own patch (label chips only widen training samples).
     if MODEL_PATCH > 1 and buffer < MODEL_PATCH // 2 + 1:
         raise ValueError(
@@ -181,7 +183,7 @@ def _check_config():
             raise ValueError(f"config: country {cc} has source demo but there is no demo section")
         if country["source"] != "demo":
             try:  # Sentinel-2 tile geometry follows from the tile id where tile_grid does not give it
-                mgrs_tile_grid([t for t in country["tiles"] if t not in country.get("tile_grid", {})])
+                mgrs_tile_grid([t for t in country["tiles"] if t not in country["tile_grid"]])
             except InputError as err:
                 raise ValueError(f"config: countries.{cc}.tiles: {err}") from None
 
@@ -260,7 +262,7 @@ def get_training_tiles(wildcards):
         "stacks": expand("results/{country}/tiles/{tile}/stack_10m.tif", country=wildcards.country, tile=tiles),
         "labels": expand("results/{country}/tiles/{tile}/label.tif", country=wildcards.country, tile=tiles),
     }
-    if config["samples"].get("method") == "superpixel":
+    if config["samples"]["method"] == "superpixel":
         for name, kind in (("segments", "snic_segments.tif"), ("centroids", "snic_centroids.gpkg")):
             inputs[name] = expand(f"results/{{country}}/tiles/{{tile}}/{kind}", country=wildcards.country, tile=tiles)
     return inputs
@@ -268,7 +270,7 @@ def get_training_tiles(wildcards):
 
 def model_path(country, model):
     """A model named in the country config is reused (its training is skipped); otherwise the one trained here."""
-    existing = country_cfg(country).get("models", {}).get(model)
+    existing = country_cfg(country)["models"].get(model)
     if existing:
         return existing
     suffix = "keras" if model == "resnet" else "joblib"
@@ -294,7 +296,7 @@ def tile_grid(country):
         if cfg["source"] == "demo":
             _TILE_GRIDS[country] = demo_tile_grid(demo_spec())
         else:
-            _TILE_GRIDS[country] = {**mgrs_tile_grid(cfg["tiles"]), **cfg.get("tile_grid", {})}
+            _TILE_GRIDS[country] = {**mgrs_tile_grid(cfg["tiles"]), **cfg["tile_grid"]}
     return _TILE_GRIDS[country]
 
 
@@ -414,11 +416,11 @@ def demo_clear_bands(country, tile):
 
 # ---- settings and functions of rules/inputs.smk ------------------------------------------------------
 
-SENTINEL2 = config.get("sentinel2", {})
-OSM_CLASSES = config.get("osm_classes", "config/osm_classes.yaml")
+SENTINEL2 = config["sentinel2"]
+OSM_CLASSES = config["osm_classes"]
 
 
-COMPOSITE = config.get("composite", {})
+COMPOSITE = config["composite"]
 # Bands a composite writes: every band a tile's chain reads (the reference band and the stack).
 COMPOSITE_BANDS = list(dict.fromkeys([BANDS["reference"], *STACK_ORDER]))
 
@@ -442,7 +444,7 @@ def composited(country, tile):
         return True
     if source == "sentinel2":
         return len(tile_products(country, tile)) > 1
-    return source == "demo" and config["demo"].get("dates", 0) > 0
+    return source == "demo" and config["demo"]["dates"] > 0
 
 
 def composite_dir(country, tile):
@@ -468,7 +470,7 @@ def get_composite_inputs(wildcards):
 def stac_settings(country):
     """The country's STAC search: the stac section of the config with the country's stac overrides;
     only the assets of the bands a composite reads (and SCL)."""
-    settings = {**config["stac"], **country_cfg(country).get("stac", {})}
+    settings = {**config["stac"], **country_cfg(country)["stac"]}
     assets = settings["assets"]
     needed = COMPOSITE_BANDS + ["SCL"]
     missing = [b for b in needed if b not in assets]
@@ -612,7 +614,7 @@ def get_stac_item_inputs(wildcards):
 
 
 def trains_resnet(country):
-    return "resnet" in MODELS and not country_cfg(country).get("models", {}).get("resnet")
+    return "resnet" in MODELS and not country_cfg(country)["models"].get("resnet")
 
 
 def report_targets(country):
@@ -646,7 +648,7 @@ def get_label_raster(wildcards):
 def label_coding(wildcards):
     """osm: burn OSM areas (osmlulc.osm); classes / corine: the coding of a prepared label raster."""
     cfg = country_cfg(wildcards.country)
-    return "osm" if "osm_pbf" in cfg else cfg.get("label_coding", "classes")
+    return "osm" if "osm_pbf" in cfg else cfg["label_coding"]
 
 
 # ---- settings and functions of rules/validate.smk ----------------------------------------------------

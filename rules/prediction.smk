@@ -13,7 +13,7 @@ rule predict_pixel:
         model="svm|rf",  # the ResNet's instances are rule predict_pixel_resnet (below)
     params:
         block_size=config["prediction"]["block_size_px"],
-        rotations=config["prediction"].get("rotations", 1),
+        rotations=config["prediction"]["rotations"],
         version=code_version("predict_pixel"),
         classes=CLASS_TABLE,
     log:

@@ -14,7 +14,7 @@ rule snic:
         spacing=SEGMENTATION["spacing_px"],
         method=SEGMENTATION["method"],
         compactness=SEGMENTATION["compactness" if SEGMENTATION["method"] == "snic" else "slic_compactness"],
-        colour_space=SEGMENTATION.get("colour_space", "lab"),
+        colour_space=SEGMENTATION["colour_space"],
         block_size=SEGMENTATION["block_size_px"],
         version=code_version("snic"),
     log:

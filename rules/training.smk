@@ -12,7 +12,7 @@ rule train_resnet:
         history="results/{country}/models/resnet_history.csv",
     params:
         settings=MODEL_CFG["resnet"],
-        index_definitions=BANDS.get("indices", {}),
+        index_definitions=BANDS["indices"],
         seed=MODEL_CFG["seed"],
         version=code_version("train_resnet"),
         classes=CLASS_TABLE,
@@ -39,7 +39,7 @@ rule train_sklearn:
         model="svm|rf",
     params:
         settings=lambda w: MODEL_CFG[w.model],
-        index_definitions=BANDS.get("indices", {}),
+        index_definitions=BANDS["indices"],
         seed=MODEL_CFG["seed"],
         version=code_version("train_sklearn"),
         classes=CLASS_TABLE,
