@@ -6,24 +6,24 @@
 rule validation_accuracy:
     input:
         unpack(get_models),
-        spatial="results/{country}/samples/validation.npz",
-        random="results/{country}/samples/validation_random.npz",
+        spatial=rules.samples.output.validation,
+        random=rules.samples.output.validation_random,
     output:
         table=report(
-            "results/{country}/accuracy/{country}_validation_accuracy.csv",
+            accuracy_path("validation_accuracy.csv"),
             caption="../report/validation_accuracy.rst",
             category="Accuracy",
             labels={"country": "{country}", "table": "validation samples: spatial vs random split"},
         ),
-        confusion="results/{country}/accuracy/{country}_validation_confusion.csv",
+        confusion=accuracy_path("validation_confusion.csv"),
     params:
         models=MODELS,
         version=code_version("validation_accuracy"),
         classes=CLASS_TABLE,
     log:
-        "logs/validation_accuracy/{country}.log",
+        logs("validation_accuracy/{country}"),
     benchmark:
-        "benchmarks/validation_accuracy/{country}.tsv"
+        benchmarks("validation_accuracy/{country}")
     resources:
         mem_mb=scaled_mem_mb(2000),
     conda:
@@ -34,20 +34,20 @@ rule validation_accuracy:
 
 rule tile_confusion:
     input:
-        predictions=expand("results/{{country}}/tiles/{{tile}}/classified_{model}_{mode}.tif", model=MODELS, mode=MODES),
+        predictions=expand(classified_path(), model=MODELS, mode=MODES, allow_missing=True),
         reference=get_reference_tile,
-        stack="results/{country}/tiles/{tile}/stack_10m.tif",
+        stack=rules.combine.output[0],
     output:
-        "results/{country}/accuracy/tiles/{tile}_confusion.npz",
+        country_path("accuracy/tiles/{tile}_confusion.npz"),
     params:
         names=expand("{model}_{mode}", model=MODELS, mode=MODES),
         water_indices=WATER_INDICES,
         version=code_version("tile_confusion"),
         classes=CLASS_TABLE,
     log:
-        "logs/tile_confusion/{country}_{tile}.log",
+        logs("tile_confusion/{country}_{tile}"),
     benchmark:
-        "benchmarks/tile_confusion/{country}_{tile}.tsv"
+        benchmarks("tile_confusion/{country}_{tile}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:
@@ -59,33 +59,33 @@ rule tile_confusion:
 rule accuracy:
     input:
         tiles=get_tile_confusions,
-        classified="results/{country}/{country}_10m_3035_classified_clipped.tif",
-        labels="results/{country}/{country}_10m_3035_label.tif",
-        product="results/{country}/{country}_10m_3035_product.tif",
-        product_sieved="results/{country}/{country}_10m_3035_classified_sieved.tif",
+        classified=rules.clip_boundary.output[0],
+        labels=rules.label_transfer.output[0],
+        product=rules.product_merge.output[0],
+        product_sieved=rules.sieve_classified.output[0],
         reference=get_reference_country,
     output:
         table=report(
-            "results/{country}/accuracy/{country}_accuracy.csv",
+            accuracy_path("accuracy.csv"),
             caption="../report/accuracy.rst",
             category="Accuracy",
             labels={"country": "{country}", "table": "against the reference: models, water indices, products"},
         ),
         areas=report(
-            "results/{country}/accuracy/{country}_area_estimates.csv",
+            accuracy_path("area_estimates.csv"),
             caption="../report/area_estimates.rst",
             category="Accuracy",
             labels={"country": "{country}", "table": "area-adjusted accuracy and class areas (Olofsson et al. 2014)"},
         ),
-        confusion="results/{country}/accuracy/{country}_reference_confusion.csv",
+        confusion=accuracy_path("reference_confusion.csv"),
     params:
         product_model=f"{PRODUCT['model']}_{PRODUCT['mode']}",
         version=code_version("accuracy"),
         classes=CLASS_TABLE,
     log:
-        "logs/accuracy/{country}.log",
+        logs("accuracy/{country}"),
     benchmark:
-        "benchmarks/accuracy/{country}.tsv"
+        benchmarks("accuracy/{country}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:

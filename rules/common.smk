@@ -38,7 +38,9 @@ def stop_on_config_error(message):
 
 
 try:
-    validate(config, schema="../config/schema.yaml")
+    # set_default: the schema's defaults are filled into the config (nested objects and arrays too), so the
+    # rules and scripts read every key with a default as config[...]; defaults live in the schema only.
+    validate(config, schema="../config/schema.yaml", set_default=True)
 except WorkflowError as err:
     # Snakemake prints the whole schema and instance; name the key, the value and the rule instead.
     if not isinstance(err.__context__, jsonschema.ValidationError):
@@ -59,7 +61,7 @@ RESNET = config["models"]["resnet"]
 # follows from its architecture (dense: depth and kernel size; original: its patch_size); SVM and RF need 1.
 # Label chips (samples.chip_px) widen the ResNet's samples by chip_px - 1 so every chip pixel has its patch.
 MODEL_PATCH = sample_patch_size(RESNET) if "resnet" in MODELS else 1
-PATCH_SIZE = MODEL_PATCH + config["samples"].get("chip_px", 1) - 1 if "resnet" in MODELS else 1
+PATCH_SIZE = MODEL_PATCH + config["samples"]["chip_px"] - 1 if "resnet" in MODELS else 1
 # The samples rule's settings: label chips only serve the ResNet.
 SAMPLE_SETTINGS = dict(config["samples"], **({} if "resnet" in MODELS else {"chip_px": 1}))
 # The class table is a param (its content, as the code reads it) of every rule whose script reads it,
@@ -127,13 +129,13 @@ def _check_config():
                 f"config: product.land_use code {code} is not in the class table {sorted(codes)}; "
                 f"use a code of {config['classes']}"
             )
-    index_definitions = BANDS.get("indices", {})
+    index_definitions = BANDS["indices"]
     for name, pair in index_definitions.items():
         for band in pair:
             if band not in STACK_ORDER:
                 raise ValueError(f"config: bands.indices.{name} uses band {band}, which is not in bands.stack_order")
     for model in ("resnet", "svm", "rf"):
-        for name in config["models"][model].get("indices", []):
+        for name in config["models"][model]["indices"]:
             if name not in index_definitions:
                 raise ValueError(
                     f"config: models.{model}.indices names {name}, which bands.indices does not define "
@@ -145,14 +147,14 @@ def _check_config():
             f"config: models.resnet.dilations has {len(dilations)} rates for "
             f"{RESNET['n_blocks']} blocks (models.resnet.n_blocks); give one per block"
         )
-    if RESNET.get("architecture") == "original" and (RESNET["original"]["depth"] - 2) % 9:
+    if RESNET["architecture"] == "original" and (RESNET["original"]["depth"] - 2) % 9:
         raise ValueError(f"config: models.resnet.original.depth must be 9 n + 2, got {RESNET['original']['depth']}")
     if PRODUCT["sieve"]["halo_px"] < PRODUCT["sieve"]["size"]:
         raise ValueError(
             f"config: product.sieve.halo_px = {PRODUCT['sieve']['halo_px']} is below product.sieve.size "
             f"= {PRODUCT['sieve']['size']}: the windowed sieve would be inexact; set halo_px >= size"
         )
-    buffer = config["samples"].get("validation_buffer_px", 0)
+    buffer = config["samples"]["validation_buffer_px"]
     # Validation samples are scored on the model's own patch (label chips only widen training samples).
     if MODEL_PATCH > 1 and buffer < MODEL_PATCH // 2 + 1:
         raise ValueError(
@@ -181,7 +183,7 @@ def _check_config():
             raise ValueError(f"config: country {cc} has source demo but there is no demo section")
         if country["source"] != "demo":
             try:  # Sentinel-2 tile geometry follows from the tile id where tile_grid does not give it
-                mgrs_tile_grid([t for t in country["tiles"] if t not in country.get("tile_grid", {})])
+                mgrs_tile_grid([t for t in country["tiles"] if t not in country["tile_grid"]])
             except InputError as err:
                 raise ValueError(f"config: countries.{cc}.tiles: {err}") from None
 
@@ -209,16 +211,83 @@ def tiles_of(country):
     return country_cfg(country)["tiles"]
 
 
-def tile_dir(wildcards):
-    return f"results/{wildcards.country}/tiles/{wildcards.tile}"
+# ---- paths ---------------------------------------------------------------------------------------------
+# Every file the workflow writes is named once, in the output of the rule that makes it, with one of these
+# helpers (one per kind of path, as PyPSA-Eur's resources(), logs(), benchmarks()). Other rules refer to
+# it as rules.<name>.output; input functions fill such a pattern in with output_file() or expand().
+# Arguments left out stay wildcards, so by default each helper gives a pattern.
+
+
+def tile_path(name, country="{country}", tile="{tile}"):
+    """A file of one tile: results/{country}/tiles/{tile}/<name>."""
+    return f"results/{country}/tiles/{tile}/{name}"
+
+
+def country_path(name, country="{country}"):
+    """A file of one country: results/{country}/<name>."""
+    return f"results/{country}/{name}"
+
+
+def product_path(name, country="{country}", ext="tif"):
+    """A country product (EPSG:3035, 10 m; named as the original method's): {country}_10m_3035_<name>.tif."""
+    return country_path(f"{country}_10m_3035_{name}.{ext}", country)
+
+
+def accuracy_path(name, country="{country}"):
+    """A table of the country's accuracy assessment: results/{country}/accuracy/{country}_<name>."""
+    return country_path(f"accuracy/{country}_{name}", country)
+
+
+def report_path(name, country="{country}"):
+    """A figure or file of the country's report: results/{country}/report/{country}_<name>."""
+    return country_path(f"report/{country}_{name}", country)
+
+
+def logs(name):
+    """A job's log: logs/<rule>/<wildcards>.log."""
+    return f"logs/{name}.log"
+
+
+def benchmarks(name):
+    """A job's benchmark: benchmarks/<rule>/<wildcards>.tsv."""
+    return f"benchmarks/{name}.tsv"
+
+
+def output_file(pattern, **wildcards):
+    """One file of an output pattern (rules.<name>.output...): its wildcards filled in, flags (report) off."""
+    return str(pattern).format(**wildcards)
+
+
+# Families of files (one per band, or per model and mode), named through one helper by the rules that write
+# them and by those that read them.
+
+
+def band_path(band, country="{country}", tile="{tile}"):
+    """A band read from the tile's Sentinel-2 product (rule sentinel2_band)."""
+    return tile_path(f"bands/{band}.tif", country, tile)
+
+
+def resampled_band_path(band, country="{country}", tile="{tile}"):
+    """A band resampled to 10 m (rule resample)."""
+    return tile_path(f"bands_10m/{band}.tif", country, tile)
+
+
+def composite_path(name, country="{country}", tile="{tile}"):
+    """A band or the valid mask of the tile's multi-date composite (rule composite)."""
+    return tile_path(f"composite/{name}.tif", country, tile)
+
+
+def classified_path(model="{model}", mode="{mode}", country="{country}", tile="{tile}"):
+    """A tile classified by one model, per pixel (rule predict_pixel) or per superpixel (predict_superpixel)."""
+    return tile_path(f"classified_{model}_{mode}.tif", country, tile)
 
 
 def band_source(country, tile, band):
     cfg = country_cfg(country)
     if composited(country, tile):  # the band of the tile's multi-date composite (rule composite)
-        return f"{composite_dir(country, tile)}/{band}.tif"
+        return composite_path(band, country, tile)
     if cfg["source"] == "sentinel2":  # the band as read from the tile's product (rule sentinel2_band)
-        return f"results/{country}/tiles/{tile}/bands/{band}.tif"
+        return band_path(band, country, tile)
     return cfg["bands"].format(tile=tile, band=band)
 
 
@@ -226,9 +295,9 @@ def get_valid_mask(wildcards):
     """Cloud / shadow / snow mask of a Sentinel-2 product (rule sentinel2_mask) or of a composite (pixels
     with at least one valid observation); other sources have none."""
     if composited(wildcards.country, wildcards.tile):
-        return {"mask": f"{composite_dir(wildcards.country, wildcards.tile)}/valid_mask.tif"}
+        return {"mask": output_file(rules.composite.output.valid_mask, country=wildcards.country, tile=wildcards.tile)}
     if country_cfg(wildcards.country)["source"] == "sentinel2":
-        return {"mask": f"results/{wildcards.country}/tiles/{wildcards.tile}/valid_mask.tif"}
+        return {"mask": output_file(rules.sentinel2_mask.output[0], country=wildcards.country, tile=wildcards.tile)}
     return {}
 
 
@@ -247,7 +316,7 @@ def get_stack_bands(wildcards):
         (
             band_source(wildcards.country, wildcards.tile, b)
             if b not in RESAMPLED_BANDS
-            else f"results/{wildcards.country}/tiles/{wildcards.tile}/bands_10m/{b}.tif"
+            else resampled_band_path(b, wildcards.country, wildcards.tile)
         )
         for b in STACK_ORDER
     ]
@@ -257,22 +326,23 @@ def get_training_tiles(wildcards):
     """Stacks and label rasters of the training tiles; their superpixels too for superpixel sampling."""
     tiles = country_cfg(wildcards.country)["training_tiles"]
     inputs = {
-        "stacks": expand("results/{country}/tiles/{tile}/stack_10m.tif", country=wildcards.country, tile=tiles),
-        "labels": expand("results/{country}/tiles/{tile}/label.tif", country=wildcards.country, tile=tiles),
+        "stacks": expand(rules.combine.output[0], country=wildcards.country, tile=tiles),
+        "labels": expand(rules.label_tile.output[0], country=wildcards.country, tile=tiles),
     }
-    if config["samples"].get("method") == "superpixel":
-        for name, kind in (("segments", "snic_segments.tif"), ("centroids", "snic_centroids.gpkg")):
-            inputs[name] = expand(f"results/{{country}}/tiles/{{tile}}/{kind}", country=wildcards.country, tile=tiles)
+    if config["samples"]["method"] == "superpixel":
+        for name in ("segments", "centroids"):
+            inputs[name] = expand(rules.snic.output[name], country=wildcards.country, tile=tiles)
     return inputs
 
 
 def model_path(country, model):
     """A model named in the country config is reused (its training is skipped); otherwise the one trained here."""
-    existing = country_cfg(country).get("models", {}).get(model)
+    existing = country_cfg(country)["models"].get(model)
     if existing:
         return existing
-    suffix = "keras" if model == "resnet" else "joblib"
-    return f"results/{country}/models/{model}.{suffix}"
+    if model == "resnet":
+        return output_file(rules.train_resnet.output.model, country=country)
+    return output_file(rules.train_sklearn.output.model, country=country, model=model)
 
 
 def get_model(wildcards):
@@ -294,7 +364,7 @@ def tile_grid(country):
         if cfg["source"] == "demo":
             _TILE_GRIDS[country] = demo_tile_grid(demo_spec())
         else:
-            _TILE_GRIDS[country] = {**mgrs_tile_grid(cfg["tiles"]), **cfg.get("tile_grid", {})}
+            _TILE_GRIDS[country] = {**mgrs_tile_grid(cfg["tiles"]), **cfg["tile_grid"]}
     return _TILE_GRIDS[country]
 
 
@@ -316,7 +386,7 @@ ALLOW_MISSING_TILES = PRODUCT["allow_missing_tiles"]
 
 
 def tiles_passed_record(country):
-    return f"results/{country}/tiles_passed.json"
+    return output_file(rules.tiles_passed.output[0], country=country)
 
 
 def product_tiles_of(country):
@@ -328,11 +398,7 @@ def product_tiles_of(country):
 
 
 def product_tile(country, tile):
-    return f"results/{country}/tiles/{tile}/classified_{PRODUCT['model']}_{PRODUCT['mode']}.tif"
-
-
-def country_product(country, name):
-    return f"results/{country}/{country}_10m_3035_{name}.tif"
+    return classified_path(PRODUCT["model"], PRODUCT["mode"], country, tile)
 
 
 def has_reference(country):
@@ -344,13 +410,13 @@ def all_targets(wildcards=None):
     tiles of the products are known once their checks ran."""
     targets = []
     for country in config["run_countries"]:
-        targets.append(country_product(country, "classified_sieved"))
-        targets += [country_product(country, f"lu{code}_sieved") for code in PRODUCT["land_use"]]
-        targets += expand("results/{country}/tiles/{tile}/ndwi.tif", country=country, tile=product_tiles_of(country))
-        targets.append(f"results/{country}/accuracy/{country}_validation_accuracy.csv")
-        targets.append(f"results/{country}/samples/summary.csv")  # per-class counts; absent classes
+        targets.append(output_file(rules.sieve_classified.output[0], country=country))
+        targets += expand(rules.sieve_land_use.output[0], country=country, code=PRODUCT["land_use"])
+        targets += expand(rules.ndwi.output[0], country=country, tile=product_tiles_of(country))
+        targets.append(output_file(rules.validation_accuracy.output.table, country=country))
+        targets.append(output_file(rules.sample_summary.output[0], country=country))  # per-class counts
         if has_reference(country):
-            targets.append(f"results/{country}/accuracy/{country}_accuracy.csv")
+            targets.append(output_file(rules.accuracy.output.table, country=country))
         targets += report_targets(country)  # rules/report.smk: quicklooks, plots, config, STAC item
     return targets
 
@@ -372,11 +438,7 @@ def get_models(wildcards):
 
 
 def get_tile_confusions(wildcards):
-    return expand(
-        "results/{country}/accuracy/tiles/{tile}_confusion.npz",
-        country=wildcards.country,
-        tile=product_tiles_of(wildcards.country),
-    )
+    return expand(rules.tile_confusion.output[0], country=wildcards.country, tile=product_tiles_of(wildcards.country))
 
 
 def get_reference_country(wildcards):
@@ -414,11 +476,11 @@ def demo_clear_bands(country, tile):
 
 # ---- settings and functions of rules/inputs.smk ------------------------------------------------------
 
-SENTINEL2 = config.get("sentinel2", {})
-OSM_CLASSES = config.get("osm_classes", "config/osm_classes.yaml")
+SENTINEL2 = config["sentinel2"]
+OSM_CLASSES = config["osm_classes"]
 
 
-COMPOSITE = config.get("composite", {})
+COMPOSITE = config["composite"]
 # Bands a composite writes: every band a tile's chain reads (the reference band and the stack).
 COMPOSITE_BANDS = list(dict.fromkeys([BANDS["reference"], *STACK_ORDER]))
 
@@ -442,11 +504,7 @@ def composited(country, tile):
         return True
     if source == "sentinel2":
         return len(tile_products(country, tile)) > 1
-    return source == "demo" and config["demo"].get("dates", 0) > 0
-
-
-def composite_dir(country, tile):
-    return f"results/{country}/tiles/{tile}/composite"
+    return source == "demo" and config["demo"]["dates"] > 0
 
 
 def get_product(wildcards):
@@ -459,7 +517,7 @@ def get_composite_inputs(wildcards):
     tile's local products."""
     source = country_cfg(wildcards.country)["source"]
     if source == "stac":
-        return {"manifest": f"results/{wildcards.country}/tiles/{wildcards.tile}/stac_manifest.json"}
+        return {"manifest": output_file(rules.search_scenes.output[0], country=wildcards.country, tile=wildcards.tile)}
     if source == "demo":
         return {"products": demo_products(wildcards.country, wildcards.tile)}
     return {"products": tile_products(wildcards.country, wildcards.tile)}
@@ -468,7 +526,7 @@ def get_composite_inputs(wildcards):
 def stac_settings(country):
     """The country's STAC search: the stac section of the config with the country's stac overrides;
     only the assets of the bands a composite reads (and SCL)."""
-    settings = {**config["stac"], **country_cfg(country).get("stac", {})}
+    settings = {**config["stac"], **country_cfg(country)["stac"]}
     assets = settings["assets"]
     needed = COMPOSITE_BANDS + ["SCL"]
     missing = [b for b in needed if b not in assets]
@@ -492,9 +550,7 @@ def get_tile_manifests(wildcards):
     """The STAC manifests of the country's tiles (for its STAC item), none for other sources."""
     if country_cfg(wildcards.country)["source"] != "stac":
         return []
-    return expand(
-        "results/{country}/tiles/{tile}/stac_manifest.json", country=wildcards.country, tile=tiles_of(wildcards.country)
-    )
+    return expand(rules.search_scenes.output[0], country=wildcards.country, tile=tiles_of(wildcards.country))
 
 
 def reflectance_offset(wildcards):
@@ -511,11 +567,7 @@ def get_boundary(wildcards):
 
 
 def get_clipped_tiles(wildcards):
-    return expand(
-        "results/{country}/tiles/{tile}/classified_clipped.tif",
-        country=wildcards.country,
-        tile=product_tiles_of(wildcards.country),
-    )
+    return expand(rules.clip_extent.output[0], country=wildcards.country, tile=product_tiles_of(wildcards.country))
 
 
 _COUNTRY_BOUNDS = {}
@@ -544,19 +596,15 @@ def get_missing_tiles_record(wildcards):
 
 
 def get_confidence_inputs(wildcards):
-    tile = f"results/{wildcards.country}/tiles/{wildcards.tile}"
-    inputs = {"probabilities": f"{tile}/probabilities_{PRODUCT['model']}.tif"}
+    tile = dict(country=wildcards.country, tile=wildcards.tile)
+    inputs = {"probabilities": output_file(rules.predict_pixel.output.probabilities, model=PRODUCT["model"], **tile)}
     if PRODUCT["mode"] == "superpixel":
-        inputs["segments"] = f"{tile}/snic_segments.tif"
+        inputs["segments"] = output_file(rules.snic.output.segments, **tile)
     return inputs
 
 
 def get_clipped_confidence_tiles(wildcards):
-    return expand(
-        "results/{country}/tiles/{tile}/confidence_clipped.tif",
-        country=wildcards.country,
-        tile=product_tiles_of(wildcards.country),
-    )
+    return expand(rules.tile_confidence.output[0], country=wildcards.country, tile=product_tiles_of(wildcards.country))
 
 
 def has_valid_observations(country):
@@ -565,11 +613,7 @@ def has_valid_observations(country):
 
 
 def get_clipped_valid_observation_tiles(wildcards):
-    return expand(
-        "results/{country}/tiles/{tile}/valid_observations_clipped.tif",
-        country=wildcards.country,
-        tile=tiles_of(wildcards.country),
-    )
+    return expand(rules.tile_valid_observations.output[0], country=wildcards.country, tile=tiles_of(wildcards.country))
 
 
 # ---- settings and functions of rules/report.smk ------------------------------------------------------
@@ -586,7 +630,7 @@ def report_description():
     so it is added here when the workflow loads for `snakemake --report`.
     """
     page = Path(".snakemake/osmlulc/workflow.rst")
-    status = run_status_rst({cc: f"results/{cc}/run_status.csv" for cc in config["run_countries"]})
+    status = run_status_rst({cc: run_status_path(cc) for cc in config["run_countries"]})
     text = (REPORT_DIR / "workflow.rst").read_text()
     # raw: a message from a log must not be read as a Jinja template.
     with atomic_output(page) as tmp:
@@ -607,28 +651,30 @@ def get_stac_item_inputs(wildcards):
     """Optional inputs of a country's STAC item: its valid-observations layer and the tiles' STAC manifests."""
     inputs = {"manifests": get_tile_manifests(wildcards)}
     if has_valid_observations(wildcards.country):
-        inputs["valid_observations"] = country_product(wildcards.country, "valid_observations")
+        inputs["valid_observations"] = output_file(
+            rules.valid_observations_product.output[0], country=wildcards.country
+        )
     return inputs
 
 
 def trains_resnet(country):
-    return "resnet" in MODELS and not country_cfg(country).get("models", {}).get("resnet")
+    return "resnet" in MODELS and not country_cfg(country)["models"].get("resnet")
 
 
 def report_targets(country):
     """Everything of a country that the report shows, and the STAC item."""
-    targets = [f"results/{country}/report/{country}_{name}_quicklook.png" for name in quicklook_products(country)]
+    targets = [output_file(rules.quicklook.output[0], country=country, product=p) for p in quicklook_products(country)]
     targets += [
-        f"results/{country}/report/{country}_validation_confusion.png",
-        f"results/{country}/report/{country}_config.yaml",
-        f"results/{country}/{country}_10m_3035_stac_item.json",
+        output_file(rules.confusion_plot.output[0], country=country, assessment="validation"),
+        output_file(rules.run_config.output[0], country=country),
+        output_file(rules.stac_item.output[0], country=country),
     ]
     if has_reference(country):
-        targets.append(f"results/{country}/report/{country}_reference_confusion.png")
+        targets.append(output_file(rules.confusion_plot.output[0], country=country, assessment="reference"))
     if has_valid_observations(country):
-        targets.append(f"results/{country}/report/{country}_valid_observations_histogram.png")
+        targets.append(output_file(rules.observations_histogram.output[0], country=country))
     if trains_resnet(country):
-        targets.append(f"results/{country}/report/{country}_resnet_training.png")
+        targets.append(output_file(rules.training_curves.output[0], country=country))
     return targets
 
 
@@ -639,14 +685,14 @@ def get_label_raster(wildcards):
     """The labels a label raster is made from: the OSM areas of the extract (osm_pbf) or the prepared raster."""
     cfg = country_cfg(wildcards.country)
     if "osm_pbf" in cfg:
-        return f"results/{wildcards.country}/labels/{wildcards.country}_osm_landuse.gpkg"
+        return output_file(rules.osm_landuse.output[0], country=wildcards.country)
     return cfg["label_raster"]
 
 
 def label_coding(wildcards):
     """osm: burn OSM areas (osmlulc.osm); classes / corine: the coding of a prepared label raster."""
     cfg = country_cfg(wildcards.country)
-    return "osm" if "osm_pbf" in cfg else cfg.get("label_coding", "classes")
+    return "osm" if "osm_pbf" in cfg else cfg["label_coding"]
 
 
 # ---- settings and functions of rules/validate.smk ----------------------------------------------------
@@ -688,11 +734,11 @@ def check_hints(wildcards):
 
 
 def checked_inputs_flag(wildcards):
-    return f"results/{wildcards.country}/tiles/{wildcards.tile}/inputs_ok.json"
+    return output_file(rules.check_inputs.output[0], country=wildcards.country, tile=wildcards.tile)
 
 
 def get_check_records(wildcards):
-    return [f"results/{wildcards.country}/tiles/{t}/inputs_ok.json" for t in tiles_of(wildcards.country)]
+    return expand(rules.check_inputs.output[0], country=wildcards.country, tile=tiles_of(wildcards.country))
 
 
 def forget_missing_tile_records():
@@ -701,7 +747,7 @@ def forget_missing_tile_records():
         return
     for cc in config["run_countries"]:
         for tile in tiles_of(cc):
-            flag = Path(f"results/{cc}/tiles/{tile}/inputs_ok.json")
+            flag = Path(output_file(rules.check_inputs.output[0], country=cc, tile=tile))
             if flag.exists() and not check_record(flag)["ok"]:
                 flag.unlink()
 
@@ -733,11 +779,16 @@ def missing_user_files():
     return lines
 
 
+def run_status_path(country):
+    """The country's run status (written by the onsuccess / onerror handlers of rules/validate.smk, not a rule)."""
+    return country_path("run_status.csv", country)
+
+
 def write_run_status_of_run(started):
     """results/{country}/run_status.csv of every country of the run, for failures logged since ``started``."""
     rows = run_status({cc: tiles_of(cc) for cc in config["run_countries"]}, failures_in_logs("logs", started))
     for cc in config["run_countries"]:
-        write_run_status([r for r in rows if r["country"] == cc], f"results/{cc}/run_status.csv")
+        write_run_status([r for r in rows if r["country"] == cc], run_status_path(cc))
     failed = [r for r in rows if r["status"] in ("failed", "killed")]
     for r in failed:
         print(

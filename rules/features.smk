@@ -12,16 +12,16 @@ rule resample:
         # the edge from the check; an ancient edge would leave the tile's chain stale (tests/test_dag.py).
         checked=checked_inputs_flag,
     output:
-        expand("results/{{country}}/tiles/{{tile}}/bands_10m/{band}.tif", band=RESAMPLED_BANDS),
+        [resampled_band_path(band) for band in RESAMPLED_BANDS],
     params:
         band_names=RESAMPLED_BANDS,
         band_resolutions=[BANDS["resolution"][b] for b in RESAMPLED_BANDS],
         resampling=BANDS["resampling"],
         version=code_version("resample"),
     log:
-        "logs/resample/{country}_{tile}.log",
+        logs("resample/{country}_{tile}"),
     benchmark:
-        "benchmarks/resample/{country}_{tile}.tsv"
+        benchmarks("resample/{country}_{tile}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:
@@ -36,14 +36,14 @@ rule combine:
         bands=get_stack_bands,
         checked=checked_inputs_flag,
     output:
-        "results/{country}/tiles/{tile}/stack_10m.tif",
+        tile_path("stack_10m.tif"),
     params:
         band_names=STACK_ORDER,
         version=code_version("combine"),
     log:
-        "logs/combine/{country}_{tile}.log",
+        logs("combine/{country}_{tile}"),
     benchmark:
-        "benchmarks/combine/{country}_{tile}.tsv"
+        benchmarks("combine/{country}_{tile}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:
@@ -54,17 +54,17 @@ rule combine:
 
 rule ndwi:
     input:
-        stack="results/{country}/tiles/{tile}/stack_10m.tif",
+        stack=rules.combine.output[0],
     output:
-        "results/{country}/tiles/{tile}/ndwi.tif",
+        tile_path("ndwi.tif"),
     params:
         green=BANDS["green"],
         nir=BANDS["nir"],
         version=code_version("ndwi"),
     log:
-        "logs/ndwi/{country}_{tile}.log",
+        logs("ndwi/{country}_{tile}"),
     benchmark:
-        "benchmarks/ndwi/{country}_{tile}.tsv"
+        benchmarks("ndwi/{country}_{tile}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:

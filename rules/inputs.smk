@@ -15,15 +15,15 @@ rule sentinel2_band:
     input:
         product=get_product,
     output:
-        "results/{country}/tiles/{tile}/bands/{band}.tif",
+        band_path("{band}"),
     params:
         resolution=lambda w: BANDS["resolution"][w.band],
         offset=reflectance_offset,
         version=code_version("sentinel2_band"),
     log:
-        "logs/sentinel2_band/{country}_{tile}_{band}.log",
+        logs("sentinel2_band/{country}_{tile}_{band}"),
     benchmark:
-        "benchmarks/sentinel2_band/{country}_{tile}_{band}.tsv"
+        benchmarks("sentinel2_band/{country}_{tile}_{band}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:
@@ -36,7 +36,7 @@ rule sentinel2_mask:
     input:
         product=get_product,
     output:
-        "results/{country}/tiles/{tile}/valid_mask.tif",
+        tile_path("valid_mask.tif"),
     params:
         reference=BANDS["reference"],
         reference_resolution=lambda w: BANDS["resolution"][BANDS["reference"]],
@@ -44,9 +44,9 @@ rule sentinel2_mask:
         offset=reflectance_offset,
         version=code_version("sentinel2_mask"),
     log:
-        "logs/sentinel2_mask/{country}_{tile}.log",
+        logs("sentinel2_mask/{country}_{tile}"),
     benchmark:
-        "benchmarks/sentinel2_mask/{country}_{tile}.tsv"
+        benchmarks("sentinel2_mask/{country}_{tile}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:
@@ -60,14 +60,14 @@ rule osm_landuse:
         pbf=lambda w: country_cfg(w.country)["osm_pbf"],
         table=OSM_CLASSES,
     output:
-        "results/{country}/labels/{country}_osm_landuse.gpkg",
+        country_path("labels/{country}_osm_landuse.gpkg"),
     params:
         version=code_version("osm_landuse"),
         classes=CLASS_TABLE,
     log:
-        "logs/osm_landuse/{country}.log",
+        logs("osm_landuse/{country}"),
     benchmark:
-        "benchmarks/osm_landuse/{country}.tsv"
+        benchmarks("osm_landuse/{country}")
     resources:
         # The mapped areas of the whole extract are held once (a large country: several GB).
         mem_mb=scaled_mem_mb(8000, per_input_mb=3),
@@ -81,15 +81,15 @@ rule search_scenes:
     # A STAC search per tile, pinned in a manifest: no version param, so a rerun (or a library upgrade)
     # reads the same scenes; only a change of the search settings below searches again.
     output:
-        "results/{country}/tiles/{tile}/stac_manifest.json",
+        tile_path("stac_manifest.json"),
     params:
         stac=lambda w: stac_settings(w.country),
         period=lambda w: country_cfg(w.country)["period"],
         bbox=search_bbox,
     log:
-        "logs/search_scenes/{country}_{tile}.log",
+        logs("search_scenes/{country}_{tile}"),
     benchmark:
-        "benchmarks/search_scenes/{country}_{tile}.tsv"
+        benchmarks("search_scenes/{country}_{tile}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:
@@ -102,9 +102,9 @@ rule composite:
     input:
         unpack(get_composite_inputs),
     output:
-        bands=expand("results/{{country}}/tiles/{{tile}}/composite/{band}.tif", band=COMPOSITE_BANDS),
-        valid_mask="results/{country}/tiles/{tile}/composite/valid_mask.tif",
-        valid_observations="results/{country}/tiles/{tile}/valid_observations.tif",
+        bands=[composite_path(band) for band in COMPOSITE_BANDS],
+        valid_mask=composite_path("valid_mask"),
+        valid_observations=tile_path("valid_observations.tif"),
     params:
         bands={b: BANDS["resolution"][b] for b in COMPOSITE_BANDS},
         reference=BANDS["reference"],
@@ -114,9 +114,9 @@ rule composite:
         offset=reflectance_offset,
         version=code_version("composite"),
     log:
-        "logs/composite/{country}_{tile}.log",
+        logs("composite/{country}_{tile}"),
     benchmark:
-        "benchmarks/composite/{country}_{tile}.tsv"
+        benchmarks("composite/{country}_{tile}")
     threads: 1
     resources:
         # Observations in flight are bounded by composite.memory_mb; GDAL's cache and the open products on top.

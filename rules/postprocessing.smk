@@ -6,15 +6,15 @@ rule clip_extent:
     input:
         lambda w: product_tile(w.country, w.tile),
     output:
-        "results/{country}/tiles/{tile}/classified_clipped.tif",
+        tile_path("classified_clipped.tif"),
     params:
         footprint=own_footprint_wkt,
         version=code_version("clip_extent"),
         classes=CLASS_TABLE,
     log:
-        "logs/clip_extent/{country}_{tile}.log",
+        logs("clip_extent/{country}_{tile}"),
     benchmark:
-        "benchmarks/clip_extent/{country}_{tile}.tsv"
+        benchmarks("clip_extent/{country}_{tile}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:
@@ -27,7 +27,7 @@ rule merge:
     input:
         get_clipped_tiles,
     output:
-        "results/{country}/{country}_10m_3035_classified.tif",
+        product_path("classified"),
     params:
         crs=PRODUCT["crs"],
         resolution=PRODUCT["resolution"],
@@ -35,9 +35,9 @@ rule merge:
         version=code_version("merge"),
         classes=CLASS_TABLE,
     log:
-        "logs/merge/{country}.log",
+        logs("merge/{country}"),
     benchmark:
-        "benchmarks/merge/{country}.tsv"
+        benchmarks("merge/{country}")
     resources:
         mem_mb=scaled_mem_mb(2000),
         # a country mosaic: the time grows with the tiles' size
@@ -50,17 +50,17 @@ rule merge:
 
 rule clip_boundary:
     input:
-        mosaic="results/{country}/{country}_10m_3035_classified.tif",
+        mosaic=rules.merge.output[0],
         boundary=get_boundary,
     output:
-        "results/{country}/{country}_10m_3035_classified_clipped.tif",
+        product_path("classified_clipped"),
     params:
         version=code_version("clip_boundary"),
         classes=CLASS_TABLE,
     log:
-        "logs/clip_boundary/{country}.log",
+        logs("clip_boundary/{country}"),
     benchmark:
-        "benchmarks/clip_boundary/{country}.tsv"
+        benchmarks("clip_boundary/{country}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:
@@ -72,17 +72,17 @@ rule clip_boundary:
 rule label_transfer:
     input:
         labels=get_label_raster,
-        grid="results/{country}/{country}_10m_3035_classified_clipped.tif",
+        grid=rules.clip_boundary.output[0],
     output:
-        "results/{country}/{country}_10m_3035_label.tif",
+        product_path("label"),
     params:
         coding=label_coding,
         version=code_version("transfer_labels"),
         classes=CLASS_TABLE,
     log:
-        "logs/label_transfer/{country}.log",
+        logs("label_transfer/{country}"),
     benchmark:
-        "benchmarks/label_transfer/{country}.tsv"
+        benchmarks("label_transfer/{country}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:
@@ -93,17 +93,17 @@ rule label_transfer:
 
 rule product_merge:
     input:
-        classified="results/{country}/{country}_10m_3035_classified_clipped.tif",
-        labels="results/{country}/{country}_10m_3035_label.tif",
+        classified=rules.clip_boundary.output[0],
+        labels=rules.label_transfer.output[0],
     output:
-        "results/{country}/{country}_10m_3035_product.tif",
+        product_path("product"),
     params:
         version=code_version("product_merge"),
         classes=CLASS_TABLE,
     log:
-        "logs/product_merge/{country}.log",
+        logs("product_merge/{country}"),
     benchmark:
-        "benchmarks/product_merge/{country}.tsv"
+        benchmarks("product_merge/{country}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:
@@ -114,16 +114,16 @@ rule product_merge:
 
 rule extract_land_use:
     input:
-        "results/{country}/{country}_10m_3035_product.tif",
+        rules.product_merge.output[0],
     output:
-        "results/{country}/{country}_10m_3035_lu{code}.tif",
+        product_path("lu{code}"),
     params:
         version=code_version("extract_land_use"),
         classes=CLASS_TABLE,
     log:
-        "logs/extract_land_use/{country}_lu{code}.log",
+        logs("extract_land_use/{country}_lu{code}"),
     benchmark:
-        "benchmarks/extract_land_use/{country}_lu{code}.tsv"
+        benchmarks("extract_land_use/{country}_lu{code}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:
@@ -134,16 +134,16 @@ rule extract_land_use:
 
 rule sieve_classified:
     input:
-        "results/{country}/{country}_10m_3035_product.tif",
+        rules.product_merge.output[0],
     output:
-        "results/{country}/{country}_10m_3035_classified_sieved.tif",
+        product_path("classified_sieved"),
     params:
         sieve=SIEVE,
         version=code_version("sieve"),
     log:
-        "logs/sieve_classified/{country}.log",
+        logs("sieve_classified/{country}"),
     benchmark:
-        "benchmarks/sieve_classified/{country}.tsv"
+        benchmarks("sieve_classified/{country}")
     resources:
         mem_mb=scaled_mem_mb(1000),
         # a country mosaic: the time grows with the tiles' size
@@ -156,16 +156,16 @@ rule sieve_classified:
 
 rule sieve_land_use:
     input:
-        "results/{country}/{country}_10m_3035_lu{code}.tif",
+        rules.extract_land_use.output[0],
     output:
-        "results/{country}/{country}_10m_3035_lu{code}_sieved.tif",
+        product_path("lu{code}_sieved"),
     params:
         sieve=SIEVE,
         version=code_version("sieve"),
     log:
-        "logs/sieve_land_use/{country}_lu{code}.log",
+        logs("sieve_land_use/{country}_lu{code}"),
     benchmark:
-        "benchmarks/sieve_land_use/{country}_lu{code}.tsv"
+        benchmarks("sieve_land_use/{country}_lu{code}")
     resources:
         mem_mb=scaled_mem_mb(1000),
         # a country mosaic: the time grows with the tiles' size
@@ -186,14 +186,14 @@ rule tile_confidence:
     input:
         unpack(get_confidence_inputs),
     output:
-        "results/{country}/tiles/{tile}/confidence_clipped.tif",
+        tile_path("confidence_clipped.tif"),
     params:
         footprint=own_footprint_wkt,
         version=code_version("tile_confidence"),
     log:
-        "logs/tile_confidence/{country}_{tile}.log",
+        logs("tile_confidence/{country}_{tile}"),
     benchmark:
-        "benchmarks/tile_confidence/{country}_{tile}.tsv"
+        benchmarks("tile_confidence/{country}_{tile}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:
@@ -206,7 +206,7 @@ rule merge_confidence:
     input:
         get_clipped_confidence_tiles,
     output:
-        "results/{country}/{country}_10m_3035_confidence_mosaic.tif",
+        product_path("confidence_mosaic"),
     params:
         crs=PRODUCT["crs"],
         resolution=PRODUCT["resolution"],
@@ -215,9 +215,9 @@ rule merge_confidence:
         version=code_version("merge"),
         classes=CLASS_TABLE,
     log:
-        "logs/merge_confidence/{country}.log",
+        logs("merge_confidence/{country}"),
     benchmark:
-        "benchmarks/merge_confidence/{country}.tsv"
+        benchmarks("merge_confidence/{country}")
     resources:
         mem_mb=scaled_mem_mb(2000),
         # a country mosaic: the time grows with the tiles' size
@@ -230,16 +230,16 @@ rule merge_confidence:
 
 rule confidence_product:
     input:
-        mosaic="results/{country}/{country}_10m_3035_confidence_mosaic.tif",
+        mosaic=rules.merge_confidence.output[0],
         boundary=get_boundary,
     output:
-        "results/{country}/{country}_10m_3035_confidence.tif",
+        product_path("confidence"),
     params:
         version=code_version("confidence_product"),
     log:
-        "logs/confidence_product/{country}.log",
+        logs("confidence_product/{country}"),
     benchmark:
-        "benchmarks/confidence_product/{country}.tsv"
+        benchmarks("confidence_product/{country}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:
@@ -255,16 +255,16 @@ rule confidence_product:
 
 rule tile_valid_observations:
     input:
-        "results/{country}/tiles/{tile}/valid_observations.tif",
+        rules.composite.output.valid_observations,
     output:
-        "results/{country}/tiles/{tile}/valid_observations_clipped.tif",
+        tile_path("valid_observations_clipped.tif"),
     params:
         footprint=own_footprint_wkt,
         version=code_version("clip_extent_continuous"),
     log:
-        "logs/tile_valid_observations/{country}_{tile}.log",
+        logs("tile_valid_observations/{country}_{tile}"),
     benchmark:
-        "benchmarks/tile_valid_observations/{country}_{tile}.tsv"
+        benchmarks("tile_valid_observations/{country}_{tile}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:
@@ -277,7 +277,7 @@ rule merge_valid_observations:
     input:
         get_clipped_valid_observation_tiles,
     output:
-        "results/{country}/{country}_10m_3035_valid_observations_mosaic.tif",
+        product_path("valid_observations_mosaic"),
     params:
         crs=PRODUCT["crs"],
         resolution=PRODUCT["resolution"],
@@ -286,9 +286,9 @@ rule merge_valid_observations:
         version=code_version("merge"),
         classes=CLASS_TABLE,
     log:
-        "logs/merge_valid_observations/{country}.log",
+        logs("merge_valid_observations/{country}"),
     benchmark:
-        "benchmarks/merge_valid_observations/{country}.tsv"
+        benchmarks("merge_valid_observations/{country}")
     resources:
         mem_mb=scaled_mem_mb(2000),
         runtime=scaled_runtime(30, per_input_min=0.05),
@@ -300,16 +300,16 @@ rule merge_valid_observations:
 
 rule valid_observations_product:
     input:
-        mosaic="results/{country}/{country}_10m_3035_valid_observations_mosaic.tif",
+        mosaic=rules.merge_valid_observations.output[0],
         boundary=get_boundary,
     output:
-        "results/{country}/{country}_10m_3035_valid_observations.tif",
+        product_path("valid_observations"),
     params:
         version=code_version("confidence_product"),
     log:
-        "logs/valid_observations_product/{country}.log",
+        logs("valid_observations_product/{country}"),
     benchmark:
-        "benchmarks/valid_observations_product/{country}.tsv"
+        benchmarks("valid_observations_product/{country}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:

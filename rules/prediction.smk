@@ -4,22 +4,22 @@
 
 rule predict_pixel:
     input:
-        stack="results/{country}/tiles/{tile}/stack_10m.tif",
+        stack=rules.combine.output[0],
         model=get_model,
     output:
-        classified="results/{country}/tiles/{tile}/classified_{model}_pixel.tif",
-        probabilities="results/{country}/tiles/{tile}/probabilities_{model}.tif",
+        classified=classified_path(mode="pixel"),
+        probabilities=tile_path("probabilities_{model}.tif"),
     wildcard_constraints:
         model="svm|rf",  # the ResNet's instances are rule predict_pixel_resnet (below)
     params:
         block_size=config["prediction"]["block_size_px"],
-        rotations=config["prediction"].get("rotations", 1),
+        rotations=config["prediction"]["rotations"],
         version=code_version("predict_pixel"),
         classes=CLASS_TABLE,
     log:
-        "logs/predict_pixel/{country}_{tile}_{model}.log",
+        logs("predict_pixel/{country}_{tile}_{model}"),
     benchmark:
-        "benchmarks/predict_pixel/{country}_{tile}_{model}.tsv"
+        benchmarks("predict_pixel/{country}_{tile}_{model}")
     threads: 2
     resources:
         mem_mb=scaled_mem_mb(4000),
@@ -40,17 +40,17 @@ use rule predict_pixel as predict_pixel_resnet with:
 
 rule predict_superpixel:
     input:
-        probabilities="results/{country}/tiles/{tile}/probabilities_{model}.tif",
-        segments="results/{country}/tiles/{tile}/snic_segments.tif",
+        probabilities=rules.predict_pixel.output.probabilities,
+        segments=rules.snic.output.segments,
     output:
-        "results/{country}/tiles/{tile}/classified_{model}_superpixel.tif",
+        classified_path(mode="superpixel"),
     params:
         version=code_version("predict_superpixel"),
         classes=CLASS_TABLE,
     log:
-        "logs/predict_superpixel/{country}_{tile}_{model}.log",
+        logs("predict_superpixel/{country}_{tile}_{model}"),
     benchmark:
-        "benchmarks/predict_superpixel/{country}_{tile}_{model}.tsv"
+        benchmarks("predict_superpixel/{country}_{tile}_{model}")
     resources:
         mem_mb=scaled_mem_mb(2000),
     conda:

@@ -5,10 +5,10 @@
 
 rule quicklook:
     input:
-        "results/{country}/{country}_10m_3035_{product}.tif",
+        product_path("{product}"),
     output:
         report(
-            "results/{country}/report/{country}_{product}_quicklook.png",
+            report_path("{product}_quicklook.png"),
             caption="../report/quicklook.rst",
             category="Products",
             labels={"country": "{country}", "product": "{product}"},
@@ -20,9 +20,9 @@ rule quicklook:
         max_size=REPORT_QUICKLOOK_PX,
         version=code_version("quicklook"),
     log:
-        "logs/quicklook/{country}_{product}.log",
+        logs("quicklook/{country}_{product}"),
     benchmark:
-        "benchmarks/quicklook/{country}_{product}.tsv"
+        benchmarks("quicklook/{country}_{product}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:
@@ -33,10 +33,10 @@ rule quicklook:
 
 rule confusion_plot:
     input:
-        "results/{country}/accuracy/{country}_{assessment}_confusion.csv",
+        accuracy_path("{assessment}_confusion.csv"),
     output:
         report(
-            "results/{country}/report/{country}_{assessment}_confusion.png",
+            report_path("{assessment}_confusion.png"),
             caption="../report/confusion.rst",
             category="Accuracy",
             labels={"country": "{country}", "figure": "confusion matrices: {assessment}"},
@@ -46,9 +46,9 @@ rule confusion_plot:
     params:
         version=code_version("confusion_plot"),
     log:
-        "logs/confusion_plot/{country}_{assessment}.log",
+        logs("confusion_plot/{country}_{assessment}"),
     benchmark:
-        "benchmarks/confusion_plot/{country}_{assessment}.tsv"
+        benchmarks("confusion_plot/{country}_{assessment}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:
@@ -59,10 +59,10 @@ rule confusion_plot:
 
 rule training_curves:
     input:
-        "results/{country}/models/resnet_history.csv",
+        rules.train_resnet.output.history,
     output:
         report(
-            "results/{country}/report/{country}_resnet_training.png",
+            report_path("resnet_training.png"),
             caption="../report/training.rst",
             category="Training",
             labels={"country": "{country}", "figure": "ResNet training curves"},
@@ -70,9 +70,9 @@ rule training_curves:
     params:
         version=code_version("training_curves"),
     log:
-        "logs/training_curves/{country}.log",
+        logs("training_curves/{country}"),
     benchmark:
-        "benchmarks/training_curves/{country}.tsv"
+        benchmarks("training_curves/{country}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:
@@ -84,7 +84,7 @@ rule training_curves:
 rule run_config:
     output:
         report(
-            "results/{country}/report/{country}_config.yaml",
+            report_path("config.yaml"),
             caption="../report/config.rst",
             category="Configuration",
             labels={"country": "{country}", "file": "configuration of the run"},
@@ -93,9 +93,9 @@ rule run_config:
         config=config,
         version=code_version("run_config"),
     log:
-        "logs/run_config/{country}.log",
+        logs("run_config/{country}"),
     benchmark:
-        "benchmarks/run_config/{country}.tsv"
+        benchmarks("run_config/{country}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:
@@ -106,10 +106,10 @@ rule run_config:
 
 rule observations_histogram:
     input:
-        "results/{country}/{country}_10m_3035_valid_observations.tif",
+        rules.valid_observations_product.output[0],
     output:
         report(
-            "results/{country}/report/{country}_valid_observations_histogram.png",
+            report_path("valid_observations_histogram.png"),
             caption="../report/valid_observations.rst",
             category="Products",
             labels={"country": "{country}", "figure": "valid observations per pixel"},
@@ -117,9 +117,9 @@ rule observations_histogram:
     params:
         version=code_version("observations_histogram"),
     log:
-        "logs/observations_histogram/{country}.log",
+        logs("observations_histogram/{country}"),
     benchmark:
-        "benchmarks/observations_histogram/{country}.tsv"
+        benchmarks("observations_histogram/{country}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:
@@ -132,13 +132,14 @@ rule stac_item:
     input:
         unpack(get_missing_tiles_record),
         unpack(get_stac_item_inputs),
-        classified="results/{country}/{country}_10m_3035_classified_sieved.tif",
-        confidence="results/{country}/{country}_10m_3035_confidence.tif",
-        land_use=expand("results/{{country}}/{{country}}_10m_3035_lu{code}_sieved.tif", code=PRODUCT["land_use"]),
-        quicklook="results/{country}/report/{country}_classified_sieved_quicklook.png",
+        classified=rules.sieve_classified.output[0],
+        confidence=rules.confidence_product.output[0],
+        land_use=expand(rules.sieve_land_use.output[0], code=PRODUCT["land_use"], allow_missing=True),
+        # the country wildcard stays a wildcard
+        quicklook=output_file(rules.quicklook.output[0], country="{country}", product="classified_sieved"),
     output:
         report(
-            "results/{country}/{country}_10m_3035_stac_item.json",
+            product_path("stac_item", ext="json"),
             caption="../report/stac.rst",
             category="Products",
             labels={"country": "{country}", "product": "STAC item"},
@@ -152,9 +153,9 @@ rule stac_item:
         version=code_version("stac_item"),
         classes=CLASS_TABLE,
     log:
-        "logs/stac_item/{country}.log",
+        logs("stac_item/{country}"),
     benchmark:
-        "benchmarks/stac_item/{country}.tsv"
+        benchmarks("stac_item/{country}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:

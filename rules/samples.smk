@@ -4,17 +4,17 @@
 rule label_tile:
     input:
         labels=get_label_raster,
-        grid="results/{country}/tiles/{tile}/stack_10m.tif",
+        grid=rules.combine.output[0],
     output:
-        "results/{country}/tiles/{tile}/label.tif",
+        tile_path("label.tif"),
     params:
         coding=label_coding,
         version=code_version("transfer_labels"),
         classes=CLASS_TABLE,
     log:
-        "logs/label_tile/{country}_{tile}.log",
+        logs("label_tile/{country}_{tile}"),
     benchmark:
-        "benchmarks/label_tile/{country}_{tile}.tsv"
+        benchmarks("label_tile/{country}_{tile}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:
@@ -27,9 +27,9 @@ rule samples:
     input:
         unpack(get_training_tiles),
     output:
-        train="results/{country}/samples/train.npz",
-        validation="results/{country}/samples/validation.npz",
-        validation_random="results/{country}/samples/validation_random.npz",
+        train=country_path("samples/train.npz"),
+        validation=country_path("samples/validation.npz"),
+        validation_random=country_path("samples/validation_random.npz"),
     params:
         tiles=lambda w: country_cfg(w.country)["training_tiles"],
         patch_size=PATCH_SIZE,
@@ -37,9 +37,9 @@ rule samples:
         version=code_version("samples"),
         classes=CLASS_TABLE,
     log:
-        "logs/samples/{country}.log",
+        logs("samples/{country}"),
     benchmark:
-        "benchmarks/samples/{country}.tsv"
+        benchmarks("samples/{country}")
     resources:
         mem_mb=scaled_mem_mb(2000),
     conda:
@@ -53,7 +53,7 @@ rule sample_summary:
         **rules.samples.output,
     output:
         report(
-            "results/{country}/samples/summary.csv",
+            country_path("samples/summary.csv"),
             caption="../report/sample_summary.rst",
             category="Samples",
             labels={"country": "{country}", "table": "samples per class (absent classes marked)"},
@@ -62,9 +62,9 @@ rule sample_summary:
         version=code_version("sample_summary"),
         classes=CLASS_TABLE,
     log:
-        "logs/sample_summary/{country}.log",
+        logs("sample_summary/{country}"),
     benchmark:
-        "benchmarks/sample_summary/{country}.tsv"
+        benchmarks("sample_summary/{country}")
     resources:
         mem_mb=scaled_mem_mb(1000),
     conda:

@@ -5,22 +5,22 @@ SEGMENTATION = config["segmentation"]
 
 rule snic:
     input:
-        stack="results/{country}/tiles/{tile}/stack_10m.tif",
+        stack=rules.combine.output[0],
     output:
-        segments="results/{country}/tiles/{tile}/snic_segments.tif",
-        centroids="results/{country}/tiles/{tile}/snic_centroids.gpkg",
+        segments=tile_path("snic_segments.tif"),
+        centroids=tile_path("snic_centroids.gpkg"),
     params:
         rgb_bands=[STACK_ORDER.index(b) + 1 for b in SEGMENTATION["rgb_bands"]],
         spacing=SEGMENTATION["spacing_px"],
         method=SEGMENTATION["method"],
         compactness=SEGMENTATION["compactness" if SEGMENTATION["method"] == "snic" else "slic_compactness"],
-        colour_space=SEGMENTATION.get("colour_space", "lab"),
+        colour_space=SEGMENTATION["colour_space"],
         block_size=SEGMENTATION["block_size_px"],
         version=code_version("snic"),
     log:
-        "logs/snic/{country}_{tile}.log",
+        logs("snic/{country}_{tile}"),
     benchmark:
-        "benchmarks/snic/{country}_{tile}.tsv"
+        benchmarks("snic/{country}_{tile}")
     threads: SEGMENTATION["threads"]
     resources:
         mem_mb=scaled_mem_mb(1000, per_thread_mb=600),

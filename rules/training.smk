@@ -5,21 +5,21 @@ MODEL_CFG = config["models"]
 
 rule train_resnet:
     input:
-        train="results/{country}/samples/train.npz",
-        validation="results/{country}/samples/validation.npz",
+        train=rules.samples.output.train,
+        validation=rules.samples.output.validation,
     output:
-        model="results/{country}/models/resnet.keras",
-        history="results/{country}/models/resnet_history.csv",
+        model=country_path("models/resnet.keras"),
+        history=country_path("models/resnet_history.csv"),
     params:
         settings=MODEL_CFG["resnet"],
-        index_definitions=BANDS.get("indices", {}),
+        index_definitions=BANDS["indices"],
         seed=MODEL_CFG["seed"],
         version=code_version("train_resnet"),
         classes=CLASS_TABLE,
     log:
-        "logs/train_resnet/{country}.log",
+        logs("train_resnet/{country}"),
     benchmark:
-        "benchmarks/train_resnet/{country}.tsv"
+        benchmarks("train_resnet/{country}")
     threads: 2
     resources:
         mem_mb=scaled_mem_mb(6000, per_input_mb=4),
@@ -31,22 +31,22 @@ rule train_resnet:
 
 rule train_sklearn:
     input:
-        train="results/{country}/samples/train.npz",
-        validation="results/{country}/samples/validation.npz",
+        train=rules.samples.output.train,
+        validation=rules.samples.output.validation,
     output:
-        model="results/{country}/models/{model}.joblib",
+        model=country_path("models/{model}.joblib"),
     wildcard_constraints:
         model="svm|rf",
     params:
         settings=lambda w: MODEL_CFG[w.model],
-        index_definitions=BANDS.get("indices", {}),
+        index_definitions=BANDS["indices"],
         seed=MODEL_CFG["seed"],
         version=code_version("train_sklearn"),
         classes=CLASS_TABLE,
     log:
-        "logs/train_{model}/{country}.log",
+        logs("train_{model}/{country}"),
     benchmark:
-        "benchmarks/train_{model}/{country}.tsv"
+        benchmarks("train_{model}/{country}")
     threads: 2
     resources:
         mem_mb=scaled_mem_mb(4000, per_input_mb=4),

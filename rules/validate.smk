@@ -1,7 +1,7 @@
 # Input checks before the expensive rules: every tile's bands, label raster and boundary are checked
 # by a cheap per-tile rule whose result every per-tile rule depends on (so a bad tile fails in
 # seconds, not after training), files that users must provide are checked for existence when the
-# workflow loads, and a run-status table (results/{country}/run_status.csv) lists failed tiles.
+# workflow loads, and a run-status table per country (run_status_path: run_status.csv) lists failed tiles.
 
 import sys
 import time
@@ -11,12 +11,12 @@ rule check_inputs:
     input:
         unpack(get_checked_inputs),
     output:
-        "results/{country}/tiles/{tile}/inputs_ok.json",
+        tile_path("inputs_ok.json"),
     params:
         band_names=CHECKED_BANDS,
         resolution={b: BANDS["resolution"][b] for b in CHECKED_BANDS},
         reference=BANDS["reference"],
-        label_coding=lambda w: country_cfg(w.country).get("label_coding", "classes"),
+        label_coding=lambda w: country_cfg(w.country)["label_coding"],
         training=lambda w: w.tile in country_cfg(w.country)["training_tiles"],
         grid=checked_tile_grid,
         hints=check_hints,
@@ -24,9 +24,9 @@ rule check_inputs:
         version=code_version("check_inputs"),
         classes=CLASS_TABLE,
     log:
-        "logs/check_inputs/{country}_{tile}.log",
+        logs("check_inputs/{country}_{tile}"),
     benchmark:
-        "benchmarks/check_inputs/{country}_{tile}.tsv"
+        benchmarks("check_inputs/{country}_{tile}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:
@@ -41,14 +41,14 @@ checkpoint tiles_passed:
     input:
         records=get_check_records,
     output:
-        "results/{country}/tiles_passed.json",
+        country_path("tiles_passed.json"),
     params:
         tiles=lambda w: tiles_of(w.country),
         version=code_version("tiles_passed"),
     log:
-        "logs/tiles_passed/{country}.log",
+        logs("tiles_passed/{country}"),
     benchmark:
-        "benchmarks/tiles_passed/{country}.tsv"
+        benchmarks("tiles_passed/{country}")
     resources:
         mem_mb=scaled_mem_mb(500),
     conda:

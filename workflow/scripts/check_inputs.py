@@ -19,7 +19,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
     )
     table = ClassTable.from_yaml(snakemake.config["classes"])
     # Not a param on purpose: a good tile's record is the same either way (switching it reruns nothing).
-    if snakemake.config["product"].get("allow_missing_tiles", False):
+    if snakemake.config["product"]["allow_missing_tiles"]:
         check_tile_inputs_or_record_missing(inputs, table, snakemake.output[0], step=snakemake.rule,
                                             min_valid_fraction=p.min_valid_fraction)
     else:

@@ -9,10 +9,10 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         snakemake.output[0],
         reference_band=p.reference,
         reference_resolution=p.reference_resolution,
-        scl_classes=p.settings.get("scl_mask_classes", [0, 1, 3, 8, 9, 10, 11]),
-        l1c_detector=p.settings.get("l1c_cloud_mask", "s2cloudless"),
-        l1c_screen=screen if screen and screen.get("enabled") else None,
-        s2cloudless=p.settings.get("s2cloudless"),
-        buffer_px=p.settings.get("mask_buffer_px", 0),
+        scl_classes=p.settings["scl_mask_classes"],
+        l1c_detector=p.settings["l1c_cloud_mask"],
+        l1c_screen=screen if screen and screen["enabled"] else None,
+        s2cloudless=p.settings["s2cloudless"],
+        buffer_px=p.settings["mask_buffer_px"],
     )
     log.info("masked fraction of the tile by reason: %s", {k: round(v, 4) for k, v in masked.items()})
