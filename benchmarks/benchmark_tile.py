@@ -132,7 +132,7 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
     info: dict = {}
 
     if name == "demo":
-        from osmlulc.demo import generate_demo_country
+        from osmlulc.demo.country import generate_demo_country
 
         p.demo.mkdir(parents=True, exist_ok=True)
         generate_demo_country(demo_spec(config, args.size), table,
@@ -207,7 +207,7 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
 
         predict_tile_superpixels(p.probabilities, p.segments, table, p.superpixels)
     elif name == "clip_extent":
-        from osmlulc.demo import demo_tile_grid
+        from osmlulc.demo.spec import demo_tile_grid
         from osmlulc.post import clip_to_footprint, own_footprints, tile_footprints_3035
 
         footprint = own_footprints(tile_footprints_3035(demo_tile_grid(demo_spec(config, args.size))))[TILE]

@@ -15,7 +15,8 @@ from snakemake.utils import validate
 from osmlulc import provenance
 from osmlulc import resources as job_resources
 from osmlulc.classes import ClassTable
-from osmlulc.demo import demo_date_names, demo_tile_grid
+from osmlulc.demo.dates import demo_date_names
+from osmlulc.demo.spec import demo_tile_grid
 from osmlulc.io import InputError, atomic_output
 from osmlulc.mgrs import tile_grid as mgrs_tile_grid
 from osmlulc.models import sample_patch_size

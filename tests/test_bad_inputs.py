@@ -22,7 +22,8 @@ import rasterio
 import yaml
 
 from conftest import ROOT, WORKFLOW_LINKS
-from osmlulc.demo import demo_tile_grid, generate_demo_country
+from osmlulc.demo.country import generate_demo_country
+from osmlulc.demo.spec import demo_tile_grid
 from osmlulc.io import InputError, to_cog
 from osmlulc.validate import TileInputs, check_tile_inputs, touch_placeholder_inputs
 

@@ -177,7 +177,7 @@ def test_demo_dates_composite_back_to_the_clear_tile(tmp_path):
     back to the cloud-free tile within the dates' gains, with few holes; overlapping tiles see the same clouds."""
     from test_demo import SPEC, _generate
 
-    from osmlulc.demo import demo_date_names, write_demo_dates
+    from osmlulc.demo.dates import demo_date_names, write_demo_dates
 
     spec = {**SPEC, "dates": 4, "cloud_cover": 0.3}
     paths = _generate(tmp_path / "clear", spec=spec)

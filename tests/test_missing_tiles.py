@@ -23,7 +23,7 @@ import rasterio.features
 import yaml
 
 from conftest import ROOT, WORKFLOW_LINKS
-from osmlulc.demo import demo_tile_grid
+from osmlulc.demo.spec import demo_tile_grid
 from osmlulc.post import own_footprints, tile_footprints_3035
 
 BAD = "32UNV"  # not a training tile of the demo

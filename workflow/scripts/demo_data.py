@@ -1,5 +1,5 @@
 from osmlulc.classes import ClassTable
-from osmlulc.demo import generate_demo_country
+from osmlulc.demo.country import generate_demo_country
 from osmlulc.logs import run_logged
 
 p = snakemake.params
