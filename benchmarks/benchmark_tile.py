@@ -166,7 +166,7 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
                          method="snic", threads=args.threads)
         info["note"] = f"{n} superpixels, blocks of {seg['block_size_px']} px, {args.threads} at once"
     elif name == "label":
-        from osmlulc.post import transfer_labels
+        from osmlulc.labels import transfer_labels
 
         transfer_labels(p.label_3035, p.stack, p.label, table, coding="classes")
     elif name == "samples":
@@ -208,38 +208,38 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         predict_tile_superpixels(p.probabilities, p.segments, table, p.superpixels)
     elif name == "clip_extent":
         from osmlulc.demo.spec import demo_tile_grid
-        from osmlulc.post import clip_to_footprint, own_footprints, tile_footprints_3035
+        from osmlulc.footprints import clip_to_footprint, own_footprints, tile_footprints_3035
 
         footprint = own_footprints(tile_footprints_3035(demo_tile_grid(demo_spec(config, args.size))))[TILE]
         clip_to_footprint(p.classified, footprint, p.clipped, table)
     elif name == "merge":
-        from osmlulc.post import merge_tiles
+        from osmlulc.mosaic import merge_tiles
 
         merge_tiles([str(p.clipped)], p.mosaic, table, crs=config["product"]["crs"],
                     resolution=config["product"]["resolution"])
         info["mpx"] = raster_mpx(p.mosaic)
     elif name == "clip_boundary":
-        from osmlulc.post import clip_to_boundary
+        from osmlulc.footprints import clip_to_boundary
 
         clip_to_boundary(p.mosaic, p.boundary, p.mosaic_clipped, table)
         info["mpx"] = raster_mpx(p.mosaic)
     elif name == "label_transfer":
-        from osmlulc.post import transfer_labels
+        from osmlulc.labels import transfer_labels
 
         transfer_labels(p.label_3035, p.mosaic_clipped, p.country_label, table, coding="classes")
         info["mpx"] = raster_mpx(p.mosaic_clipped)
     elif name == "product_merge":
-        from osmlulc.post import merge_product
+        from osmlulc.mosaic import merge_product
 
         merge_product(p.mosaic_clipped, p.country_label, p.product, table)
         info["mpx"] = raster_mpx(p.product)
     elif name == "extract_land_use":
-        from osmlulc.post import extract_land_use
+        from osmlulc.mosaic import extract_land_use
 
         extract_land_use(p.product, config["product"]["land_use"][0], p.water, table)
         info["mpx"] = raster_mpx(p.product)
     elif name == "sieve":
-        from osmlulc.post import sieve
+        from osmlulc.sieve import sieve
 
         s = config["product"]["sieve"]
         sieve(p.water, p.sieved, size=s["size"], connectivity=s["connectivity"], halo=s["halo_px"])

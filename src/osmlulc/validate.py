@@ -36,7 +36,8 @@ from shapely.geometry import box
 from osmlulc.classes import ClassTable
 from osmlulc.features import check_band
 from osmlulc.io import InputError, atomic_output, block_windows, open_raster, write_csv_rows
-from osmlulc.post import _read_boundary, label_lookup
+from osmlulc.footprints import read_boundary
+from osmlulc.labels import label_lookup
 
 log = logging.getLogger("osmlulc")
 
@@ -223,7 +224,7 @@ def _check_labels(inputs: TileInputs, table: ClassTable, tile_crs, tile_bounds) 
 
 
 def _check_boundary(inputs: TileInputs, tile_crs, tile_bounds) -> None:
-    boundary = _read_boundary(inputs.boundary, CRS.from_user_input(tile_crs))
+    boundary = read_boundary(inputs.boundary, CRS.from_user_input(tile_crs))
     if not boundary.intersects(box(*tile_bounds)):
         raise InputError(f"tile {inputs.tile} does not overlap the country boundary {inputs.boundary}; remove it from "
                          f"{_hint(inputs, 'tiles', 'the tile list')} or check the boundary file and its CRS")

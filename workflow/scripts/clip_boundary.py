@@ -1,6 +1,6 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.post import clip_to_boundary
+from osmlulc.footprints import clip_to_boundary
 
 with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country):
     clip_to_boundary(

@@ -1,6 +1,6 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.post import extract_land_use
+from osmlulc.mosaic import extract_land_use
 
 w = snakemake.wildcards
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country, code=w.code):

@@ -1,6 +1,6 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.post import merge_tiles
+from osmlulc.mosaic import merge_tiles
 
 with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country):
     merge_tiles(

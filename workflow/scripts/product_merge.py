@@ -1,6 +1,6 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.post import merge_product
+from osmlulc.mosaic import merge_product
 
 with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country):
     merge_product(

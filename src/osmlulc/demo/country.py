@@ -9,11 +9,12 @@ import numpy as np
 import shapely
 
 from osmlulc.classes import ClassTable
-from osmlulc.io import atomic_output
 from osmlulc.demo.landscape import blob, build_landscape, random_points_in
 from osmlulc.demo.render import render_tile, reproject_geoms, write_country_rasters
 from osmlulc.demo.spec import DemoSpec, parse_spec
 from osmlulc.demo.surfaces import KINDS, feature_params
+from osmlulc.io import atomic_output
+
 
 def _country_outline(rng, s: DemoSpec, union):
     """An irregular outline covering 60-85 % of the tile union that cuts through every tile.

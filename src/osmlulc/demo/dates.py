@@ -10,10 +10,10 @@ import rasterio.features
 import rasterio.windows
 from rasterio.transform import from_origin
 
-from osmlulc.io import atomic_output, block_windows, raster_profile
 from osmlulc.demo.noise import value_noise
 from osmlulc.demo.render import block_mean_20m
 from osmlulc.demo.spec import PIXEL_M, parse_spec
+from osmlulc.io import atomic_output, block_windows, raster_profile
 
 #: Top-of-cloud reflectance x 10000 per band: bright and flat in the visible and NIR, darker in the SWIR.
 CLOUD_REFLECTANCE = {"B02": 7600, "B03": 7400, "B04": 7300, "B05": 7300, "B06": 7300, "B07": 7400, "B08": 7400,

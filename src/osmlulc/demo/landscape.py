@@ -7,6 +7,7 @@ import math
 import numpy as np
 import shapely
 from shapely.ops import substring
+
 from osmlulc.demo.spec import PIXEL_M, DemoSpec
 from osmlulc.demo.surfaces import KIND_NAMES, ZONE_WEIGHTS, Landscape
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-
 import numpy as np
-
 
 _K1 = np.uint64(0x9E3779B97F4A7C15)
 _K2 = np.uint64(0xC2B2AE3D27D4EB4F)

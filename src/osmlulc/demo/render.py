@@ -16,11 +16,10 @@ from rasterio.warp import transform_bounds
 from scipy.ndimage import gaussian_filter
 
 from osmlulc.classes import ClassTable
-from osmlulc.io import atomic_output, block_windows, raster_profile, write_class_colormap
 from osmlulc.demo.noise import gaussian_noise, texture, value_noise
 from osmlulc.demo.spec import COUNTRY_CRS, PIXEL_M, DemoSpec
 from osmlulc.demo.surfaces import SENSOR_NOISE, FeatureParams, Landscape
-
+from osmlulc.io import atomic_output, block_windows, raster_profile, write_class_colormap
 
 #: Extra margin (pixels) rendered around a tile so the PSF blur has no edge effects.
 _MARGIN_PX = 4

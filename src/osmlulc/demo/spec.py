@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-
 #: Pixel size of the tile grid (m).
 PIXEL_M = 10.0
 #: CRS of the country-wide truth and label rasters.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from osmlulc.demo.spec import BAND_ORDER, DemoSpec
 
+from osmlulc.demo.spec import BAND_ORDER, DemoSpec
 
 #: Endmember surface reflectances (x 10000) for BAND_ORDER, close to typical Sentinel-2
 #: L2A values of summer scenes in central Europe.
