@@ -67,7 +67,7 @@ def stack_bands(band_paths: Sequence[str | os.PathLike], band_names: Sequence[st
 
     A pixel that is nodata (0) in any band is nodata in every band of the stack, so later
     stages only need to look at one band to know whether a pixel is valid.  ``valid_mask``
-    (same grid, 0 = masked, e.g. clouds from :func:`osmlulc.sentinel2.write_valid_mask`) makes
+    (same grid, 0 = masked, e.g. clouds from :func:`osmlulc.sentinel2_masks.write_valid_mask`) makes
     its masked pixels nodata too, so they are neither sampled nor classified.
     """
     if len(band_paths) != len(band_names):

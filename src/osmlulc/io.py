@@ -22,6 +22,10 @@ from rasterio.windows import Window
 
 from osmlulc.classes import ClassTable
 
+#: Scale of every band file the workflow writes and reads: reflectance x 10000 (uint16, 0 = nodata), as in
+#: Sentinel-2 products before processing baseline 04.00.
+REFLECTANCE_SCALE = 10000.0
+
 #: Block edge (pixels) of written GeoTIFFs and of the default processing window.
 BLOCK_SIZE = 512
 

@@ -32,13 +32,9 @@ import joblib
 import numpy as np
 
 from osmlulc.classes import ClassTable
-from osmlulc.io import InputError, atomic_output
+from osmlulc.io import REFLECTANCE_SCALE, InputError, atomic_output
 
 LOG = logging.getLogger("osmlulc")
-
-#: Sentinel-2 L2A digital numbers are reflectance x 10000; the default input scaling of an
-#: un-fitted ResNet maps them to reflectance (training replaces it with per-band statistics).
-REFLECTANCE_SCALE = 10000.0
 
 #: Pixels per ``predict_proba`` call of a scikit-learn model: bounds the Nystroem feature
 #: matrix (pixels x components, float64) to a few hundred MB whatever the block size.
@@ -340,6 +336,7 @@ def SpectralIndices(index_pairs, **kwargs):  # noqa: N802 (a layer factory: kera
 def _normalization(layers, n_bands: int, band_mean, band_variance):
     if band_mean is None:
         band_mean = np.zeros(n_bands)
+        # Un-fitted: the bands (reflectance x 10000) are scaled to reflectance; training uses per-band statistics.
         band_variance = np.full(n_bands, REFLECTANCE_SCALE ** 2)
     return layers.Normalization(axis=-1, mean=np.asarray(band_mean, dtype=np.float64).tolist(),
                                 variance=np.asarray(band_variance, dtype=np.float64).tolist(), name="band_scaling")
