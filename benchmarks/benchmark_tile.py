@@ -170,7 +170,7 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
 
         transfer_labels(p.label_3035, p.stack, p.label, table, coding="classes")
     elif name == "samples":
-        from osmlulc.models import sample_patch_size
+        from osmlulc.resnet import sample_patch_size
         from osmlulc.samples import SampleSettings, draw_samples
 
         # One sample set for both architectures: the larger of their patches.
@@ -187,7 +187,7 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         info["note"] = f"{sum(summary['train'].values())} train / {sum(summary['validation'].values())} " \
                        f"validation patches of {size} px"
     elif name in ("train_resnet", "train_original"):
-        from osmlulc.models import train_resnet
+        from osmlulc.resnet_training import train_resnet
 
         architecture = "dense" if name == "train_resnet" else "original"
         out = p.resnet if architecture == "dense" else p.original
@@ -277,7 +277,7 @@ def random_patches(stack_path, patch_size: int, n: int, seed: int = 0):
 
 def per_patch(model_path, stack_path, args) -> dict:
     """Per-patch inference of a trained ResNet on a sample of pixels, extrapolated to the tile."""
-    from osmlulc.models import load_classifier
+    from osmlulc.classifiers import load_classifier
     from osmlulc.predict import predict_patches
 
     classifier = load_classifier(model_path)

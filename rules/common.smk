@@ -19,7 +19,7 @@ from osmlulc.demo.dates import demo_date_names
 from osmlulc.demo.spec import demo_tile_grid
 from osmlulc.io import InputError, atomic_output
 from osmlulc.mgrs import tile_grid as mgrs_tile_grid
-from osmlulc.models import sample_patch_size
+from osmlulc.resnet import sample_patch_size
 from osmlulc.footprints import own_footprints, tile_footprints_3035
 from osmlulc.composite import resolve_products
 from osmlulc.validate import (

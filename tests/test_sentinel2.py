@@ -17,7 +17,7 @@ from osmlulc import sentinel2 as s2
 from osmlulc.sentinel2_masks import l1c_cloud_screen, write_valid_mask
 from osmlulc.features import ndwi, resample_to_grid, stack_bands
 from osmlulc.io import InputError
-from osmlulc.models import train_sklearn
+from osmlulc.sklearn_models import train_sklearn
 from osmlulc.predict import predict_tile_pixels
 from osmlulc.samples import SampleSettings, draw_samples
 from osmlulc.segmentation import segment_tile

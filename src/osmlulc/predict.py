@@ -25,7 +25,7 @@ from osmlulc.classes import ClassTable
 from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, open_raster, raster_profile,
                         same_grid, write_class_colormap)
 from osmlulc.logs import progress
-from osmlulc.models import Classifier, load_classifier
+from osmlulc.classifiers import Classifier, load_classifier
 
 LOG = logging.getLogger("osmlulc")
 
@@ -76,7 +76,7 @@ def predict_patches(classifier: Classifier, patches: np.ndarray) -> np.ndarray:
 
     The reference against which dense inference is tested; patches larger than the
     classifier's own patch size are centre-cropped to it (pixel at index P // 2, see
-    :func:`osmlulc.models.centre_crop`).
+    :func:`osmlulc.sample_data.centre_crop`).
     """
     size = classifier.patch_size
     have = patches.shape[1]
@@ -109,7 +109,7 @@ def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_pa
     Writes ``classified_path`` (uint8 class codes of the most probable class, 0 at nodata, with
     the class colour table) and ``probabilities_path`` (uint8, one band per class in table order,
     round(p * 255), 0 at nodata, band descriptions = class names).  ``rotations``: test-time
-    rotations of the dense ResNet (mean over 1, 4 or 8 transforms; :class:`osmlulc.models.ResnetClassifier`).
+    rotations of the dense ResNet (mean over 1, 4 or 8 transforms; :class:`osmlulc.classifiers.ResnetClassifier`).
     """
     classifier = load_classifier(model_path, rotations=rotations)
     if classifier.n_classes != len(table):

@@ -30,7 +30,8 @@ import shapely
 from skimage.color import rgb2lab
 from skimage.segmentation import relabel_sequential, slic
 
-from osmlulc.io import BLOCK_SIZE, REFLECTANCE_SCALE, InputError, atomic_output, block_windows, open_raster, raster_profile
+from osmlulc.io import (BLOCK_SIZE, REFLECTANCE_SCALE, InputError, atomic_output, block_windows, open_raster,
+                        raster_profile)
 
 #: Reflectance shown as full brightness: land surfaces rarely exceed ~0.3 in the visible
 #: bands, so ``reflectance / 0.3`` (clipped to 0..1) spreads them over the colour range

@@ -1,6 +1,6 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.models import train_sklearn
+from osmlulc.sklearn_models import train_sklearn
 
 w, p = snakemake.wildcards, snakemake.params
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country, model=w.model) as log:
