@@ -20,7 +20,8 @@ by a model that never saw it.  Inside the training folds the workflow's own samp
 training and early-stopping validation samples, as it would on a real country.
 
 Each row runs the workflow's own code (``osmlulc.samples.draw_samples``, ``osmlulc.resnet_training.train_resnet``,
-``osmlulc.sklearn_models.train_sklearn``, ``osmlulc.predict.predict_tile_*``) with ``config/config.yaml`` plus the row's overrides; beside them
+``osmlulc.sklearn_models.train_sklearn``, ``osmlulc.predict.predict_tile_*``) with ``config/config.yaml``
+plus the row's overrides; beside them
 NDWI > 0 (water only) and the gradient-boosting-with-context baseline (scikit-learn
 ``HistGradientBoostingClassifier`` on the 10 bands and their 5 and 15 px window mean and std).
 Not run by CI.
