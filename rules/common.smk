@@ -22,14 +22,8 @@ from osmlulc.mgrs import tile_grid as mgrs_tile_grid
 from osmlulc.resnet import sample_patch_size
 from osmlulc.footprints import own_footprints, tile_footprints_3035
 from osmlulc.composite import resolve_products
-from osmlulc.validate import (
-    check_record,
-    config_error_line,
-    failures_in_logs,
-    run_status,
-    run_status_rst,
-    write_run_status,
-)
+from osmlulc.run_status import failures_in_logs, run_status, run_status_rst, write_run_status
+from osmlulc.validate import check_record, config_error_line
 
 
 def stop_on_config_error(message):

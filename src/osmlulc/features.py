@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from typing import Sequence
 
 import numpy as np
@@ -72,9 +73,9 @@ def stack_bands(band_paths: Sequence[str | os.PathLike], band_names: Sequence[st
     """
     if len(band_paths) != len(band_names):
         raise ValueError("stack_bands: one name per band path is needed")
-    sources = [open_raster(p, f"band {name}") for p, name in zip(band_paths, band_names)]
-    mask = open_raster(valid_mask, "valid-pixel mask") if valid_mask is not None else None
-    try:
+    with ExitStack() as stack:
+        sources = [stack.enter_context(open_raster(p, f"band {name}")) for p, name in zip(band_paths, band_names)]
+        mask = stack.enter_context(open_raster(valid_mask, "valid-pixel mask")) if valid_mask is not None else None
         ref = sources[0]
         for src, path in zip(sources + ([mask] if mask else []), list(band_paths) + [valid_mask]):
             if not same_grid(src, ref):
@@ -91,9 +92,6 @@ def stack_bands(band_paths: Sequence[str | os.PathLike], band_names: Sequence[st
                     invalid |= mask.read(1, window=window) == 0
                 block[:, invalid] = 0
                 dst.write(block, window=window)
-    finally:
-        for src in sources + ([mask] if mask else []):
-            src.close()
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray, valid: np.ndarray, nodata: float) -> np.ndarray:
