@@ -119,7 +119,7 @@ def run_stage(name: str, args, config: dict) -> dict:
     info: dict = {"mpx": tile_mpx}
     if name == "snic":
         # numba compiles the kernel on its first call after an install (cached on disk): not timed
-        from osmlulc.segmentation import snic
+        from osmlulc.snic import snic
 
         snic(np.zeros((16, 16, 3), dtype=np.float32), 8, 1.0)
     start = time.perf_counter()
@@ -323,7 +323,7 @@ def superpixels_crop(stack_path, config: dict, args) -> dict:
     from rasterio.windows import Window
     from skimage.segmentation import slic
 
-    from osmlulc.segmentation import snic
+    from osmlulc.snic import snic
 
     seg = config["segmentation"]
     crop = args.crop
