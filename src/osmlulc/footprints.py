@@ -22,9 +22,7 @@ import fiona.transform
 import numpy as np
 import pyproj
 import rasterio
-import rasterio.errors
 import rasterio.features
-import rasterio.warp
 import shapely
 from affine import Affine
 from rasterio.transform import array_bounds
@@ -32,17 +30,8 @@ from rasterio.windows import Window
 from shapely.geometry import Polygon, box, shape
 
 from osmlulc.classes import ClassTable
-from osmlulc.io import (
-    BLOCK_SIZE,
-    InputError,
-    atomic_output,
-    block_windows,
-    class_nodata,
-    class_profile,
-    describe_class_raster,
-    open_raster,
-    require_crs,
-)
+from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, class_nodata, class_profile,
+                        describe_class_raster, open_raster, require_crs)
 from osmlulc.windows import covering_window
 
 #: Target CRS of the tile footprints (the country products are in ETRS89-LAEA).

@@ -21,7 +21,6 @@ import pyogrio
 import pyogrio.errors
 import pyproj
 import rasterio
-import rasterio.errors
 import rasterio.features
 import rasterio.warp
 import shapely
@@ -30,17 +29,8 @@ from rasterio.transform import array_bounds
 from rasterio.vrt import WarpedVRT
 
 from osmlulc.classes import ClassTable
-from osmlulc.io import (
-    BLOCK_SIZE,
-    InputError,
-    atomic_output,
-    block_windows,
-    class_profile,
-    open_raster,
-    raster_profile,
-    require_crs,
-    write_class_colormap,
-)
+from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, class_profile, open_raster,
+                        raster_profile, require_crs, write_class_colormap)
 from osmlulc.osm import LANDUSE_LAYER
 from osmlulc.windows import bounds_overlap
 

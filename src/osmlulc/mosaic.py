@@ -16,7 +16,6 @@ from contextlib import ExitStack
 import numpy as np
 import rasterio
 import rasterio.errors
-import rasterio.features
 import rasterio.warp
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
@@ -25,20 +24,9 @@ from rasterio.windows import transform as window_transform
 
 from osmlulc.classes import ClassTable
 from osmlulc.footprints import FOOTPRINT_CRS
-from osmlulc.io import (
-    BLOCK_SIZE,
-    InputError,
-    atomic_output,
-    block_windows,
-    class_nodata,
-    class_profile,
-    describe_class_raster,
-    open_raster,
-    raster_profile,
-    require_crs,
-    same_grid,
-    write_class_colormap,
-)
+from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, class_nodata, class_profile,
+                        describe_class_raster, open_raster, raster_profile, require_crs, same_grid,
+                        write_class_colormap)
 from osmlulc.logs import progress
 from osmlulc.windows import EDGE_TOLERANCE, aligned_grid, covering_window
 

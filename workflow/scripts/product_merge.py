@@ -3,9 +3,5 @@ from osmlulc.logs import run_logged
 from osmlulc.mosaic import merge_product
 
 with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country):
-    merge_product(
-        snakemake.input.classified,
-        snakemake.input.labels,
-        snakemake.output[0],
-        ClassTable.from_yaml(snakemake.config["classes"]),
-    )
+    merge_product(snakemake.input.classified, snakemake.input.labels, snakemake.output[0],
+                  ClassTable.from_config(snakemake.config))

@@ -7,7 +7,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
     result = train_resnet(
         snakemake.input.train,
         snakemake.input.validation,
-        ClassTable.from_yaml(snakemake.config["classes"]),
+        ClassTable.from_config(snakemake.config),
         p.settings,
         p.seed,
         snakemake.output.model,

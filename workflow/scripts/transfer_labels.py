@@ -7,6 +7,6 @@ with run_logged(snakemake.log[0], snakemake.rule, **dict(snakemake.wildcards.ite
         snakemake.input.labels,
         snakemake.input.grid,
         snakemake.output[0],
-        ClassTable.from_yaml(snakemake.config["classes"]),
+        ClassTable.from_config(snakemake.config),
         coding=snakemake.params.coding,
     )

@@ -6,7 +6,6 @@ from contextlib import ExitStack
 
 import numpy as np
 import rasterio
-import rasterio.features
 import rasterio.windows
 from rasterio.transform import from_origin
 
