@@ -19,9 +19,10 @@ def test_modules_used_follow_imports_transitively():
     # merge.py imports classes, logs and mosaic; mosaic imports io, logs, classes, footprints, windows.
     used = modules_used(SCRIPTS / "merge.py")
     assert {"__init__", "classes", "logs", "mosaic", "footprints", "windows", "io"} <= set(used)
-    assert "models" not in used and "segmentation" not in used
-    # predict_pixel -> predict -> models: a model change reruns prediction.
-    assert "models" in modules_used(SCRIPTS / "predict_pixel.py")
+    assert "classifiers" not in used and "segmentation" not in used
+    # predict_pixel -> predict -> classifiers -> resnet: a model change reruns prediction (training code does not).
+    used = modules_used(SCRIPTS / "predict_pixel.py")
+    assert {"classifiers", "resnet"} <= set(used) and "resnet_training" not in used
 
 
 def test_code_change_changes_the_version_of_the_scripts_that_use_it_only(tmp_path):

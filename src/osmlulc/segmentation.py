@@ -180,11 +180,13 @@ def segment_tile(stack_path: str, rgb_bands: list[int], segments_path: str, cent
         crs_wkt, transform = src.crs.to_wkt(), src.transform
     # rasterio datasets must not be shared between threads: one reader per worker thread.
     readers = threading.local()
-    opened = ExitStack()  # the readers of all threads, closed at the end
+    opened = ExitStack()  # closes the readers of all threads at the end (close(), not the context exit, which
+    # tears down the GDAL environment of the thread that opened the dataset)
 
     def segment_block(window):
         if not hasattr(readers, "src"):
-            readers.src = opened.enter_context(rasterio.open(stack_path))
+            readers.src = rasterio.open(stack_path)
+            opened.callback(readers.src.close)
         block = readers.src.read(window=window)
         valid = np.all(block != 0, axis=0)
         if nodata != 0:
