@@ -28,9 +28,10 @@ import rasterio
 #: Rasters of a run (relative to the run folder) whose pixels come from GDAL, numpy and scikit-image only.
 MODEL_FREE = (
     r"resources/demo/.+\.tif",
-    r"results/[^/]+/tiles/[^/]+/(stack_10m|ndwi|snic_segments|valid_observations|osm_label|B\w+_10m)\.tif",
-    r"results/[^/]+/tiles/[^/]+/composite/.+\.tif",
-    r"results/[^/]+/[^/]+_10m_3035_(label|valid_observations)\.tif",
+    r"results/[^/]+/tiles/[^/]+/(stack_10m|ndwi|snic_segments|valid_observations|valid_observations_clipped|label)"
+    r"\.tif",
+    r"results/[^/]+/tiles/[^/]+/(composite|bands_10m)/.+\.tif",
+    r"results/[^/]+/[^/]+_10m_3035_(label|valid_observations|valid_observations_mosaic)\.tif",
 )
 
 

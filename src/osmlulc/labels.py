@@ -109,9 +109,7 @@ def rasterize_landuse(landuse_path, grid_path, dst_path, table: ClassTable, *,
         to_grid = pyproj.Transformer.from_crs(info["crs"], grid.crs.to_wkt(), always_xy=True)
         to_lonlat = pyproj.Transformer.from_crs(grid.crs.to_wkt(), info["crs"], always_xy=True)
         extract_bounds = to_grid.transform_bounds(*info["total_bounds"], densify_pts=21)
-        left, bottom, right, top = grid.bounds
-        if not (extract_bounds[0] < right and left < extract_bounds[2]
-                and extract_bounds[1] < top and bottom < extract_bounds[3]):
+        if not bounds_overlap(extract_bounds, grid.bounds):
             raise InputError(f"OSM land use {landuse_path} does not overlap the grid of {grid_path}; "
                              "check that osm_pbf is the extract of this country")
         profile = raster_profile(crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
