@@ -19,8 +19,9 @@ receptive field, sees a test pixel), and scored on the fold-k polygons with a 1 
 by a model that never saw it.  Inside the training folds the workflow's own sampling draws its
 training and early-stopping validation samples, as it would on a real country.
 
-Each row runs the workflow's own code (``osmlulc.samples.draw_samples``, ``osmlulc.models.train_*``,
-``osmlulc.predict.predict_tile_*``) with ``config/config.yaml`` plus the row's overrides; beside them
+Each row runs the workflow's own code (``osmlulc.samples.draw_samples``, ``osmlulc.resnet_training.train_resnet``,
+``osmlulc.sklearn_models.train_sklearn``, ``osmlulc.predict.predict_tile_*``) with ``config/config.yaml``
+plus the row's overrides; beside them
 NDWI > 0 (water only) and the gradient-boosting-with-context baseline (scikit-learn
 ``HistGradientBoostingClassifier`` on the 10 bands and their 5 and 15 px window mean and std).
 Not run by CI.
@@ -254,7 +255,9 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
             repredict: bool = False) -> dict:
     import rasterio
 
-    from osmlulc.models import sample_patch_size, train_resnet, train_sklearn
+    from osmlulc.resnet import sample_patch_size
+    from osmlulc.resnet_training import train_resnet
+    from osmlulc.sklearn_models import train_sklearn
     from osmlulc.predict import predict_tile_pixels, predict_tile_superpixels
     from osmlulc.samples import SampleSettings, draw_samples
 

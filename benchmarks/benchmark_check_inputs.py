@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from osmlulc.classes import ClassTable
-from osmlulc.demo import demo_tile_grid, generate_demo_country
+from osmlulc.demo.country import generate_demo_country
+from osmlulc.demo.spec import demo_tile_grid
 from osmlulc.features import resample_to_grid
 from osmlulc.validate import TileInputs, check_tile_inputs
 

@@ -43,7 +43,8 @@ def write_products(workdir: Path, size: int, n: int, cover: float, seed: int = 1
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
-    from osmlulc.demo import (CLOUD_REFLECTANCE, _cloud_field, _cloud_threshold, _mtd_msil2a, _value_noise)
+    from osmlulc.demo.dates import CLOUD_REFLECTANCE, _cloud_field, _cloud_threshold, _mtd_msil2a
+    from osmlulc.demo.noise import value_noise
     from osmlulc.io import atomic_output, block_windows, raster_profile
 
     config = load_config()
@@ -77,7 +78,7 @@ def write_products(workdir: Path, size: int, n: int, cover: float, seed: int = 1
                 gx = np.arange(c0, c0 + w, dtype=np.int64)
                 gy = np.arange(r0, r0 + h, dtype=np.int64)
                 cloud = _cloud_field(gx, gy, salts) > threshold
-                surface = _value_noise(gx, gy, 40.0, np.uint64(3)) + 0.3 * _value_noise(gx, gy, 5.0, np.uint64(5))
+                surface = value_noise(gx, gy, 40.0, np.uint64(3)) + 0.3 * value_noise(gx, gy, 5.0, np.uint64(5))
                 for i, (band, res) in enumerate(bands.items()):
                     f = res // 10
                     value = (1500 + 300 * i + 600 * surface[::f, ::f]) * (1.0, 0.97, 1.03, 0.99, 1.01)[k % 5]

@@ -119,7 +119,7 @@ def run_stage(name: str, args, config: dict) -> dict:
     info: dict = {"mpx": tile_mpx}
     if name == "snic":
         # numba compiles the kernel on its first call after an install (cached on disk): not timed
-        from osmlulc.segmentation import snic
+        from osmlulc.snic import snic
 
         snic(np.zeros((16, 16, 3), dtype=np.float32), 8, 1.0)
     start = time.perf_counter()
@@ -132,7 +132,7 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
     info: dict = {}
 
     if name == "demo":
-        from osmlulc.demo import generate_demo_country
+        from osmlulc.demo.country import generate_demo_country
 
         p.demo.mkdir(parents=True, exist_ok=True)
         generate_demo_country(demo_spec(config, args.size), table,
@@ -166,11 +166,11 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
                          method="snic", threads=args.threads)
         info["note"] = f"{n} superpixels, blocks of {seg['block_size_px']} px, {args.threads} at once"
     elif name == "label":
-        from osmlulc.post import transfer_labels
+        from osmlulc.labels import transfer_labels
 
         transfer_labels(p.label_3035, p.stack, p.label, table, coding="classes")
     elif name == "samples":
-        from osmlulc.models import sample_patch_size
+        from osmlulc.resnet import sample_patch_size
         from osmlulc.samples import SampleSettings, draw_samples
 
         # One sample set for both architectures: the larger of their patches.
@@ -187,7 +187,7 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         info["note"] = f"{sum(summary['train'].values())} train / {sum(summary['validation'].values())} " \
                        f"validation patches of {size} px"
     elif name in ("train_resnet", "train_original"):
-        from osmlulc.models import train_resnet
+        from osmlulc.resnet_training import train_resnet
 
         architecture = "dense" if name == "train_resnet" else "original"
         out = p.resnet if architecture == "dense" else p.original
@@ -207,39 +207,39 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
 
         predict_tile_superpixels(p.probabilities, p.segments, table, p.superpixels)
     elif name == "clip_extent":
-        from osmlulc.demo import demo_tile_grid
-        from osmlulc.post import clip_to_footprint, own_footprints, tile_footprints_3035
+        from osmlulc.demo.spec import demo_tile_grid
+        from osmlulc.footprints import clip_to_footprint, own_footprints, tile_footprints_3035
 
         footprint = own_footprints(tile_footprints_3035(demo_tile_grid(demo_spec(config, args.size))))[TILE]
         clip_to_footprint(p.classified, footprint, p.clipped, table)
     elif name == "merge":
-        from osmlulc.post import merge_tiles
+        from osmlulc.mosaic import merge_tiles
 
         merge_tiles([str(p.clipped)], p.mosaic, table, crs=config["product"]["crs"],
                     resolution=config["product"]["resolution"])
         info["mpx"] = raster_mpx(p.mosaic)
     elif name == "clip_boundary":
-        from osmlulc.post import clip_to_boundary
+        from osmlulc.footprints import clip_to_boundary
 
         clip_to_boundary(p.mosaic, p.boundary, p.mosaic_clipped, table)
         info["mpx"] = raster_mpx(p.mosaic)
     elif name == "label_transfer":
-        from osmlulc.post import transfer_labels
+        from osmlulc.labels import transfer_labels
 
         transfer_labels(p.label_3035, p.mosaic_clipped, p.country_label, table, coding="classes")
         info["mpx"] = raster_mpx(p.mosaic_clipped)
     elif name == "product_merge":
-        from osmlulc.post import merge_product
+        from osmlulc.mosaic import merge_product
 
         merge_product(p.mosaic_clipped, p.country_label, p.product, table)
         info["mpx"] = raster_mpx(p.product)
     elif name == "extract_land_use":
-        from osmlulc.post import extract_land_use
+        from osmlulc.mosaic import extract_land_use
 
         extract_land_use(p.product, config["product"]["land_use"][0], p.water, table)
         info["mpx"] = raster_mpx(p.product)
     elif name == "sieve":
-        from osmlulc.post import sieve
+        from osmlulc.sieve import sieve
 
         s = config["product"]["sieve"]
         sieve(p.water, p.sieved, size=s["size"], connectivity=s["connectivity"], halo=s["halo_px"])
@@ -277,7 +277,7 @@ def random_patches(stack_path, patch_size: int, n: int, seed: int = 0):
 
 def per_patch(model_path, stack_path, args) -> dict:
     """Per-patch inference of a trained ResNet on a sample of pixels, extrapolated to the tile."""
-    from osmlulc.models import load_classifier
+    from osmlulc.classifiers import load_classifier
     from osmlulc.predict import predict_patches
 
     classifier = load_classifier(model_path)
@@ -323,7 +323,7 @@ def superpixels_crop(stack_path, config: dict, args) -> dict:
     from rasterio.windows import Window
     from skimage.segmentation import slic
 
-    from osmlulc.segmentation import snic
+    from osmlulc.snic import snic
 
     seg = config["segmentation"]
     crop = args.crop

@@ -15,20 +15,15 @@ from snakemake.utils import validate
 from osmlulc import provenance
 from osmlulc import resources as job_resources
 from osmlulc.classes import ClassTable
-from osmlulc.demo import demo_date_names, demo_tile_grid
+from osmlulc.demo.dates import demo_date_names
+from osmlulc.demo.spec import demo_tile_grid
 from osmlulc.io import InputError, atomic_output
 from osmlulc.mgrs import tile_grid as mgrs_tile_grid
-from osmlulc.models import sample_patch_size
-from osmlulc.post import own_footprints, tile_footprints_3035
+from osmlulc.resnet import sample_patch_size
+from osmlulc.footprints import own_footprints, tile_footprints_3035
 from osmlulc.composite import resolve_products
-from osmlulc.validate import (
-    check_record,
-    config_error_line,
-    failures_in_logs,
-    run_status,
-    run_status_rst,
-    write_run_status,
-)
+from osmlulc.run_status import failures_in_logs, run_status, run_status_rst, write_run_status
+from osmlulc.validate import check_record, config_error_line
 
 
 def stop_on_config_error(message):

@@ -10,7 +10,8 @@ from shapely.geometry import box
 
 from osmlulc import accuracy, assess
 from osmlulc.classes import ClassTable
-from osmlulc.post import clip_to_footprint, merge_tiles
+from osmlulc.footprints import clip_to_footprint
+from osmlulc.mosaic import merge_tiles
 from osmlulc.predict import PROBABILITY_SCALE, tile_confidence
 from osmlulc.samples import SampleSettings, _pick_outside, buffered_out, draw_samples
 
@@ -247,7 +248,7 @@ def test_continuous_layer_through_clip_and_merge(tmp_path):
         dst.update_tags(1, UNITS="percent")
     with rasterio.open(path) as src:
         left, bottom, right, top = src.bounds
-    from osmlulc.post import _reproject_geometry
+    from osmlulc.footprints import _reproject_geometry
     half = _reproject_geometry(box(left, bottom, (left + right) / 2, top), "EPSG:32632", "EPSG:3035")
     clip_to_footprint(path, half, tmp_path / "clip.tif", None)
     merge_tiles([str(tmp_path / "clip.tif")], tmp_path / "mosaic.tif", None)

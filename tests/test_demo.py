@@ -13,7 +13,8 @@ import shapely
 from shapely.geometry import shape
 
 from osmlulc.classes import ClassTable
-from osmlulc.demo import demo_tile_grid, generate_demo_country
+from osmlulc.demo.country import generate_demo_country
+from osmlulc.demo.spec import demo_tile_grid
 
 CLASSES_YAML = Path(__file__).resolve().parents[1] / "config" / "classes.yaml"
 BANDS = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20, "B12": 20}

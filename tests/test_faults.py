@@ -142,7 +142,7 @@ def _logged_step(log_path: str, started, finish: bool) -> None:
 
 
 def test_killed_step_is_killed_in_the_run_status_and_a_finished_one_ok(tmp_path):
-    from osmlulc.validate import failures_in_logs, run_status
+    from osmlulc.run_status import failures_in_logs, run_status
 
     (tmp_path / "logs" / "snic").mkdir(parents=True)
     context = multiprocessing.get_context("fork")

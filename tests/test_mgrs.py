@@ -11,7 +11,7 @@ from shapely.geometry import Point, box
 from conftest import ROOT
 from osmlulc import mgrs
 from osmlulc.io import InputError
-from osmlulc.post import own_footprints, tile_footprints_3035
+from osmlulc.footprints import own_footprints, tile_footprints_3035
 
 # Upper-left corners of real Sentinel-2 tiles (from the products' geotransforms / the ESA tiling grid).
 KNOWN_TILES = {

@@ -23,8 +23,8 @@ import rasterio.features
 import yaml
 
 from conftest import ROOT, WORKFLOW_LINKS
-from osmlulc.demo import demo_tile_grid
-from osmlulc.post import own_footprints, tile_footprints_3035
+from osmlulc.demo.spec import demo_tile_grid
+from osmlulc.footprints import own_footprints, tile_footprints_3035
 
 BAD = "32UNV"  # not a training tile of the demo
 BAND = f"resources/demo/XD/tiles/{BAD}/{BAD}_B07.tif"

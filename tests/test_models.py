@@ -1,4 +1,4 @@
-"""Tests of osmlulc.models: ResNet geometry, training of the three classifiers, loading, determinism."""
+"""Tests of the models (resnet, resnet_training, sklearn_models, classifiers): geometry, training, loading."""
 
 import csv
 import os
@@ -13,7 +13,10 @@ import pytest
 
 from osmlulc.classes import ClassTable
 from osmlulc.io import InputError
-from osmlulc.models import (build_resnet, load_classifier, resnet_patch_size, train_resnet, train_sklearn)
+from osmlulc.classifiers import load_classifier
+from osmlulc.resnet import build_resnet, resnet_patch_size
+from osmlulc.resnet_training import train_resnet
+from osmlulc.sklearn_models import train_sklearn
 
 # Keras' own numpy conversion of training logs trips a numpy 2 deprecation; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")

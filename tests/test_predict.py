@@ -14,7 +14,10 @@ from rasterio.transform import from_origin
 
 from osmlulc.classes import ClassTable
 from osmlulc.io import InputError, block_windows
-from osmlulc.models import build_resnet, load_classifier, train_resnet, train_sklearn
+from osmlulc.classifiers import load_classifier
+from osmlulc.resnet import build_resnet
+from osmlulc.resnet_training import train_resnet
+from osmlulc.sklearn_models import train_sklearn
 from osmlulc.predict import (predict_patches, predict_tile_pixels, predict_tile_superpixels,
                              predict_window_probabilities)
 

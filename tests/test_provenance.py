@@ -16,21 +16,22 @@ def _package_copy(tmp_path) -> Path:
 
 
 def test_modules_used_follow_imports_transitively():
-    # merge.py imports classes, logs and post; post imports io, logs, classes; logs imports io.
+    # merge.py imports classes, logs and mosaic; mosaic imports io, logs, classes, footprints, windows.
     used = modules_used(SCRIPTS / "merge.py")
-    assert {"__init__", "classes", "logs", "post", "io"} <= set(used)
-    assert "models" not in used and "segmentation" not in used
-    # predict_pixel -> predict -> models: a model change reruns prediction.
-    assert "models" in modules_used(SCRIPTS / "predict_pixel.py")
+    assert {"__init__", "classes", "logs", "mosaic", "footprints", "windows", "io"} <= set(used)
+    assert "classifiers" not in used and "segmentation" not in used
+    # predict_pixel -> predict -> classifiers -> resnet: a model change reruns prediction (training code does not).
+    used = modules_used(SCRIPTS / "predict_pixel.py")
+    assert {"classifiers", "resnet"} <= set(used) and "resnet_training" not in used
 
 
 def test_code_change_changes_the_version_of_the_scripts_that_use_it_only(tmp_path):
     pkg = _package_copy(tmp_path)
     before = {s: code_version(SCRIPTS / f"{s}.py", pkg) for s in ("merge", "sieve", "ndwi", "snic")}
-    post = pkg / "post.py"
-    post.write_text(post.read_text() + "\n\nMERGE_CHANGED = 1\n")
+    windows = pkg / "windows.py"
+    windows.write_text(windows.read_text() + "\n\nWINDOWS_CHANGED = 1\n")
     after = {s: code_version(SCRIPTS / f"{s}.py", pkg) for s in before}
-    assert after["merge"] != before["merge"] and after["sieve"] != before["sieve"]  # both use post
+    assert after["merge"] != before["merge"] and after["sieve"] != before["sieve"]  # both use windows
     assert after["ndwi"] == before["ndwi"] and after["snic"] == before["snic"]  # features / segmentation
     assert all("+" in v for v in before.values())
 
@@ -38,9 +39,37 @@ def test_code_change_changes_the_version_of_the_scripts_that_use_it_only(tmp_pat
 def test_comments_and_layout_do_not_change_the_version(tmp_path):
     pkg = _package_copy(tmp_path)
     before = code_version(SCRIPTS / "merge.py", pkg)
-    post = pkg / "post.py"
-    post.write_text("# a new comment\n\n" + post.read_text().replace("\n\n\n", "\n\n\n\n"))
+    mosaic = pkg / "mosaic.py"
+    mosaic.write_text("# a new comment\n\n" + mosaic.read_text().replace("\n\n\n", "\n\n\n\n"))
     assert code_version(SCRIPTS / "merge.py", pkg) == before
+
+
+def test_modules_of_a_subpackage_are_followed(tmp_path):
+    # demo_data.py -> demo.country -> demo.render -> demo.noise (absolute imports inside the subpackage).
+    used = set(modules_used(SCRIPTS / "demo_data.py"))
+    assert {"demo", "demo.country", "demo.render", "demo.noise", "demo.spec", "io", "classes"} <= used
+    assert "demo.dates" not in used
+    pkg = _package_copy(tmp_path)
+    before = {s: code_version(SCRIPTS / f"{s}.py", pkg) for s in ("demo_data", "demo_dates", "merge")}
+    noise = pkg / "demo" / "noise.py"
+    noise.write_text(noise.read_text() + "\n\nNOISE_CHANGED = 1\n")
+    after = {s: code_version(SCRIPTS / f"{s}.py", pkg) for s in before}
+    assert after["demo_data"] != before["demo_data"] and after["demo_dates"] != before["demo_dates"]
+    assert after["merge"] == before["merge"]
+
+
+def test_relative_imports_inside_a_subpackage(tmp_path):
+    pkg = _package_copy(tmp_path)
+    (pkg / "sub").mkdir()
+    (pkg / "sub" / "__init__.py").write_text("from .a import f\n")
+    (pkg / "sub" / "a.py").write_text("from . import b\nfrom ..io import InputError\n")
+    (pkg / "sub" / "b.py").write_text("X = 1\n")
+    script = tmp_path / "script.py"
+    script.write_text("from osmlulc.sub import f\n")
+    assert {"sub", "sub.a", "sub.b", "io"} <= set(modules_used(script, pkg))
+    before = code_version(script, pkg)
+    (pkg / "sub" / "b.py").write_text("X = 2\n")
+    assert code_version(script, pkg) != before
 
 
 def test_version_bump_changes_every_version(tmp_path):

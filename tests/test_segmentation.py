@@ -11,7 +11,8 @@ from rasterio.transform import from_origin
 from scipy import ndimage
 
 from osmlulc.io import InputError
-from osmlulc.segmentation import reflectance_to_colour, seed_grid, segment_tile, snic
+from osmlulc.segmentation import reflectance_to_colour, segment_tile
+from osmlulc.snic import seed_grid, snic
 
 
 def two_colour_image(height: int, width: int, edge_col: int) -> np.ndarray:

@@ -14,9 +14,10 @@ from rasterio.transform import from_origin
 
 from conftest import ROOT, WORKFLOW_LINKS
 from osmlulc import sentinel2 as s2
+from osmlulc.sentinel2_masks import l1c_cloud_screen, write_valid_mask
 from osmlulc.features import ndwi, resample_to_grid, stack_bands
 from osmlulc.io import InputError
-from osmlulc.models import train_sklearn
+from osmlulc.sklearn_models import train_sklearn
 from osmlulc.predict import predict_tile_pixels
 from osmlulc.samples import SampleSettings, draw_samples
 from osmlulc.segmentation import segment_tile
@@ -47,7 +48,7 @@ def tile(scene, tmp_path_factory):
     for band in STACK_ORDER:
         native[band] = out / f"bands/{band}.tif"
         s2.write_band(product, band, native[band], resolution=BANDS["resolution"][band])
-    masked = s2.write_valid_mask(product, out / "valid_mask.tif", reference_band=BANDS["reference"],
+    masked = write_valid_mask(product, out / "valid_mask.tif", reference_band=BANDS["reference"],
                                  scl_classes=SCL_CLASSES, l1c_screen=SCREEN)
     on_10m = []
     for band in STACK_ORDER:
@@ -341,7 +342,7 @@ def test_pre_04_baseline_values_are_taken_as_they_are(tmp_path):
 
 def test_scl_mask_and_stack(safe, tmp_path):
     product = s2.open_product(safe, TILE)
-    fractions = s2.write_valid_mask(product, tmp_path / "mask.tif", reference_band="B02",
+    fractions = write_valid_mask(product, tmp_path / "mask.tif", reference_band="B02",
                                     scl_classes=SCL_CLASSES, l1c_screen=SCREEN)
     mask = read(tmp_path / "mask.tif")
     # Expected: the 20 m SCL blown up to 10 m; masked where the class is listed or the band is nodata.
@@ -366,8 +367,8 @@ def test_scl_mask_and_stack(safe, tmp_path):
 
 def test_mask_buffer_grows_cloud_but_not_nodata(safe, tmp_path):
     product = s2.open_product(safe, TILE)
-    s2.write_valid_mask(product, tmp_path / "m0.tif", reference_band="B02", scl_classes=[9], l1c_screen=None)
-    s2.write_valid_mask(product, tmp_path / "m2.tif", reference_band="B02", scl_classes=[9], l1c_screen=None,
+    write_valid_mask(product, tmp_path / "m0.tif", reference_band="B02", scl_classes=[9], l1c_screen=None)
+    write_valid_mask(product, tmp_path / "m2.tif", reference_band="B02", scl_classes=[9], l1c_screen=None,
                         buffer_px=2, block_size=16)
     m0, m2 = read(tmp_path / "m0.tif"), read(tmp_path / "m2.tif")
     assert (m0[4:12, 4:12] == 0).all() and (m0[3, 3:13] == 1).all()
@@ -410,7 +411,7 @@ def test_l1c_cloud_screen_rules():
         "B10": ones * [0.001, 0.002, 0.001, 0.001, 0.03],
     }
     # vegetation, thick cloud, water, snow, cirrus
-    assert s2.l1c_cloud_screen(reflectance, SCREEN).tolist() == [[False, True, False, True, True]]
+    assert l1c_cloud_screen(reflectance, SCREEN).tolist() == [[False, True, False, True, True]]
 
 
 # --------------------------------------------------------------------------- the rules, on the real scene

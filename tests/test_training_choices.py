@@ -15,8 +15,11 @@ import rasterio
 from rasterio.transform import from_origin
 
 from osmlulc.classes import ClassTable
-from osmlulc.models import (DIHEDRAL, augment_batch, build_resnet, dihedral, index_pairs_for, load_classifier,
-                            resnet_patch_size, spectral_indices, train_resnet, train_sklearn)
+from osmlulc.classifiers import load_classifier
+from osmlulc.resnet import build_resnet, DIHEDRAL, dihedral, resnet_patch_size
+from osmlulc.resnet_training import augment_batch, train_resnet
+from osmlulc.sample_data import index_pairs_for, spectral_indices
+from osmlulc.sklearn_models import train_sklearn
 from osmlulc.predict import predict_patches, predict_window_probabilities
 from osmlulc.samples import SampleSettings, draw_samples, spectral_outliers
 

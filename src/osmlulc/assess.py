@@ -41,7 +41,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
 
 def validation_confusion(model_path, validation_npz, table: ClassTable) -> np.ndarray:
     """Confusion matrix (rows reference, columns prediction, table order) of a model on validation samples."""
-    from osmlulc.models import load_classifier
+    from osmlulc.classifiers import load_classifier
     from osmlulc.predict import predict_patches
 
     with np.load(validation_npz) as data:

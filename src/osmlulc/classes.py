@@ -40,6 +40,11 @@ class ClassTable:
             return cls.from_dict(yaml.safe_load(f))
 
     @classmethod
+    def from_config(cls, config: dict) -> "ClassTable":
+        """The class table that a workflow config names (its ``classes`` key: the path of the table's YAML)."""
+        return cls.from_yaml(config["classes"])
+
+    @classmethod
     def from_dict(cls, data: dict) -> "ClassTable":
         classes = tuple(
             LandClass(int(c["code"]), str(c["name"]), tuple(int(x) for x in c.get("corine", [])), tuple(c["colour"]))

@@ -1,6 +1,6 @@
 """Multi-date composites: several Sentinel-2 products of one tile -> one cloud-free set of band files.
 
-Each product is masked as a single product would be (:class:`osmlulc.sentinel2.ProductMask`: L2A
+Each product is masked as a single product would be (:class:`osmlulc.sentinel2_masks.ProductMask`: L2A
 by its SCL classes, L1C by s2cloudless or the hand screen, plus nodata and an optional buffer) and
 brought to reflectance x 10000 with its *own* radiometric offset and quantification (products of
 baselines before and after 04.00 can be mixed).  Per pixel, the valid observations are reduced:
@@ -39,7 +39,8 @@ from rasterio.windows import Window
 from osmlulc.features import check_band
 from osmlulc.io import InputError, atomic_output, block_windows, raster_profile, same_grid
 from osmlulc.logs import progress
-from osmlulc.sentinel2 import Product, ProductMask, _open_image, read_reflectance
+from osmlulc.sentinel2 import Product, open_image, read_reflectance
+from osmlulc.sentinel2_masks import ProductMask
 
 log = logging.getLogger("osmlulc")
 
@@ -140,7 +141,7 @@ def composite_tile(products: list[Product], *, bands: dict[str, float], referenc
             sources[band] = []
             for product in products:
                 path = product.band_file(band, int(bands[band]))
-                src = stack.enter_context(_open_image(path, product, band))
+                src = stack.enter_context(open_image(path, product, band))
                 check_band(src, _display(path), expected_resolution=bands[band])
                 if src.crs != ref.crs or not src.transform.almost_equals(transform) or src.shape != shape:
                     raise InputError(f"band {band} of product {product.path} ({_display(path)}) is not aligned with "

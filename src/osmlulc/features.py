@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from typing import Sequence
 
 import numpy as np
@@ -67,14 +68,14 @@ def stack_bands(band_paths: Sequence[str | os.PathLike], band_names: Sequence[st
 
     A pixel that is nodata (0) in any band is nodata in every band of the stack, so later
     stages only need to look at one band to know whether a pixel is valid.  ``valid_mask``
-    (same grid, 0 = masked, e.g. clouds from :func:`osmlulc.sentinel2.write_valid_mask`) makes
+    (same grid, 0 = masked, e.g. clouds from :func:`osmlulc.sentinel2_masks.write_valid_mask`) makes
     its masked pixels nodata too, so they are neither sampled nor classified.
     """
     if len(band_paths) != len(band_names):
         raise ValueError("stack_bands: one name per band path is needed")
-    sources = [open_raster(p, f"band {name}") for p, name in zip(band_paths, band_names)]
-    mask = open_raster(valid_mask, "valid-pixel mask") if valid_mask is not None else None
-    try:
+    with ExitStack() as stack:
+        sources = [stack.enter_context(open_raster(p, f"band {name}")) for p, name in zip(band_paths, band_names)]
+        mask = stack.enter_context(open_raster(valid_mask, "valid-pixel mask")) if valid_mask is not None else None
         ref = sources[0]
         for src, path in zip(sources + ([mask] if mask else []), list(band_paths) + [valid_mask]):
             if not same_grid(src, ref):
@@ -91,9 +92,6 @@ def stack_bands(band_paths: Sequence[str | os.PathLike], band_names: Sequence[st
                     invalid |= mask.read(1, window=window) == 0
                 block[:, invalid] = 0
                 dst.write(block, window=window)
-    finally:
-        for src in sources + ([mask] if mask else []):
-            src.close()
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray, valid: np.ndarray, nodata: float) -> np.ndarray:

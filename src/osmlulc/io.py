@@ -22,6 +22,10 @@ from rasterio.windows import Window
 
 from osmlulc.classes import ClassTable
 
+#: Scale of every band file the workflow writes and reads: reflectance x 10000 (uint16, 0 = nodata), as in
+#: Sentinel-2 products before processing baseline 04.00.
+REFLECTANCE_SCALE = 10000.0
+
 #: Block edge (pixels) of written GeoTIFFs and of the default processing window.
 BLOCK_SIZE = 512
 
@@ -123,6 +127,33 @@ def write_class_colormap(dst, table: ClassTable, band: int = 1) -> None:
     """Attach the class colour table and class names to a classified band."""
     dst.write_colormap(band, table.colormap())
     dst.update_tags(band, **table.names_tags())
+
+
+def class_nodata(table: ClassTable | None) -> int:
+    """Nodata of a class raster, or 0 for a continuous uint8 layer (``table`` None, e.g. the confidence)."""
+    return table.nodata if table is not None else 0
+
+
+def class_profile(crs, transform, width: int, height: int, table: ClassTable | None) -> dict:
+    """Creation profile of a uint8 class-code raster (nodata: the table's) or continuous layer (table None: 0)."""
+    return raster_profile(crs=crs, transform=transform, width=width, height=height, dtype="uint8",
+                          nodata=class_nodata(table))
+
+
+def describe_class_raster(dst, table: ClassTable | None, src) -> None:
+    """Class colour table and names for a class raster; for a continuous layer (``table`` None), the source's
+    band description and tags."""
+    if table is not None:
+        write_class_colormap(dst, table)
+    else:
+        dst.set_band_description(1, src.descriptions[0] or "")
+        dst.update_tags(1, **src.tags(1))
+
+
+def require_crs(src, path, what: str) -> None:
+    """An input error naming ``what`` and ``path`` if the open raster ``src`` has no CRS."""
+    if src.crs is None:
+        raise InputError(f"{what} {path} has no CRS")
 
 
 def open_raster(path: str | os.PathLike, what: str = "raster"):

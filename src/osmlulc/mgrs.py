@@ -232,9 +232,9 @@ def _majority_band(zone: int, band: str, easting: float, northing: float) -> str
 
 def read_boundary_lonlat(path):
     """The union of the polygons of a vector file (any CRS), in lon/lat."""
-    from osmlulc.post import _read_boundary  # the post module's reader: CRS check, repair, one geometry
+    from osmlulc.footprints import read_boundary  # the footprints module's reader: CRS check, repair, one geometry
 
-    return _read_boundary(path, pyproj.CRS.from_epsg(4326))
+    return read_boundary(path, pyproj.CRS.from_epsg(4326))
 
 
 def main(argv=None) -> int:

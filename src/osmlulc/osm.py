@@ -9,13 +9,7 @@ Two steps:
    ways with those keys are read as areas.  Each area gets its class and priority; invalid
    geometries are repaired, broken ones (rings cut by the extract's edge) dropped.  The result is
    a GeoPackage with a spatial index (EPSG:4326), read once per country.
-2. :func:`rasterize_landuse` burns those areas onto a grid (a tile's stack, the country mosaic)
-   window by window: for each window only the areas intersecting it are read (spatial index),
-   reprojected to the grid CRS, clipped to the window and burnt in priority order, so memory is
-   bounded by the window, not the country.  A pixel takes the class of the area with the highest
-   priority covering its centre; on equal priority the smaller area wins (usually the more
-   specific feature drawn inside a larger one), then the one first in the extract.  Pixels where the grid is
-   nodata are nodata (0).
+2. :func:`osmlulc.labels.rasterize_landuse` burns those areas onto a grid, window by window.
 
 The sea is not an area in OSM (only its coastline is mapped), so it stays unlabelled here and is
 left to the classifier.
@@ -33,16 +27,11 @@ from pathlib import Path
 import numpy as np
 import pyogrio
 import pyogrio.errors
-import pyproj
-import rasterio
-import rasterio.features
 import shapely
 import yaml
-from rasterio.transform import array_bounds
 
 from osmlulc.classes import ClassTable
-from osmlulc.io import BLOCK_SIZE, InputError, atomic_output, block_windows, open_raster, raster_profile, \
-    write_class_colormap
+from osmlulc.io import InputError, atomic_output
 
 log = logging.getLogger("osmlulc")
 
@@ -224,96 +213,3 @@ def extract_landuse(pbf_path, dst_path, osm_table: OsmClassTable) -> dict[int, i
     log.info("%s: %d mapped areas (%d with broken geometry dropped); per class %s", pbf_path, len(codes), dropped,
              {int(k): int(v) for k, v in counts.items()})
     return {int(k): int(v) for k, v in counts.items()}
-
-
-# --------------------------------------------------------------------------- GeoPackage -> raster
-
-
-def _window_areas(landuse_path, to_grid: pyproj.Transformer, to_lonlat: pyproj.Transformer, bounds):
-    """Areas intersecting ``bounds`` (grid CRS), reprojected to the grid CRS, with class, priority, area, id."""
-    lonlat_bounds = to_lonlat.transform_bounds(*bounds, densify_pts=21)
-    meta, fids, wkb, values = pyogrio.raw.read(landuse_path, layer=LANDUSE_LAYER, columns=["class", "priority"],
-                                               bbox=lonlat_bounds, return_fids=True)
-    if len(wkb) == 0:
-        return None
-    geometries = shapely.from_wkb(wkb)
-
-    def project(xy: np.ndarray) -> np.ndarray:
-        x, y = to_grid.transform(xy[:, 0], xy[:, 1])
-        return np.column_stack([x, y])
-
-    # Reprojected whole, so an area gets the same coordinates in every window it touches.
-    geometries = shapely.transform(geometries, project)
-    names = list(meta["fields"])
-    return (geometries, values[names.index("class")].astype(np.int64),
-            values[names.index("priority")].astype(np.int64), shapely.area(geometries), fids.astype(np.int64))
-
-
-def burn_order(priority: np.ndarray, area: np.ndarray, fid: np.ndarray) -> np.ndarray:
-    """Indices in burning order: later ones overwrite earlier ones.
-
-    Low priority first; within a priority the larger area first (so the smaller one wins),
-    then the later one in the extract first (so the first one wins).
-    """
-    return np.lexsort((-fid, -area, priority))
-
-
-def rasterize_landuse(landuse_path, grid_path, dst_path, table: ClassTable, *,
-                      block_size: int = BLOCK_SIZE * 2) -> None:
-    """Burn the extracted OSM areas onto the grid of ``grid_path``, window by window (module docstring)."""
-    try:
-        info = pyogrio.read_info(landuse_path, layer=LANDUSE_LAYER)
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as err:
-        raise InputError(f"OSM land use {landuse_path} cannot be read ({err}); rerun rule osm_landuse") from None
-    valid_code = table.index_of_code() >= 0
-    with open_raster(grid_path, "grid raster") as grid:
-        if grid.crs is None:
-            raise InputError(f"grid raster {grid_path} has no CRS")
-        to_grid = pyproj.Transformer.from_crs(info["crs"], grid.crs.to_wkt(), always_xy=True)
-        to_lonlat = pyproj.Transformer.from_crs(grid.crs.to_wkt(), info["crs"], always_xy=True)
-        extract_bounds = to_grid.transform_bounds(*info["total_bounds"], densify_pts=21)
-        left, bottom, right, top = grid.bounds
-        if not (extract_bounds[0] < right and left < extract_bounds[2]
-                and extract_bounds[1] < top and bottom < extract_bounds[3]):
-            raise InputError(f"OSM land use {landuse_path} does not overlap the grid of {grid_path}; "
-                             "check that osm_pbf is the extract of this country")
-        profile = raster_profile(crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
-                                 dtype="uint8", nodata=table.nodata)
-        with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-            write_class_colormap(dst, table)
-            for window in block_windows(grid.width, grid.height, block_size):
-                shape_ = (window.height, window.width)
-                valid = grid.read_masks(1, window=window) > 0
-                labels = np.full(shape_, table.nodata, dtype=np.uint8)
-                transform = grid.window_transform(window)
-                bounds = array_bounds(window.height, window.width, transform)
-                found = _window_areas(landuse_path, to_grid, to_lonlat, bounds) if valid.any() else None
-                if found is not None:
-                    geometries, codes, priority, area, fid = found
-                    # Clip to the window plus a pixel, so huge areas cost only their part in the window.
-                    margin = abs(transform.a)
-                    clipped = shapely.clip_by_rect(geometries, bounds[0] - margin, bounds[1] - margin,
-                                                   bounds[2] + margin, bounds[3] + margin)
-                    order = [i for i in burn_order(priority, area, fid)
-                             if not clipped[i].is_empty and valid_code[codes[i]]]
-                    if order:
-                        labels = rasterio.features.rasterize(
-                            ((clipped[i], int(codes[i])) for i in order), out_shape=shape_, transform=transform,
-                            fill=table.nodata, dtype="uint8")
-                labels[~valid] = table.nodata
-                dst.write(labels, 1, window=window)
-
-
-def labels_onto_grid(source, grid_path, dst_path, table: ClassTable, *, coding: str,
-                     block_size: int = BLOCK_SIZE * 2) -> None:
-    """The label raster on a grid, from whichever label source the country has.
-
-    ``coding="osm"``: ``source`` is the GeoPackage of :func:`extract_landuse`; ``"classes"`` or
-    ``"corine"``: a prepared label raster (:func:`osmlulc.post.transfer_labels`).
-    """
-    if coding == "osm":
-        rasterize_landuse(source, grid_path, dst_path, table, block_size=block_size)
-    else:
-        from osmlulc.post import transfer_labels
-
-        transfer_labels(source, grid_path, dst_path, table, coding=coding, block_size=block_size)

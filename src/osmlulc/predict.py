@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import ExitStack
 
 import numpy as np
 import rasterio
@@ -25,7 +26,8 @@ from osmlulc.classes import ClassTable
 from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, open_raster, raster_profile,
                         same_grid, write_class_colormap)
 from osmlulc.logs import progress
-from osmlulc.models import Classifier, load_classifier
+from osmlulc.windows import core_slices, grown_window
+from osmlulc.classifiers import Classifier, load_classifier
 
 LOG = logging.getLogger("osmlulc")
 
@@ -39,13 +41,12 @@ def read_block_with_halo(src, window: Window, halo: int) -> np.ndarray:
     Reading only what exists and padding in numpy with 'edge' mode gives an edge pixel the same
     context a per-patch classifier would get from an edge-padded image.
     """
-    row0, col0 = int(window.row_off) - halo, int(window.col_off) - halo
-    row1, col1 = int(window.row_off + window.height) + halo, int(window.col_off + window.width) + halo
-    r0, c0 = max(row0, 0), max(col0, 0)
-    r1, c1 = min(row1, src.height), min(col1, src.width)
-    data = src.read(window=Window(c0, r0, c1 - c0, r1 - r0))            # (B, rows, cols)
+    grown = grown_window(window, halo, src.width, src.height)
+    data = src.read(window=grown)            # (B, rows, cols)
     block = np.moveaxis(data, 0, -1).astype(np.float32)
-    pad = ((r0 - row0, row1 - r1), (c0 - col0, col1 - c1), (0, 0))
+    rows, cols = core_slices(window, grown)  # where the window lies in what was read: pad the rest to the halo
+    pad = ((halo - rows.start, halo - (grown.height - rows.stop)),
+           (halo - cols.start, halo - (grown.width - cols.stop)), (0, 0))
     if any(p for pair in pad for p in pair):
         block = np.pad(block, pad, mode="edge")
     return block
@@ -76,7 +77,7 @@ def predict_patches(classifier: Classifier, patches: np.ndarray) -> np.ndarray:
 
     The reference against which dense inference is tested; patches larger than the
     classifier's own patch size are centre-cropped to it (pixel at index P // 2, see
-    :func:`osmlulc.models.centre_crop`).
+    :func:`osmlulc.sample_data.centre_crop`).
     """
     size = classifier.patch_size
     have = patches.shape[1]
@@ -109,7 +110,7 @@ def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_pa
     Writes ``classified_path`` (uint8 class codes of the most probable class, 0 at nodata, with
     the class colour table) and ``probabilities_path`` (uint8, one band per class in table order,
     round(p * 255), 0 at nodata, band descriptions = class names).  ``rotations``: test-time
-    rotations of the dense ResNet (mean over 1, 4 or 8 transforms; :class:`osmlulc.models.ResnetClassifier`).
+    rotations of the dense ResNet (mean over 1, 4 or 8 transforms; :class:`osmlulc.classifiers.ResnetClassifier`).
     """
     classifier = load_classifier(model_path, rotations=rotations)
     if classifier.n_classes != len(table):
@@ -187,37 +188,33 @@ def tile_confidence(probabilities_path, dst_path, *, segments_path=None, block_s
     ``segments_path``): the maximum of the superpixel's mean probabilities — the probability
     of the class the superpixel was given (see :func:`predict_tile_superpixels`).
     """
-    with open_raster(probabilities_path, "probabilities") as prob_src:
+    with ExitStack() as stack:
+        prob_src = stack.enter_context(open_raster(probabilities_path, "probabilities"))
         windows = list(block_windows(prob_src.width, prob_src.height, block_size))
         segment_confidence = None
         seg_src = None
         if segments_path is not None:
-            seg_src = open_raster(segments_path, "segments")
-        try:
-            if seg_src is not None:
-                _require_segments_grid(seg_src, prob_src, segments_path, probabilities_path)
-                sums, counts = segment_probability_sums(prob_src, seg_src, windows, segments_path)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    mean_max = np.where(counts > 0, sums.max(axis=0) / np.maximum(counts, 1), 0.0)
-                segment_confidence = np.rint(mean_max / PROBABILITY_SCALE * CONFIDENCE_SCALE).astype(np.uint8)
-            profile = raster_profile(crs=prob_src.crs, transform=prob_src.transform, width=prob_src.width,
-                                     height=prob_src.height, dtype="uint8", nodata=0,
-                                     block_size=_output_block_size(block_size))
-            with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-                dst.set_band_description(1, "confidence: maximum class probability (%)")
-                dst.update_tags(1, UNITS="percent", SCALE="value = round(100 * maximum probability); 0 = nodata")
-                for window in progress(windows, f"confidence {os.path.basename(str(dst_path))}"):
-                    prob = prob_src.read(window=window)
-                    has_probabilities = (prob > 0).any(axis=0)
-                    if segment_confidence is None:
-                        confidence = np.rint(prob.max(axis=0) / PROBABILITY_SCALE * CONFIDENCE_SCALE)
-                    else:
-                        confidence = segment_confidence[_segment_block(seg_src, window, segments_path)]
-                    confidence = np.where(has_probabilities, np.maximum(confidence, 1), 0).astype(np.uint8)
-                    dst.write(confidence, 1, window=window)
-        finally:
-            if seg_src is not None:
-                seg_src.close()
+            seg_src = stack.enter_context(open_raster(segments_path, "segments"))
+            _require_segments_grid(seg_src, prob_src, segments_path, probabilities_path)
+            sums, counts = segment_probability_sums(prob_src, seg_src, windows, segments_path)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mean_max = np.where(counts > 0, sums.max(axis=0) / np.maximum(counts, 1), 0.0)
+            segment_confidence = np.rint(mean_max / PROBABILITY_SCALE * CONFIDENCE_SCALE).astype(np.uint8)
+        profile = raster_profile(crs=prob_src.crs, transform=prob_src.transform, width=prob_src.width,
+                                 height=prob_src.height, dtype="uint8", nodata=0,
+                                 block_size=_output_block_size(block_size))
+        with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            dst.set_band_description(1, "confidence: maximum class probability (%)")
+            dst.update_tags(1, UNITS="percent", SCALE="value = round(100 * maximum probability); 0 = nodata")
+            for window in progress(windows, f"confidence {os.path.basename(str(dst_path))}"):
+                prob = prob_src.read(window=window)
+                has_probabilities = (prob > 0).any(axis=0)
+                if segment_confidence is None:
+                    confidence = np.rint(prob.max(axis=0) / PROBABILITY_SCALE * CONFIDENCE_SCALE)
+                else:
+                    confidence = segment_confidence[_segment_block(seg_src, window, segments_path)]
+                confidence = np.where(has_probabilities, np.maximum(confidence, 1), 0).astype(np.uint8)
+                dst.write(confidence, 1, window=window)
 
 
 def predict_tile_superpixels(probabilities_path, segments_path, table: ClassTable, classified_path, *,

@@ -18,24 +18,59 @@ from pathlib import Path
 PACKAGE = "osmlulc"
 
 
-def _imported_modules(tree: ast.AST, package: str) -> set[str]:
-    """Names (without the package prefix) of the package's modules that ``tree`` imports, anywhere in it."""
+def _imported_modules(tree: ast.AST, package: str, module: str = "", is_package: bool = False) -> set[str]:
+    """Names (dotted, without the package prefix) of the package's modules that ``tree`` imports, anywhere in it.
+
+    ``module`` is the importing module's own name (``""`` for a script outside the package, ``"demo.dates"``
+    for ``osmlulc/demo/dates.py``, ``"demo"`` with ``is_package`` for ``osmlulc/demo/__init__.py``): relative
+    imports are resolved against it.  Importing a module of a subpackage imports the subpackage too (its
+    ``__init__``), and ``from X import name`` may name a module of X: every candidate is returned,
+    :func:`modules_used` keeps those that are files.
+    """
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == package and len(parts) > 1:
-                    found.add(parts[1])
+            targets = [alias.name.split(".") for alias in node.names]
+            names: list[str] = []
         elif isinstance(node, ast.ImportFrom):
-            parts = (node.module or "").split(".")
-            if node.level == 1 and node.module:  # from .io import x (inside the package)
-                found.add(parts[0])
-            elif node.level == 1 or (parts[0] == package and len(parts) == 1):  # from . / from osmlulc import io
-                found.update(alias.name for alias in node.names)
-            elif parts[0] == package:
-                found.add(parts[1])
+            if node.level:  # relative: from the importing module's package (or a parent of it)
+                here = _containing_package(module, is_package)
+                base = here[:len(here) - (node.level - 1)]
+                targets = [[package, *base, *((node.module or "").split(".") if node.module else [])]]
+            else:
+                targets = [(node.module or "").split(".")]
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for parts in targets:
+            if parts[0] != package:
+                continue
+            inner = parts[1:]
+            for i in range(1, len(inner) + 1):  # the module and every subpackage above it
+                found.add(".".join(inner[:i]))
+            found.update(".".join([*inner, name]) for name in names)
     return found
+
+
+def _containing_package(module: str, is_package: bool) -> list[str]:
+    """Parts of the package (within ours) that ``module`` belongs to: itself for a package's ``__init__``."""
+    if module in ("", "__init__"):
+        return []
+    parts = module.split(".")
+    return parts if is_package else parts[:-1]
+
+
+def module_path(name: str, pkg_dir: str | os.PathLike) -> Path | None:
+    """The file of module ``name`` (dotted, in the package; ``__init__``: the package's own), or None."""
+    pkg_dir = Path(pkg_dir)
+    if name == "__init__":
+        return pkg_dir / "__init__.py"
+    parts = name.split(".")
+    as_module = pkg_dir.joinpath(*parts[:-1], f"{parts[-1]}.py")
+    if as_module.exists():
+        return as_module
+    as_package = pkg_dir.joinpath(*parts, "__init__.py")
+    return as_package if as_package.exists() else None
 
 
 def _module_tree(path: str) -> ast.AST:
@@ -62,11 +97,11 @@ def modules_used(script: str | os.PathLike, pkg_dir: str | os.PathLike | None = 
     seen = {"__init__"}
     while todo:
         name = todo.pop()
-        path = pkg_dir / f"{name}.py"
-        if name in seen or not path.exists():  # a name imported from __init__, not a module
+        path = module_path(name, pkg_dir)
+        if name in seen or path is None:  # a name imported from a package, not a module
             continue
         seen.add(name)
-        todo |= _imported_modules(_module_tree(str(path)), PACKAGE) - seen
+        todo |= _imported_modules(_module_tree(str(path)), PACKAGE, name, path.name == "__init__.py") - seen
     return sorted(seen)
 
 
@@ -76,7 +111,7 @@ def code_hash(modules: list[str], pkg_dir: str | os.PathLike | None = None) -> s
     digest = hashlib.sha256()
     for name in sorted(modules):
         digest.update(name.encode())
-        digest.update(ast.dump(_module_tree(str(pkg_dir / f"{name}.py"))).encode())
+        digest.update(ast.dump(_module_tree(str(module_path(name, pkg_dir)))).encode())
     return digest.hexdigest()[:16]
 
 

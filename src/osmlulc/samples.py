@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 from rasterio.windows import Window
-from scipy import ndimage
 
 from osmlulc.classes import ClassTable
 from osmlulc.io import InputError, atomic_output, block_windows, open_raster, write_csv_rows
+from osmlulc.sample_cleaning import LabelFilter
 
 log = logging.getLogger("osmlulc")
 
@@ -70,102 +70,6 @@ class SampleSettings:
     #: trains densely on every clean labelled pixel of the chip, not only the centre.  1: off.
     #: ``patch_size`` must hold it: model patch + chip_px - 1.
     chip_px: int = 1
-
-
-class LabelFilter:
-    """Which labelled pixels of one tile may become samples: erosion and superpixel purity (module docstring).
-
-    ``segments_path`` / ``centroids_path``: the tile's superpixels (rule ``snic``), needed for
-    ``method: superpixel``.  The per-segment purity is computed once per tile in a windowed
-    pass; it holds one label per segment (memory grows with the number of segments).
-    """
-
-    def __init__(self, settings: SampleSettings, label_src, table: ClassTable, segments_path=None,
-                 centroids_path=None):
-        if settings.method not in ("pixel", "superpixel"):
-            raise ValueError(f"samples.method must be pixel or superpixel, got {settings.method!r}")
-        if settings.superpixel_pixels not in ("centroid", "all"):
-            raise ValueError(f"samples.superpixel_pixels must be centroid or all, got {settings.superpixel_pixels!r}")
-        self.erosion = int(settings.erosion_px)
-        self.superpixel = settings.method == "superpixel"
-        self.segments = None
-        self.centroid_index = None
-        if not self.superpixel:
-            return
-        if segments_path is None:
-            raise InputError(f"samples.method superpixel needs the superpixels of tile raster {label_src.name}")
-        self.segments = open_raster(segments_path, "superpixel segments")
-        if (self.segments.width, self.segments.height) != (label_src.width, label_src.height):
-            raise InputError(f"superpixels {segments_path} are not on the grid of label raster {label_src.name}")
-        self.pure_label = self._pure_labels(label_src, table, settings.purity)
-        n_pure = int((self.pure_label > 0).sum())
-        log.info("%s: %d of %d superpixels are at least %.0f %% one OSM class", segments_path, n_pure,
-                 len(self.pure_label) - 1, 100 * settings.purity)
-        if settings.superpixel_pixels == "centroid":
-            self.centroid_index = self._centroid_pixels(centroids_path, label_src)
-
-    def close(self) -> None:
-        if self.segments is not None:
-            self.segments.close()
-
-    def _pure_labels(self, label_src, table: ClassTable, purity: float) -> np.ndarray:
-        """Per segment id: its majority class code if that class covers >= ``purity`` of its pixels, else 0."""
-        n_codes = int(table.codes.max()) + 1
-        counts = np.zeros((1, n_codes), dtype=np.int64)
-        for window in block_windows(label_src.width, label_src.height):
-            seg = self.segments.read(1, window=window).astype(np.int64).ravel()
-            lab = label_src.read(1, window=window).ravel()
-            lab = np.where(table.index_of_code()[lab] >= 0, lab, 0).astype(np.int64)  # unknown codes: unlabelled
-            top = int(seg.max(initial=0))
-            if top >= len(counts):
-                counts = np.vstack([counts, np.zeros((top + 1 - len(counts), n_codes), np.int64)])
-            np.add.at(counts, (seg, lab), 1)
-        size = counts.sum(axis=1)
-        majority = counts[:, 1:].argmax(axis=1) + 1
-        share = counts[np.arange(len(counts)), majority] / np.maximum(size, 1)
-        pure = np.where((share >= purity) & (counts[:, 1:].sum(axis=1) > 0), majority, 0)
-        pure[0] = 0
-        return pure.astype(np.int64)
-
-    def _centroid_pixels(self, centroids_path, label_src) -> np.ndarray:
-        """Sorted linear pixel indexes of the centroids of pure superpixels that lie inside their superpixel."""
-        import pyogrio
-
-        if centroids_path is None:
-            raise InputError(f"samples.superpixel_pixels centroid needs the superpixel centroids of {label_src.name}")
-        try:
-            _, _, _, fields = pyogrio.raw.read(str(centroids_path), columns=["segment", "row", "col"],
-                                               read_geometry=False)
-        except Exception as err:  # pyogrio raises several types for missing / corrupt files
-            raise InputError(f"superpixel centroids {centroids_path} cannot be read ({err}); rerun rule snic") from None
-        segment, rows, cols = (np.asarray(f) for f in fields)
-        rows = np.clip(np.rint(rows).astype(np.int64), 0, label_src.height - 1)
-        cols = np.clip(np.rint(cols).astype(np.int64), 0, label_src.width - 1)
-        pure = self.pure_label[np.clip(segment, 0, len(self.pure_label) - 1)] > 0
-        pure &= segment < len(self.pure_label)
-        return np.sort(rows[pure] * label_src.width + cols[pure])
-
-    def keep(self, label_src, window: Window, labels: np.ndarray) -> np.ndarray:
-        """Boolean mask over ``labels`` (the window's label block): labelled pixels that may be sampled."""
-        keep = labels > 0
-        if self.erosion > 0:
-            e = self.erosion
-            grown = Window(window.col_off - e, window.row_off - e, window.width + 2 * e, window.height + 2 * e)
-            # Outside the raster counts as unlabelled, so image borders erode too.
-            block = label_src.read(1, window=grown, boundless=True, fill_value=0)
-            size = 2 * e + 1
-            same = ndimage.minimum_filter(block, size) == ndimage.maximum_filter(block, size)
-            keep &= same[e:e + labels.shape[0], e:e + labels.shape[1]]
-        if self.superpixel:
-            seg = self.segments.read(1, window=window).astype(np.int64)
-            keep &= self.pure_label[np.clip(seg, 0, len(self.pure_label) - 1)] == labels
-            if self.centroid_index is not None:
-                rows, cols = np.indices(labels.shape)
-                linear = (rows + int(window.row_off)) * label_src.width + cols + int(window.col_off)
-                pos = np.searchsorted(self.centroid_index, linear)
-                pos = np.minimum(pos, max(len(self.centroid_index) - 1, 0))
-                keep &= (self.centroid_index[pos] == linear) if len(self.centroid_index) else False
-        return keep
 
 
 def validation_blocks(shape: tuple[int, int], block_px: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -281,15 +185,12 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
                 raise InputError(f"label raster {label_path} is not on the grid of tile {tile}'s stack {stack_path}")
             held_out[tile] = validation_blocks((label.height, label.width), settings.split_block_px,
                                                settings.validation_fraction, rng)
-            cleaning = label_filter(tile, label)
-            try:
+            with label_filter(tile, label) as cleaning:
                 for window in block_windows(label.width, label.height):
                     _, _, labels, split = _candidates(label, stack, window, half, held_out[tile],
                                                       settings.split_block_px, settings.validation_buffer_px, cleaning)
                     known = index[labels] >= 0
                     np.add.at(counts, (split[known], index[labels[known]]), 1)
-            finally:
-                cleaning.close()
     if counts.sum() == 0:
         raise InputError(f"no labelled pixel in the training tiles {tile_ids}: check that the label raster "
                          "overlaps them")
@@ -308,27 +209,26 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
     for tile in tile_ids:
         stack_path, label_path = tiles[tile]
         with open_raster(stack_path, "band stack") as stack, open_raster(label_path, "label raster") as label:
-            cleaning = label_filter(tile, label)
-            for window in block_windows(label.width, label.height):
-                rows, cols, labels, split = _candidates(label, stack, window, half, held_out[tile],
-                                                        settings.split_block_px, settings.validation_buffer_px,
-                                                        cleaning)
-                for s in range(2):
-                    for c in range(n_classes):
-                        sel = (split == s) & (index[labels] == c)
-                        n = int(sel.sum())
-                        if n == 0:
-                            continue
-                        running = np.arange(seen[s, c], seen[s, c] + n)
-                        take = np.isin(running, chosen[s][c], assume_unique=True)
-                        seen[s, c] += n
-                        if take.any():
-                            picked[s].append((tile, rows[sel][take], cols[sel][take], labels[sel][take]))
-                        if s == 0:
-                            take = np.isin(running, chosen_random[c], assume_unique=True)
+            with label_filter(tile, label) as cleaning:
+                for window in block_windows(label.width, label.height):
+                    rows, cols, labels, split = _candidates(label, stack, window, half, held_out[tile],
+                                                            settings.split_block_px, settings.validation_buffer_px,
+                                                            cleaning)
+                    for s in range(2):
+                        for c in range(n_classes):
+                            sel = (split == s) & (index[labels] == c)
+                            n = int(sel.sum())
+                            if n == 0:
+                                continue
+                            running = np.arange(seen[s, c], seen[s, c] + n)
+                            take = np.isin(running, chosen[s][c], assume_unique=True)
+                            seen[s, c] += n
                             if take.any():
-                                picked[2].append((tile, rows[sel][take], cols[sel][take], labels[sel][take]))
-            cleaning.close()
+                                picked[s].append((tile, rows[sel][take], cols[sel][take], labels[sel][take]))
+                            if s == 0:
+                                take = np.isin(running, chosen_random[c], assume_unique=True)
+                                if take.any():
+                                    picked[2].append((tile, rows[sel][take], cols[sel][take], labels[sel][take]))
             band_names = np.array(stack.descriptions, dtype=str)
     def read_chips(tile, rows, cols, split):
         """(n, chip, chip) uint8 labels around each sample: clean labelled pixels of the sample's split, else 0."""
@@ -336,8 +236,7 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
         half_chip = settings.chip_px // 2
         chips = np.zeros((len(rows), settings.chip_px, settings.chip_px), dtype=np.uint8)
         with open_raster(stack_path, "band stack") as stack, open_raster(label_path, "label raster") as label:
-            cleaning = label_filter(tile, label)
-            try:
+            with label_filter(tile, label) as cleaning:
                 for i, (row, col) in enumerate(zip(rows, cols)):
                     window = Window(int(col) - half_chip, int(row) - half_chip, settings.chip_px, settings.chip_px)
                     labels = label.read(1, window=window)
@@ -350,8 +249,6 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
                                               settings.validation_buffer_px)
                     keep &= same.reshape(labels.shape) & (index[labels] >= 0)
                     chips[i] = np.where(keep, labels, 0)
-            finally:
-                cleaning.close()
         return chips
 
     summary = {}

@@ -30,7 +30,8 @@ import re
 from pathlib import Path
 
 from osmlulc.io import InputError, atomic_output
-from osmlulc.sentinel2 import BASELINE_04_OFFSET, REFLECTANCE_SCALE, Product, _baseline_at_least_4
+from osmlulc.io import REFLECTANCE_SCALE
+from osmlulc.sentinel2 import BASELINE_04_OFFSET, Product, baseline_at_least_4
 
 log = logging.getLogger("osmlulc")
 
@@ -78,7 +79,7 @@ def band_offset(item: dict, asset: dict, baseline: str | None, mode: str = "meta
         return 0.0, quantification
     if bands and bands[0].get("offset") is not None and scale:
         return float(bands[0]["offset"]) / float(scale), quantification
-    if _baseline_at_least_4(baseline):
+    if baseline_at_least_4(baseline):
         return BASELINE_04_OFFSET, quantification
     return 0.0, quantification
 

@@ -1,4 +1,4 @@
-"""Input checks that run before the expensive rules, and the run status of a country.
+"""Input checks that run before the expensive rules.
 
 A country run is hours of cluster time over files that users downloaded themselves.  The
 per-tile check (:func:`check_tile_inputs`, rule ``check_inputs``) opens every band of a
@@ -9,19 +9,16 @@ valid pixels, and checks that the label raster and the country boundary overlap 
 result, so a bad tile fails in seconds, with one line naming the file, the tile and what to
 do, instead of after training.
 
-:func:`config_error_line` turns a JSON-schema violation of the config into such a line, and
-:func:`run_status` / :func:`write_run_status` list, per tile, whether its inputs passed and
-which rule failed (read from the one-line errors in the rules' logs), for the run report.
+:func:`config_error_line` turns a JSON-schema violation of the config into such a line.  The run
+status of a country (which tiles passed, which rule failed) is :mod:`osmlulc.run_status`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +32,9 @@ from shapely.geometry import box
 
 from osmlulc.classes import ClassTable
 from osmlulc.features import check_band
-from osmlulc.io import InputError, atomic_output, block_windows, open_raster, write_csv_rows
-from osmlulc.post import _read_boundary, label_lookup
+from osmlulc.io import InputError, atomic_output, block_windows, open_raster
+from osmlulc.footprints import read_boundary
+from osmlulc.labels import label_lookup
 
 log = logging.getLogger("osmlulc")
 
@@ -223,7 +221,7 @@ def _check_labels(inputs: TileInputs, table: ClassTable, tile_crs, tile_bounds) 
 
 
 def _check_boundary(inputs: TileInputs, tile_crs, tile_bounds) -> None:
-    boundary = _read_boundary(inputs.boundary, CRS.from_user_input(tile_crs))
+    boundary = read_boundary(inputs.boundary, CRS.from_user_input(tile_crs))
     if not boundary.intersects(box(*tile_bounds)):
         raise InputError(f"tile {inputs.tile} does not overlap the country boundary {inputs.boundary}; remove it from "
                          f"{_hint(inputs, 'tiles', 'the tile list')} or check the boundary file and its CRS")
@@ -288,147 +286,3 @@ def tiles_passed(records: dict[str, str | os.PathLike], dst_path) -> list[str]:
         Path(tmp).write_text(json.dumps({"passed": passed, "missing": missing}, indent=1) + "\n")
     log.info("%d tile(s) passed their input check, %d missing: %s", len(passed), len(missing), sorted(missing))
     return passed
-
-
-# --------------------------------------------------------------------------- run status
-
-#: The error line of :func:`osmlulc.logs.run_logged` (bad input) and its line for other failures.
-_ERROR_LINE = re.compile(r" ERROR (?:osmlulc: (?P<rule>\S+) \((?P<where>[^)]*)\): (?P<message>.*)"
-                         r"|(?P<rule2>\S+) \((?P<where2>[^)]*)\) failed)$")
-
-#: The first line of every rule's log (osmlulc.logs.run_logged) and its last line when the step finished.
-_START_LINE = re.compile(r" INFO start (?P<rule>\S+) ?(?P<where>[^(]*)\(GDAL_CACHEMAX")
-_DONE_LINE = re.compile(r" INFO done \S+ in [\d.]+ s$")
-
-RUN_STATUS_COLUMNS = ["country", "tile", "status", "rule", "message"]
-
-
-def failures_in_logs(log_dir: str | os.PathLike = "logs", since: float | None = None) -> list[dict]:
-    """Failed rule instances found in the rules' logs: rule, where (country, tile, ...), message, status.
-
-    status ``failed``: the log has an error line. ``killed``: the log has its start line but neither an
-    error line nor the completion line (``done ... in ... s``) that :func:`osmlulc.logs.run_logged`
-    writes last: the job was killed from outside (out of memory, time limit, a signal, a lost node).
-    Only logs written at or after ``since`` (a time stamp) count, so failures of earlier runs
-    that were fixed since are not reported again. Call it when no job runs (the end of a run).
-    """
-    failures = []
-    for path in sorted(Path(log_dir).glob("*/*.log")):
-        if since is not None and path.stat().st_mtime < since:
-            continue
-        lines = path.read_text(errors="replace").splitlines()
-        for line in lines:
-            match = _ERROR_LINE.search(line)
-            if not match:
-                continue
-            where = match["where"] if match["rule"] else match["where2"]
-            failures.append({
-                "rule": match["rule"] or match["rule2"],
-                "where": _where(where),
-                "message": match["message"] or f"failed with an error; see {path}",
-                "log": str(path),
-                "status": "failed",
-            })
-            break
-        else:
-            start = _START_LINE.search(lines[0]) if lines else None
-            if start and not any(_DONE_LINE.search(line) for line in lines):
-                failures.append({
-                    "rule": start["rule"],
-                    "where": _where(start["where"]),
-                    "message": f"killed before it finished (out of memory, time limit or a signal: its log {path} "
-                               "has no completion line); rerun it, with more memory or time if it was killed again",
-                    "log": str(path),
-                    "status": "killed",
-                })
-    return failures
-
-
-def _where(text: str) -> dict:
-    return dict(part.split("=", 1) for part in text.split() if "=" in part)
-
-
-def run_status(tiles: dict[str, list[str]], failures: list[dict],
-               results_dir: str | os.PathLike = "results") -> list[dict]:
-    """One row per tile of each country (and one per failed country-level rule).
-
-    status: ``missing`` (its inputs failed their check and the country products were built without it:
-    ``product.allow_missing_tiles``), ``failed`` (a rule of the tile failed; the first one in the log order),
-    ``killed`` (a job of the tile was killed from outside, see :func:`failures_in_logs`), ``ok`` (its inputs passed
-    :func:`check_tile_inputs` and nothing of it failed), ``not checked``.
-    """
-    rows = []
-    for country, country_tiles in tiles.items():
-        mine = [f for f in failures if f["where"].get("country") == country]
-        for tile in country_tiles:
-            failed = [f for f in mine if f["where"].get("tile") == tile]
-            # The input check explains why later rules of the tile could not run: name it first.
-            failed.sort(key=lambda f: f["rule"] != "check_inputs")
-            flag = Path(results_dir) / country / "tiles" / tile / "inputs_ok.json"
-            record = check_record(flag) if flag.exists() else None
-            if record is not None and not record["ok"]:  # left out of the products (allow_missing_tiles)
-                rows.append({"country": country, "tile": tile, "status": "missing", "rule": "check_inputs",
-                             "message": f"{record['message']} (nodata in the country products)"})
-            elif failed:
-                rows.append({"country": country, "tile": tile, "status": failed[0].get("status", "failed"),
-                             "rule": failed[0]["rule"], "message": failed[0]["message"]})
-            elif record is not None:
-                rows.append({"country": country, "tile": tile, "status": "ok", "rule": "", "message": ""})
-            else:
-                rows.append({"country": country, "tile": tile, "status": "not checked", "rule": "", "message": ""})
-        for f in mine:
-            if "tile" not in f["where"]:
-                rows.append({"country": country, "tile": "-", "status": f.get("status", "failed"), "rule": f["rule"],
-                             "message": f["message"]})
-    return rows
-
-
-def write_run_status(rows: list[dict], path: str | os.PathLike) -> None:
-    """Write run-status rows (see :func:`run_status`) as CSV, atomically."""
-    write_csv_rows(path, rows, list(RUN_STATUS_COLUMNS))
-
-
-def run_status_rst(status_csvs: dict[str, str | os.PathLike]) -> str:
-    """A reStructuredText section for the report: per country, the tiles that failed in the last run.
-
-    ``status_csvs`` maps a country to its run_status.csv (see :func:`write_run_status`); a
-    country whose table does not exist yet is reported as not run.
-    """
-    lines = ["Run status", "----------", ""]
-    for country, path in status_csvs.items():
-        path = Path(path)
-        if not path.exists():
-            lines += [f"- **{country}**: no run status yet (written at the end of each run).", ""]
-            continue
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        failed = [r for r in rows if r["status"] in ("failed", "killed", "missing")]
-        ok = sum(r["status"] == "ok" for r in rows)
-        lines.append(f"- **{country}**: {ok} tile(s) passed their input check, {len(failed)} failed"
-                     f" (last run; details in ``{path}``).")
-        for r in failed:
-            where = r["tile"] or "country level"
-            what = "failed, tile missing" if r["status"] == "missing" else r["status"]
-            lines.append(f"  - {where}: rule ``{r['rule']}`` {what}: {r['message']}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def touch_placeholder_inputs(workdir: str | os.PathLike, country: dict, bands: list[str]) -> list[Path]:
-    """Create empty stand-ins for a country's user-provided files, for a dry run without the data.
-
-    Snakemake needs every input that no rule makes (band files, label raster) to exist, even in
-    ``snakemake -n``; planning a country's job graph away from its data (a laptop, CI, a
-    benchmark) needs placeholders.  Existing files are left alone.  Returns the paths created.
-    """
-    workdir = Path(workdir)
-    paths = [country["bands"].format(tile=tile, band=band) for tile in country["tiles"] for band in bands]
-    paths += [country[key] for key in ("label_raster",) if key in country]
-    created = []
-    for relative in paths:
-        path = workdir / relative
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
-            created.append(path)
-    return created

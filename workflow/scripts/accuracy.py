@@ -13,7 +13,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
             "product sieved": i.product_sieved,
         },
         i.reference,
-        ClassTable.from_yaml(snakemake.config["classes"]),
+        ClassTable.from_config(snakemake.config),
         snakemake.output.table,
         mask_path=i.classified,
         confusion_csv=snakemake.output.confusion,

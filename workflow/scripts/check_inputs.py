@@ -17,7 +17,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         grid=p.grid,
         hints=p.hints,
     )
-    table = ClassTable.from_yaml(snakemake.config["classes"])
+    table = ClassTable.from_config(snakemake.config)
     # Not a param on purpose: a good tile's record is the same either way (switching it reruns nothing).
     if snakemake.config["product"]["allow_missing_tiles"]:
         check_tile_inputs_or_record_missing(inputs, table, snakemake.output[0], step=snakemake.rule,

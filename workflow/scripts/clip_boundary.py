@@ -1,11 +1,7 @@
 from osmlulc.classes import ClassTable
+from osmlulc.footprints import clip_to_boundary
 from osmlulc.logs import run_logged
-from osmlulc.post import clip_to_boundary
 
 with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country):
-    clip_to_boundary(
-        snakemake.input.mosaic,
-        snakemake.input.boundary,
-        snakemake.output[0],
-        ClassTable.from_yaml(snakemake.config["classes"]),
-    )
+    clip_to_boundary(snakemake.input.mosaic, snakemake.input.boundary, snakemake.output[0],
+                     ClassTable.from_config(snakemake.config))

@@ -2,7 +2,7 @@ import shapely
 
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.post import clip_to_footprint
+from osmlulc.footprints import clip_to_footprint
 
 w = snakemake.wildcards
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile):
@@ -10,5 +10,5 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         snakemake.input[0],
         shapely.from_wkt(snakemake.params.footprint),
         snakemake.output[0],
-        ClassTable.from_yaml(snakemake.config["classes"]),
+        ClassTable.from_config(snakemake.config),
     )

@@ -1,7 +1,7 @@
 import shapely
 
 from osmlulc.logs import run_logged
-from osmlulc.post import clip_to_footprint
+from osmlulc.footprints import clip_to_footprint
 
 w = snakemake.wildcards
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile):

@@ -1,4 +1,4 @@
-from osmlulc.demo import write_demo_dates
+from osmlulc.demo.dates import write_demo_dates
 from osmlulc.logs import run_logged
 
 w, p = snakemake.wildcards, snakemake.params

@@ -7,7 +7,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
     predict_tile_pixels(
         snakemake.input.stack,
         snakemake.input.model,
-        ClassTable.from_yaml(snakemake.config["classes"]),
+        ClassTable.from_config(snakemake.config),
         snakemake.output.classified,
         snakemake.output.probabilities,
         block_size=snakemake.params.block_size,

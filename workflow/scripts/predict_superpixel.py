@@ -4,9 +4,5 @@ from osmlulc.predict import predict_tile_superpixels
 
 w = snakemake.wildcards
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile, model=w.model):
-    predict_tile_superpixels(
-        snakemake.input.probabilities,
-        snakemake.input.segments,
-        ClassTable.from_yaml(snakemake.config["classes"]),
-        snakemake.output[0],
-    )
+    predict_tile_superpixels(snakemake.input.probabilities, snakemake.input.segments,
+                             ClassTable.from_config(snakemake.config), snakemake.output[0])

@@ -1,11 +1,7 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.post import merge_product
+from osmlulc.mosaic import merge_product
 
 with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country):
-    merge_product(
-        snakemake.input.classified,
-        snakemake.input.labels,
-        snakemake.output[0],
-        ClassTable.from_yaml(snakemake.config["classes"]),
-    )
+    merge_product(snakemake.input.classified, snakemake.input.labels, snakemake.output[0],
+                  ClassTable.from_config(snakemake.config))

@@ -3,5 +3,5 @@ from osmlulc.logs import run_logged
 from osmlulc.samples import write_sample_summary
 
 with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country):
-    write_sample_summary(dict(snakemake.input.items()), ClassTable.from_yaml(snakemake.config["classes"]),
+    write_sample_summary(dict(snakemake.input.items()), ClassTable.from_config(snakemake.config),
                          snakemake.output[0])

@@ -1,5 +1,6 @@
 from osmlulc.logs import run_logged
-from osmlulc.sentinel2 import open_product, write_valid_mask
+from osmlulc.sentinel2 import open_product
+from osmlulc.sentinel2_masks import write_valid_mask
 
 w, p = snakemake.wildcards, snakemake.params
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile) as log:

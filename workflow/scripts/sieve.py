@@ -2,7 +2,7 @@ from functools import partial
 
 from osmlulc.io import write_as_cog
 from osmlulc.logs import run_logged
-from osmlulc.post import sieve
+from osmlulc.sieve import sieve
 
 s = snakemake.params.sieve
 with run_logged(snakemake.log[0], snakemake.rule, **dict(snakemake.wildcards.items())):

@@ -2,7 +2,7 @@ import shapely
 
 from osmlulc.io import scratch_file
 from osmlulc.logs import run_logged
-from osmlulc.post import clip_to_footprint
+from osmlulc.footprints import clip_to_footprint
 from osmlulc.predict import tile_confidence
 
 w = snakemake.wildcards

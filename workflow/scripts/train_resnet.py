@@ -1,13 +1,13 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.models import train_resnet
+from osmlulc.resnet_training import train_resnet
 
 p = snakemake.params
 with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country) as log:
     result = train_resnet(
         snakemake.input.train,
         snakemake.input.validation,
-        ClassTable.from_yaml(snakemake.config["classes"]),
+        ClassTable.from_config(snakemake.config),
         p.settings,
         p.seed,
         snakemake.output.model,

@@ -1,6 +1,6 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.models import train_sklearn
+from osmlulc.sklearn_models import train_sklearn
 
 w, p = snakemake.wildcards, snakemake.params
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country, model=w.model) as log:
@@ -8,7 +8,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, model=w.mod
         w.model,
         snakemake.input.train,
         snakemake.input.validation,
-        ClassTable.from_yaml(snakemake.config["classes"]),
+        ClassTable.from_config(snakemake.config),
         dict(p.settings),
         p.seed,
         snakemake.output.model,

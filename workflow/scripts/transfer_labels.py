@@ -1,12 +1,12 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.osm import labels_onto_grid
+from osmlulc.labels import labels_onto_grid
 
 with run_logged(snakemake.log[0], snakemake.rule, **dict(snakemake.wildcards.items())):
     labels_onto_grid(
         snakemake.input.labels,
         snakemake.input.grid,
         snakemake.output[0],
-        ClassTable.from_yaml(snakemake.config["classes"]),
+        ClassTable.from_config(snakemake.config),
         coding=snakemake.params.coding,
     )

@@ -7,7 +7,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
     df = validation_accuracy(
         {m: i[m] for m in snakemake.params.models},
         {"spatial": i.spatial, "random": i.random},
-        ClassTable.from_yaml(snakemake.config["classes"]),
+        ClassTable.from_config(snakemake.config),
         snakemake.output.table,
         confusion_csv=snakemake.output.confusion,
     )
