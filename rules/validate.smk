@@ -16,7 +16,7 @@ rule check_inputs:
         band_names=CHECKED_BANDS,
         resolution={b: BANDS["resolution"][b] for b in CHECKED_BANDS},
         reference=BANDS["reference"],
-        label_coding=lambda w: country_cfg(w.country)["label_coding"],
+        label_coding=label_coding,
         training=lambda w: w.tile in country_cfg(w.country)["training_tiles"],
         grid=checked_tile_grid,
         hints=check_hints,

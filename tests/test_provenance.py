@@ -58,6 +58,16 @@ def test_modules_of_a_subpackage_are_followed(tmp_path):
     assert after["merge"] == before["merge"]
 
 
+def test_a_data_file_of_a_subpackage_counts_as_its_code(tmp_path):
+    """demo/endmembers.csv (the demo's spectra) is read by demo.surfaces: a change of it reruns the demo rules."""
+    pkg = _package_copy(tmp_path)
+    before = {s: code_version(SCRIPTS / f"{s}.py", pkg) for s in ("demo_data", "merge")}
+    table = pkg / "demo" / "endmembers.csv"
+    table.write_text(table.read_text().replace("water_clear,380,", "water_clear,381,"))
+    after = {s: code_version(SCRIPTS / f"{s}.py", pkg) for s in before}
+    assert after["demo_data"] != before["demo_data"] and after["merge"] == before["merge"]
+
+
 def test_relative_imports_inside_a_subpackage(tmp_path):
     pkg = _package_copy(tmp_path)
     (pkg / "sub").mkdir()

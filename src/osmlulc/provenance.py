@@ -105,13 +105,28 @@ def modules_used(script: str | os.PathLike, pkg_dir: str | os.PathLike | None = 
     return sorted(seen)
 
 
+#: Data files a module reads from its own folder (importlib.resources), e.g. demo/endmembers.csv.
+DATA_SUFFIXES = (".csv", ".json", ".yaml")
+
+
+def data_files(modules: list[str], pkg_dir: str | os.PathLike) -> list[Path]:
+    """The data files in the folders of the package's subpackages among ``modules`` (sorted)."""
+    pkg_dir = Path(pkg_dir)
+    folders = {module_path(name, pkg_dir).parent for name in modules} - {pkg_dir}
+    return sorted(p for folder in folders for p in folder.iterdir() if p.suffix in DATA_SUFFIXES)
+
+
 def code_hash(modules: list[str], pkg_dir: str | os.PathLike | None = None) -> str:
-    """A hash of the modules' code: their syntax trees, so comments and formatting do not count."""
+    """A hash of the modules' code (their syntax trees, so comments and formatting do not count) and of
+    the data files of the subpackages they belong to."""
     pkg_dir = Path(pkg_dir) if pkg_dir is not None else package_dir()
     digest = hashlib.sha256()
     for name in sorted(modules):
         digest.update(name.encode())
         digest.update(ast.dump(_module_tree(str(module_path(name, pkg_dir)))).encode())
+    for path in data_files(modules, pkg_dir):
+        digest.update(path.relative_to(pkg_dir).as_posix().encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
+from importlib import resources
 
 import numpy as np
 
 from osmlulc.demo.spec import BAND_ORDER, DemoSpec
 
-#: Endmember surface reflectances (x 10000) for BAND_ORDER, close to typical Sentinel-2
-#: L2A values of summer scenes in central Europe.
-ENDMEMBERS = {
-    "water_clear": (380, 480, 300, 240, 170, 150, 130, 120, 60, 45),
-    "water_turbid": (520, 700, 580, 520, 330, 290, 260, 230, 100, 70),
-    "broadleaf": (250, 500, 260, 850, 2500, 3200, 3450, 3550, 1700, 750),
-    "conifer": (190, 360, 190, 580, 1550, 1950, 2150, 2250, 1050, 450),
-    "crop": (320, 680, 350, 1050, 2950, 3750, 4050, 4150, 2150, 1000),
-    "soil": (950, 1250, 1550, 1800, 2000, 2150, 2250, 2400, 3100, 2550),
-    "grass": (380, 720, 480, 1150, 2450, 2950, 3150, 3250, 2300, 1250),
-    "dry_grass": (600, 900, 1000, 1500, 2100, 2400, 2550, 2700, 3000, 2100),
-    "scrub": (380, 650, 600, 1100, 1850, 2250, 2450, 2550, 2400, 1450),
-    "roofs": (1000, 1100, 1200, 1350, 1550, 1700, 1800, 1850, 2150, 1900),
-    "concrete": (1300, 1400, 1500, 1600, 1700, 1800, 1850, 1900, 2300, 2100),
-    "asphalt": (700, 780, 850, 920, 1000, 1080, 1120, 1160, 1350, 1250),
-    "wet_veg": (330, 560, 420, 850, 1600, 1900, 2000, 2050, 1400, 700),
-}
+def _read_endmembers() -> dict[str, tuple[int, ...]]:
+    with resources.files("osmlulc.demo").joinpath("endmembers.csv").open(newline="") as f:
+        return {row["surface"]: tuple(int(row[b]) for b in BAND_ORDER) for row in csv.DictReader(f)}
+
+
+#: Endmember surface reflectances (x 10000) for BAND_ORDER, close to typical Sentinel-2 L2A values of
+#: summer scenes in central Europe: a table of data (endmembers.csv beside this module; its content is
+#: part of the code version of the rules that use this module, see osmlulc.provenance).
+ENDMEMBERS = _read_endmembers()
 
 #: Sensor noise standard deviation per band (reflectance x 10000).
 SENSOR_NOISE = {"B02": 40, "B03": 40, "B04": 45, "B05": 50, "B06": 60, "B07": 60, "B08": 70, "B8A": 60, "B11": 60,
