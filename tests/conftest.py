@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,15 +24,26 @@ def small_demo_run(tmp_path_factory):
     return run_small_demo(tmp_path_factory.mktemp("demo"))
 
 
+def linked_workflow(workdir, *, small_config: bool = False):
+    """``workdir`` (made if missing) with the workflow linked into it, and tests/config_small.yaml copied
+    there if ``small_config``; returns ``workdir``."""
+    import shutil
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_LINKS:
+        os.symlink(os.path.join(ROOT, name), workdir / name)
+    if small_config:
+        shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
+    return workdir
+
+
 def run_small_demo(workdir):
     """Link the workflow into ``workdir``, run it on the small demo config there, return ``workdir``."""
-    import shutil
     import subprocess
     import sys
 
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), workdir / name)
-    shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
+    linked_workflow(workdir, small_config=True)
     result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config_small.yaml"],
                             cwd=workdir, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-5000:]
@@ -53,3 +65,11 @@ def write_raster(path, data, *, crs="EPSG:32632", origin=(499980.0, 5400000.0), 
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return str(path)
+
+
+def sample_settings(**kw):
+    """osmlulc.samples.SampleSettings for small test tiles; keyword arguments override."""
+    from osmlulc.samples import SampleSettings
+
+    return SampleSettings(**{"patch_size": 5, "per_class": 50, "validation_per_class": 20, "split_block_px": 10,
+                             "validation_fraction": 0.3, "seed": 3, **kw})

@@ -9,7 +9,6 @@ schema violations at load time.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 import rasterio
 import yaml
 
-from conftest import ROOT, WORKFLOW_LINKS
+from conftest import linked_workflow
 from osmlulc.demo.country import generate_demo_country
 from osmlulc.demo.spec import demo_tile_grid
 from osmlulc.io import InputError, to_cog
@@ -272,11 +271,7 @@ def snakemake(workdir: Path, *args, timeout=900):
 
 
 def workflow_dir(tmp_path: Path) -> Path:
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), workdir / name)
-    return workdir
+    return linked_workflow(tmp_path / "run")
 
 
 def country_config(workdir: Path, source: Path, tiles: list[str]) -> Path:

@@ -131,10 +131,9 @@ def test_workflow_composites_a_tile_with_several_products(tmp_path):
 
     import yaml
 
-    from conftest import ROOT, WORKFLOW_LINKS
+    from conftest import ROOT, linked_workflow
 
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), tmp_path / name)
+    linked_workflow(tmp_path)
     three_dates(tmp_path / "products")
     stack = list(yaml.safe_load(open(os.path.join(ROOT, "config", "config.yaml")))["bands"]["stack_order"])
     # The synthetic products have six bands: the stack of this run is made of them.
@@ -219,6 +218,23 @@ CLOUD_TOA = dict(B01=0.45, B02=0.42, B03=0.41, B04=0.40, B05=0.41, B06=0.42, B07
                  B09=0.20, B10=0.05, B11=0.30, B12=0.20)
 
 
+def _under_synthetic_cloud(l1c_scene, cloudy):
+    """The real L1C scene with a 3 km square cloud (top-of-atmosphere values CLOUD_TOA) at 2 km from its
+    corner, in every band, written to the folder ``cloudy``."""
+    cloudy.mkdir()
+    for path in sorted(l1c_scene.glob("s2_B*.jp2")):
+        band = path.stem.split("_")[1]
+        with rasterio.open(path) as src:
+            data, res = src.read(1), src.res[0]
+            profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype=data.dtype,
+                           crs=src.crs, transform=src.transform)
+        n, o = int(3000 // res), int(2000 // res)
+        data[o:o + n, o:o + n] = int(CLOUD_TOA[band] * 10000)
+        with rasterio.open(cloudy / f"s2_{band}.tif", "w", **profile) as dst:
+            dst.write(data, 1)
+    return cloudy
+
+
 @pytest.fixture(scope="module")
 def l1c_scene():
     from real_data import sentinel2_scene
@@ -240,18 +256,7 @@ def test_s2cloudless_leaves_the_clear_real_scene_and_finds_a_cloud_put_into_it(l
     assert 0.005 < hand["cloud_screen"] < 0.02
     assert s2c["s2cloudless"] < 0.001 and s2c["nodata"] < 0.001
     # The same scene under a synthetic cloud (3 km square at 2 km from the corner, every band).
-    cloudy = tmp_path / "cloudy"
-    cloudy.mkdir()
-    for path in sorted(l1c_scene.glob("s2_B*.jp2")):
-        band = path.stem.split("_")[1]
-        with rasterio.open(path) as src:
-            data, res = src.read(1), src.res[0]
-            profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype=data.dtype,
-                           crs=src.crs, transform=src.transform)
-        n, o = int(3000 // res), int(2000 // res)
-        data[o:o + n, o:o + n] = int(CLOUD_TOA[band] * 10000)
-        with rasterio.open(cloudy / f"s2_{band}.tif", "w", **profile) as dst:
-            dst.write(data, 1)
+    cloudy = _under_synthetic_cloud(l1c_scene, tmp_path / "cloudy")
     masked = write_valid_mask(s2.open_product(cloudy, "18SVG"), tmp_path / "cloudy.tif", reference_band="B02",
                                  scl_classes=SCL, l1c_detector="s2cloudless")
     mask = read(tmp_path / "cloudy.tif")
@@ -262,20 +267,9 @@ def test_s2cloudless_leaves_the_clear_real_scene_and_finds_a_cloud_put_into_it(l
 def test_composite_of_l1c_products_masks_them_with_s2cloudless(l1c_scene, tmp_path):
     """Two L1C products of one tile (the real scene, and the scene under a cloud): where the cloud is,
     the composite takes the clear scene only, and the observation count is 1 there."""
-    cloudy = tmp_path / "cloudy"
-    cloudy.mkdir()
+    cloudy = _under_synthetic_cloud(l1c_scene, tmp_path / "cloudy")
     # 10 m bands: the test scene's 20 m grid is not its 10 m grid decimated (real MGRS products' are).
     bands = {"B02": 10, "B03": 10, "B04": 10, "B08": 10}
-    for path in sorted(l1c_scene.glob("s2_B*.jp2")):
-        band = path.stem.split("_")[1]
-        with rasterio.open(path) as src:
-            data, res = src.read(1), src.res[0]
-            profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype=data.dtype,
-                           crs=src.crs, transform=src.transform)
-        n, o = int(3000 // res), int(2000 // res)
-        data[o:o + n, o:o + n] = int(CLOUD_TOA[band] * 10000)
-        with rasterio.open(cloudy / f"s2_{band}.tif", "w", **profile) as dst:
-            dst.write(data, 1)
     products = [s2.open_product(l1c_scene, "18SVG"), s2.open_product(cloudy, "18SVG")]
     out = tmp_path / "out"
     report = composite_tile(products, bands=bands, reference_band="B02",

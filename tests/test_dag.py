@@ -17,7 +17,7 @@ import pytest
 import rasterio
 import yaml
 
-from conftest import ROOT, WORKFLOW_LINKS
+from conftest import ROOT, linked_workflow
 from placeholders import touch_placeholder_inputs
 
 COUNTRY = "XD"
@@ -42,8 +42,7 @@ def planned_jobs(output: str) -> list[tuple[str, dict]]:
 
 
 def link_workflow(workdir: Path) -> None:
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), workdir / name)
+    linked_workflow(workdir)
 
 
 # --------------------------------------------------------------------------- Germany with the cluster profile

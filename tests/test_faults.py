@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import multiprocessing
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import psutil
 import pytest
 import rasterio
 
-from conftest import ROOT, WORKFLOW_LINKS, write_raster
+from conftest import linked_workflow, write_raster
 from osmlulc.io import atomic_output, raster_profile
 
 
@@ -86,11 +85,7 @@ def _snakemake(workdir, *args, **kwargs):
 
 @pytest.mark.integration
 def test_run_killed_mid_write_resumes_and_completes(tmp_path):
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), workdir / name)
-    shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
+    workdir = linked_workflow(tmp_path / "run", small_config=True)
     results = workdir / "results" / "XD" / "tiles" / TILE
     log = open(tmp_path / "killed_run.log", "w")
     run = subprocess.Popen([sys.executable, "-m", "snakemake", TARGET, "--cores", "2", "--configfile",
@@ -171,11 +166,7 @@ def test_killed_step_is_killed_in_the_run_status_and_a_finished_one_ok(tmp_path)
 def test_job_killed_by_a_signal_is_listed_as_killed_not_ok(tmp_path):
     """SIGKILL the snic job of a real run (its script process only, as Slurm kills a job over its memory):
     snakemake reports the failure and results/XD/run_status.csv names the tile, the rule and 'killed'."""
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), workdir / name)
-    shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
+    workdir = linked_workflow(tmp_path / "run", small_config=True)
     log = open(tmp_path / "run.log", "w")
     run = subprocess.Popen([sys.executable, "-m", "snakemake", TARGET, "--cores", "2", "--configfile",
                             "config_small.yaml"], cwd=workdir, stdout=log, stderr=subprocess.STDOUT)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ import rasterio
 import rasterio.features
 import yaml
 
-from conftest import ROOT, WORKFLOW_LINKS
+from conftest import ROOT, linked_workflow
 from osmlulc.demo.spec import demo_tile_grid
 from osmlulc.footprints import own_footprints, tile_footprints_3035
 
@@ -67,11 +66,7 @@ def _bad_tile_pixels(workdir, mosaic) -> np.ndarray:
 
 @pytest.mark.integration
 def test_one_bad_tile_is_nodata_and_listed_and_its_fix_rebuilds_only_it(tmp_path):
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), workdir / name)
-    shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
+    workdir = linked_workflow(tmp_path / "run", small_config=True)
     # One clear image per tile (demo.dates 0): the band file is then what check_inputs reads. A product of
     # a composited tile that cannot be read stops the composite rule, before any check (see the README).
     (workdir / "missing.yaml").write_text("product:\n  allow_missing_tiles: true\ndemo:\n  dates: 0\n")

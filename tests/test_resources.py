@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, WORKFLOW_LINKS
+from conftest import ROOT, linked_workflow
 from osmlulc.resources import input_size_mb, memory_mb, runtime_min
 
 
@@ -35,8 +35,7 @@ def test_input_size_counts_the_files_that_exist(tmp_path):
 def test_second_attempt_asks_for_more_for_every_rule_of_the_cluster_profile(tmp_path):
     """The workflow's rules with profiles/bwcluster applied (default- and set-resources), as Snakemake evaluates
     them for a job's first try and its first retry (tests/rule_resources.py)."""
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), tmp_path / name)
+    linked_workflow(tmp_path)
     result = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "rule_resources.py"),
                              os.path.join(ROOT, "profiles", "bwcluster", "config.yaml"),
                              os.path.join(ROOT, "tests", "config_small.yaml")],

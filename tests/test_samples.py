@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from osmlulc.io import InputError
-from osmlulc.samples import SampleSettings, draw_samples, validation_blocks
+from osmlulc.samples import draw_samples, validation_blocks
 
-from conftest import write_raster
+from conftest import sample_settings, write_raster
 
 
 def _tile(tmp_path, name, labels, n_bands=3):
@@ -17,11 +17,6 @@ def _tile(tmp_path, name, labels, n_bands=3):
     return stack_path, label_path
 
 
-def _settings(**kw):
-    base = dict(patch_size=5, per_class=50, validation_per_class=20, split_block_px=10,
-                validation_fraction=0.3, seed=3)
-    base.update(kw)
-    return SampleSettings(**base)
 
 
 def test_validation_blocks_fraction():
@@ -37,7 +32,7 @@ def test_draw_samples_balanced_patches_and_spatial_split(tmp_path, table):
     labels[30:, 25:] = 8   # forest
     labels[0:3, 0:3] = 0
     tiles = {"32UNU": _tile(tmp_path, "a", labels)}
-    summary = draw_samples(tiles, table, _settings(), tmp_path / "train.npz", tmp_path / "val.npz")
+    summary = draw_samples(tiles, table, sample_settings(), tmp_path / "train.npz", tmp_path / "val.npz")
     assert summary["train"][5] == 50 and summary["train"][12] == 50 and summary["train"][8] == 50
     assert summary["train"][1] == 0  # absent class reported with 0
     train, val = np.load(tmp_path / "train.npz"), np.load(tmp_path / "val.npz")
@@ -58,11 +53,11 @@ def test_draw_samples_balanced_patches_and_spatial_split(tmp_path, table):
 def test_draw_samples_is_deterministic(tmp_path, table):
     labels = np.full((40, 40), 7, np.uint8)
     tiles = {"32UNU": _tile(tmp_path, "a", labels)}
-    draw_samples(tiles, table, _settings(), tmp_path / "t1.npz", tmp_path / "v1.npz")
-    draw_samples(tiles, table, _settings(), tmp_path / "t2.npz", tmp_path / "v2.npz")
+    draw_samples(tiles, table, sample_settings(), tmp_path / "t1.npz", tmp_path / "v1.npz")
+    draw_samples(tiles, table, sample_settings(), tmp_path / "t2.npz", tmp_path / "v2.npz")
     a, b = np.load(tmp_path / "t1.npz"), np.load(tmp_path / "t2.npz")
     assert np.array_equal(a["rows"], b["rows"]) and np.array_equal(a["cols"], b["cols"])
-    c = draw_samples(tiles, table, _settings(seed=4), tmp_path / "t3.npz", tmp_path / "v3.npz")
+    c = draw_samples(tiles, table, sample_settings(seed=4), tmp_path / "t3.npz", tmp_path / "v3.npz")
     assert not np.array_equal(np.load(tmp_path / "t3.npz")["rows"], a["rows"]) and c["train"][7] == 50
 
 
@@ -74,7 +69,7 @@ def test_patches_with_nodata_are_dropped(tmp_path, table):
         data = dst.read()
         data[:, 10:20, 10:20] = 0
         dst.write(data)
-    draw_samples({"32UNU": (stack, label)}, table, _settings(per_class=1000, validation_fraction=0.01),
+    draw_samples({"32UNU": (stack, label)}, table, sample_settings(per_class=1000, validation_fraction=0.01),
                  tmp_path / "t.npz", tmp_path / "v.npz")
     t = np.load(tmp_path / "t.npz")
     assert (t["patches"] > 0).all()
@@ -84,5 +79,5 @@ def test_patches_with_nodata_are_dropped(tmp_path, table):
 def test_no_labelled_pixel_is_a_clear_error(tmp_path, table):
     tiles = {"32UNU": _tile(tmp_path, "a", np.zeros((20, 20), np.uint8))}
     with pytest.raises(InputError, match="no labelled pixel in the training tiles"):
-        draw_samples(tiles, table, _settings(), tmp_path / "t.npz", tmp_path / "v.npz")
+        draw_samples(tiles, table, sample_settings(), tmp_path / "t.npz", tmp_path / "v.npz")
     assert not (tmp_path / "t.npz").exists()

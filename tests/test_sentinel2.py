@@ -12,7 +12,7 @@ import rasterio
 import yaml
 from rasterio.transform import from_origin
 
-from conftest import ROOT, WORKFLOW_LINKS
+from conftest import ROOT, linked_workflow
 from osmlulc import sentinel2 as s2
 from osmlulc.sentinel2_masks import l1c_cloud_screen, write_valid_mask
 from osmlulc.features import ndwi, resample_to_grid, stack_bands
@@ -425,8 +425,7 @@ def test_workflow_builds_the_real_tile_from_its_product_and_plans_osm_labels(sce
 
     from real_data import osm_extract
 
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), tmp_path / name)
+    linked_workflow(tmp_path)
     import json
 
     from rasterio.warp import transform_bounds

@@ -16,7 +16,6 @@ the products equal those of the local run.
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 import rasterio
 import yaml
 
-from conftest import ROOT, WORKFLOW_LINKS
+from conftest import ROOT, linked_workflow
 
 pytestmark = [
     pytest.mark.integration,
@@ -90,9 +89,7 @@ def slurm_cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo_slurm")
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), workdir / name)
-    shutil.copy(os.path.join(ROOT, "tests", "config_small.yaml"), workdir / "config_small.yaml")
+    linked_workflow(workdir, small_config=True)
     profile = local_profile(workdir / "slurm_profile")
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", str(profile), "--configfile", "config_small.yaml"],

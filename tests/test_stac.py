@@ -19,7 +19,7 @@ import rasterio
 import yaml
 from rasterio.warp import transform_bounds
 
-from conftest import ROOT, WORKFLOW_LINKS
+from conftest import ROOT, linked_workflow
 from http_servers import file_server, stac_api
 from osmlulc import stac
 from osmlulc.composite import composite_products
@@ -195,8 +195,7 @@ def test_a_window_of_a_large_cog_is_read_without_fetching_the_file(tmp_path):
 
 
 def workflow_dir(tmp_path, country):
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), tmp_path / name)
+    linked_workflow(tmp_path)
     (tmp_path / "cc.yaml").write_text(yaml.safe_dump({"run_countries": ["XS"], "countries": {"XS": country}}))
 
 
@@ -276,8 +275,7 @@ def test_a_tile_without_usable_item_fails_in_its_search_rule_in_one_line(catalog
 def test_germany_from_stac_plans_a_search_and_a_composite_per_tile(tmp_path):
     """config/countries/DE_stac.yaml: a boundary, a period and the STAC defaults (Earth Search) give a plan of
     one search and one composite per tile and the national map; the dry run searches nothing."""
-    for name in WORKFLOW_LINKS:
-        os.symlink(os.path.join(ROOT, name), tmp_path / name)
+    linked_workflow(tmp_path)
     with open(os.path.join(ROOT, "config", "countries", "DE_stac.yaml")) as f:
         germany = yaml.safe_load(f)["countries"]["DE"]
     (tmp_path / germany["osm_pbf"]).parent.mkdir(parents=True)

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import from_origin
 
 from osmlulc.classes import ClassTable
 from osmlulc.classifiers import load_classifier
@@ -21,7 +20,9 @@ from osmlulc.resnet_training import augment_batch, train_resnet
 from osmlulc.sample_data import index_pairs_for, spectral_indices
 from osmlulc.sklearn_models import train_sklearn
 from osmlulc.predict import predict_patches, predict_window_probabilities
-from osmlulc.samples import SampleSettings, draw_samples, spectral_outliers
+from osmlulc.samples import draw_samples, spectral_outliers
+
+from conftest import sample_settings, write_raster
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
@@ -35,22 +36,14 @@ def table():
     return ClassTable.from_yaml(CLASSES_YAML)
 
 
-def write_raster(path, data, dtype="uint16", nodata=0):
-    data = np.asarray(data)
-    if data.ndim == 2:
-        data = data[None]
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=dtype,
-                   crs="EPSG:32632", transform=from_origin(500000, 5300000, 10, 10), nodata=nodata)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data.astype(dtype))
-    return path
+def _raster(path, data, dtype="uint16"):
+    return write_raster(path, np.asarray(data).astype(dtype), origin=(500000.0, 5300000.0))
 
 
 def settings(**kw):
-    base = dict(patch_size=3, per_class=10_000, validation_per_class=10_000, split_block_px=1000,
-                validation_fraction=0.01, seed=3)
-    base.update(kw)
-    return SampleSettings(**base)
+    """Sample settings that take every labelled pixel (budgets above any test tile's size)."""
+    return sample_settings(**{"patch_size": 3, "per_class": 10_000, "validation_per_class": 10_000,
+                              "split_block_px": 1000, "validation_fraction": 0.01, **kw})
 
 
 # ---------------------------------------------------------------------------------- augmentation
@@ -82,6 +75,18 @@ def test_augment_batch_transforms_label_chips_with_their_patch():
 
 # ---------------------------------------------------------------------------------- early stopping
 
+#: Two classes of opposite spectral slope (arable 5, forest 8): an easy problem for every model.
+TWO_SPECTRA = {5: np.linspace(800, 4000, 10), 8: np.linspace(4000, 800, 10)}
+
+
+def _train_and_validation(tmp_path, per_class, seed, patch):
+    """Sample files of the two classes of TWO_SPECTRA (the same labels in both), and the labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.array([5, 8], np.uint8), per_class)
+    return (_samples(tmp_path / "train.npz", labels, TWO_SPECTRA, rng, patch=patch),
+            _samples(tmp_path / "val.npz", labels, TWO_SPECTRA, rng, patch=patch), labels)
+
+
 def _samples(path, labels, spectra, rng, patch=5, noise=60.0):
     means = np.stack([spectra[int(c)] for c in labels])[:, None, None, :]
     patches = means + rng.normal(0, noise, (len(labels), patch, patch, len(BANDS)))
@@ -92,13 +97,9 @@ def _samples(path, labels, spectra, rng, patch=5, noise=60.0):
 
 
 def test_early_stopping_keeps_the_best_epoch_on_validation(table, tmp_path):
-    rng = np.random.default_rng(4)
-    spectra = {5: np.linspace(800, 4000, 10), 8: np.linspace(4000, 800, 10)}
-    train_labels = np.repeat(np.array([5, 8], np.uint8), 100)
     # Validation labels are the opposite of training: the more the model learns, the worse val_loss
     # gets, so the best epoch is the first and training stops after `patience` more.
-    train = _samples(tmp_path / "train.npz", train_labels, spectra, rng, patch=7)
-    validation = _samples(tmp_path / "val.npz", train_labels, spectra, rng, patch=7)
+    train, validation, _ = _train_and_validation(tmp_path, 100, seed=4, patch=7)
     swapped = dict(np.load(validation))
     swapped["labels"] = (13 - swapped["labels"]).astype(np.uint8)     # 5 <-> 8
     np.savez(validation, **swapped)
@@ -132,10 +133,10 @@ def _tile(tmp_path, labels, segments=None):
     h, w = labels.shape
     rows, cols = np.indices((h, w))
     stack = np.stack([rows * 1000 + cols + 1] + [np.full((h, w), 50 + b) for b in range(2)])
-    paths = {"stack": write_raster(tmp_path / "stack.tif", stack), "label": write_raster(tmp_path / "label.tif",
+    paths = {"stack": _raster(tmp_path / "stack.tif", stack), "label": _raster(tmp_path / "label.tif",
                                                                                          labels, "uint8")}
     if segments is not None:
-        paths["segments"] = write_raster(tmp_path / "snic_segments.tif", segments, "uint32")
+        paths["segments"] = _raster(tmp_path / "snic_segments.tif", segments, "uint32")
     return paths
 
 
@@ -208,6 +209,17 @@ def test_superpixel_sampling_takes_pure_superpixels_only(table, tmp_path):
     # inside the 1 px patch margin: 9 x 9 arable, 9 x 9 forest, 8 x 9 water (rows 18-19 are wetland)
     assert len(drawn) == 81 + 81 + 72 and set(drawn.values()) == {5, 8, 12}
     assert all(labels[r, c] == code and segments[r, c] in (1, 2, 3) for (r, c), code in drawn.items())
+
+
+def test_superpixel_purity_is_computed_once_per_tile(table, tmp_path, caplog):
+    """draw_samples passes over a tile two or three times (count, pick, chips): the purity pass runs once."""
+    segments, labels = _segments_and_labels()
+    paths = _tile(tmp_path, labels, segments)
+    with caplog.at_level("INFO", logger="osmlulc"):
+        _, train = _drawn(tmp_path, paths, settings(method="superpixel", purity=0.75, superpixel_pixels="all",
+                                                    chip_px=3), table=table, segments={"32UNU": paths["segments"]})
+    assert "label_chips" in train.files
+    assert sum("superpixels are at least" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_spectral_outliers_flag_the_planted_ones():
@@ -294,7 +306,7 @@ def test_dilated_resnet_with_indices_stays_exact_in_dense_inference(table, tmp_p
     assert classifier.patch_size == 15
     rng = np.random.default_rng(0)
     image = rng.normal(1500, 500, (40, 37, len(BANDS))).clip(1, 10000).astype(np.uint16)
-    stack = write_raster(tmp_path / "stack.tif", np.moveaxis(image, -1, 0))
+    stack = _raster(tmp_path / "stack.tif", np.moveaxis(image, -1, 0))
     with rasterio.open(stack) as src:
         from rasterio.windows import Window
         dense, _ = predict_window_probabilities(src, classifier, Window(0, 0, 37, 40))
@@ -317,11 +329,7 @@ def test_dilated_resnet_with_indices_stays_exact_in_dense_inference(table, tmp_p
 
 
 def test_sklearn_models_use_the_indices_at_prediction_too(table, tmp_path):
-    rng = np.random.default_rng(1)
-    spectra = {5: np.linspace(800, 4000, 10), 8: np.linspace(4000, 800, 10)}
-    labels = np.repeat(np.array([5, 8], np.uint8), 60)
-    train = _samples(tmp_path / "train.npz", labels, spectra, rng, patch=1)
-    validation = _samples(tmp_path / "val.npz", labels, spectra, rng, patch=1)
+    train, validation, labels = _train_and_validation(tmp_path, 60, seed=1, patch=1)
     rf = {"n_estimators": 10, "max_depth": 4, "min_samples_leaf": 1, "n_jobs": 1, "indices": ["ndvi", "ndbi"]}
     result = train_sklearn("rf", train, validation, table, rf, 0, tmp_path / "rf.joblib",
                            index_definitions=INDEX_DEFINITIONS)

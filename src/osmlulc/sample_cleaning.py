@@ -28,7 +28,7 @@ class LabelFilter:
     """
 
     def __init__(self, settings: SampleSettings, label_src, table: ClassTable, segments_path=None,
-                 centroids_path=None):
+                 centroids_path=None, cache: dict | None = None):
         if settings.method not in ("pixel", "superpixel"):
             raise ValueError(f"samples.method must be pixel or superpixel, got {settings.method!r}")
         if settings.superpixel_pixels not in ("centroid", "all"):
@@ -44,12 +44,18 @@ class LabelFilter:
         self.segments = open_raster(segments_path, "superpixel segments")
         if (self.segments.width, self.segments.height) != (label_src.width, label_src.height):
             raise InputError(f"superpixels {segments_path} are not on the grid of label raster {label_src.name}")
-        self.pure_label = self._pure_labels(label_src, table, settings.purity)
-        n_pure = int((self.pure_label > 0).sum())
-        log.info("%s: %d of %d superpixels are at least %.0f %% one OSM class", segments_path, n_pure,
-                 len(self.pure_label) - 1, 100 * settings.purity)
+        # The purity pass reads the whole tile: a filter made again for the same tile (draw_samples makes one
+        # per pass over it) takes it from ``cache`` (one dict per tile) instead.
+        cache = {} if cache is None else cache
+        if "pure_label" not in cache:
+            cache["pure_label"] = self._pure_labels(label_src, table, settings.purity)
+            log.info("%s: %d of %d superpixels are at least %.0f %% one OSM class", segments_path,
+                     int((cache["pure_label"] > 0).sum()), len(cache["pure_label"]) - 1, 100 * settings.purity)
+        self.pure_label = cache["pure_label"]
         if settings.superpixel_pixels == "centroid":
-            self.centroid_index = self._centroid_pixels(centroids_path, label_src)
+            if "centroid_index" not in cache:
+                cache["centroid_index"] = self._centroid_pixels(centroids_path, label_src)
+            self.centroid_index = cache["centroid_index"]
 
     def close(self) -> None:
         if self.segments is not None:

@@ -172,8 +172,11 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
     for tile, path in segments.items():
         centroids.setdefault(tile, str(Path(path).with_name("snic_centroids.gpkg")))
 
+    purity_of_tile: dict[str, dict] = {}  # the superpixel purity, computed once per tile for all passes
+
     def label_filter(tile, label):
-        return LabelFilter(settings, label, table, segments.get(tile), centroids.get(tile))
+        return LabelFilter(settings, label, table, segments.get(tile), centroids.get(tile),
+                           cache=purity_of_tile.setdefault(tile, {}))
 
     held_out = {}
     counts = np.zeros((2, n_classes), dtype=np.int64)
