@@ -430,6 +430,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".accuracy"))
     parser.add_argument("--rows", nargs="*", help="rows to (re)run; default: all rows not cached yet")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the table of the cached results, run nothing")
     parser.add_argument("--folds", type=int, nargs="*", help="ResNet rows: only these folds (quick ablations; the "
                         "table then compares with the other rows on the same folds)")
     parser.add_argument("--rerun", action="store_true", help="rerun the selected rows even if cached")
@@ -454,6 +455,9 @@ def main(argv=None) -> int:
     paths = prepare(work, config, table)
     results_path = work / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    if args.table:
+        print_table(results, table)
+        return 0
     wanted = args.rows if args.rows else ["ndwi", "gradient_boosting", *ROWS]
     for name in wanted:
         if name in results and not args.rerun and args.rows is None:
