@@ -508,16 +508,20 @@ def print_table(results: dict, table) -> None:
     # Rows run on some folds only: every row's OA on those same folds, side by side.
     subsets = sorted({tuple(r["folds"]) for r in results.values() if "per_fold" in r and len(r["folds"]) < N_FOLDS})
     for subset in subsets:
-        print(f"\nOA on folds {list(subset)} (pixel / superpixel):")
+        print(f"\nEvery row on folds {list(subset)} (the pixel map; OA of the superpixel map last):\n")
+        print("| row | OA | macro recall | water recall | false water | OA superpixel |")
+        print("|---|---:|---:|---:|---:|---:|")
         for name, r in results.items():
             if "per_fold" not in r or not set(subset) <= {int(k) for k in r["per_fold"]}:
                 continue
-            cells = []
+            summaries = {}
             for mode in ("pixel", "superpixel"):
                 cms = [r["per_fold"][str(k) if str(k) in r["per_fold"] else k].get(mode) for k in subset]
                 if all(c is not None for c in cms):
-                    cells.append(f"{summarise(np.sum(cms, axis=0), table)['oa']:.3f}")
-            print(f"  {name:22s} " + " / ".join(cells))
+                    summaries[mode] = summarise(np.sum(cms, axis=0), table)
+            pixel, superpixel = summaries["pixel"], summaries.get("superpixel")
+            print(f"| {name} | {pixel['oa']:.3f} | {pixel['macro_recall']:.3f} | {pixel['water_recall']:.3f} | "
+                  f"{pixel['false_water']:.3f} | " + (f"{superpixel['oa']:.3f} |" if superpixel else " |"))
 
 
 if __name__ == "__main__":
