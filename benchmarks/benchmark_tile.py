@@ -201,7 +201,8 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         from osmlulc.predict import predict_tile_pixels
 
         predict_tile_pixels(p.stack, p.resnet, table, p.classified, p.probabilities,
-                            block_size=config["prediction"]["block_size_px"])
+                            block_size=config["prediction"]["block_size_px"],
+                            rotations=config["prediction"]["rotations"])  # as rule predict_pixel does
     elif name == "predict_superpixel":
         from osmlulc.predict import predict_tile_superpixels
 
