@@ -10,7 +10,9 @@ import numpy as np
 
 from osmlulc.demo.spec import BAND_ORDER, DemoSpec
 
+
 def _read_endmembers() -> dict[str, tuple[int, ...]]:
+    """endmembers.csv: one row per surface, a column per band of BAND_ORDER."""
     with resources.files("osmlulc.demo").joinpath("endmembers.csv").open(newline="") as f:
         return {row["surface"]: tuple(int(row[b]) for b in BAND_ORDER) for row in csv.DictReader(f)}
 
