@@ -92,6 +92,8 @@ ROWS = {
                      "default with class weights between prior and balanced (1 / sqrt of the class share)"),
     "more_filters": ("resnet", {"models": {"resnet": {"filters": 32}}},
                      "default with 32 filters a layer instead of 16"),
+    "context63": ("resnet", {"models": {"resnet": {"context_px": [63]}}, "samples": {"validation_buffer_px": 32}},
+                  "default plus a 63 px context branch (window mean and std of every channel)"),
     "jitter": ("resnet", {"models": {"resnet": {"spectral_jitter": 0.05, "dropout": 0.4}}},
                "default plus 5 % spectral jitter and dropout 0.4"),
 }
@@ -213,7 +215,8 @@ def prepare(work: Path, config: dict, table) -> dict:
     return paths
 
 
-def fold_masks(paths: dict) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+def fold_masks(paths: dict, buffer_px: int = BUFFER_PX) -> tuple[np.ndarray, np.ndarray, list[np.ndarray],
+                                                                 list[np.ndarray]]:
     """Labels, and per fold: the training label raster (other folds minus the buffer) and the test mask."""
     import rasterio
     from scipy import ndimage
@@ -233,7 +236,7 @@ def fold_masks(paths: dict) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], l
     train_labels, test_masks = [], []
     for k in range(N_FOLDS):
         in_fold = fold == k
-        near_test = ndimage.binary_dilation(in_fold, structure=np.ones((2 * BUFFER_PX + 1,) * 2, bool))
+        near_test = ndimage.binary_dilation(in_fold, structure=np.ones((2 * buffer_px + 1,) * 2, bool))
         train_labels.append(np.where((fold >= 0) & ~in_fold & ~near_test, labels, 0).astype(np.uint8))
         test_masks.append(in_fold & interior)
     return labels, fold, train_labels, test_masks
@@ -255,7 +258,7 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
             repredict: bool = False) -> dict:
     import rasterio
 
-    from osmlulc.resnet import sample_patch_size
+    from osmlulc.resnet import resnet_input_patch_size, sample_patch_size
     from osmlulc.resnet_training import train_resnet
     from osmlulc.sklearn_models import train_sklearn
     from osmlulc.predict import predict_tile_pixels, predict_tile_superpixels
@@ -263,7 +266,9 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
 
     model, overrides, _ = ROWS[name]
     cfg = merged(config, overrides)
-    labels, _, train_labels, test_masks = fold_masks(paths)
+    # No training label closer to a test pixel than the model's field reaches (a wider field: a wider buffer).
+    field = resnet_input_patch_size(cfg["models"]["resnet"]) if model == "resnet" else 1
+    labels, _, train_labels, test_masks = fold_masks(paths, max(BUFFER_PX, field // 2 + 1))
     n = len(table)
     cms = {"pixel": np.zeros((n, n), np.int64), "superpixel": np.zeros((n, n), np.int64)}
     per_fold = {}

@@ -6,7 +6,6 @@ table with `python tests/test_docs.py` and paste it into docs/architecture.md.
 
 from __future__ import annotations
 
-import ast
 import re
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from osmlulc.provenance import PACKAGE, _imported_modules, module_path  # noqa: E402
+from osmlulc.provenance import PACKAGE, direct_imports  # noqa: E402
 
 #: The stage files in the order of the Snakefile's includes.
 STAGES = ("demo", "inputs", "validate", "features", "segmentation", "samples", "training", "prediction",
@@ -27,9 +26,7 @@ USE_RULE = re.compile(r"^use rule (\w+) as (\w+)", re.M)
 def script_modules(script: str) -> list[str]:
     """The package modules a script imports itself (not `logs`, which every script uses; a subpackage only
     through its modules)."""
-    pkg = ROOT / "src" / PACKAGE
-    tree = ast.parse((ROOT / "workflow" / "scripts" / f"{script}.py").read_text())
-    names = {n for n in _imported_modules(tree, PACKAGE) if module_path(n, pkg) is not None and n != "logs"}
+    names = set(direct_imports(ROOT / "workflow" / "scripts" / f"{script}.py", ROOT / "src" / PACKAGE)) - {"logs"}
     return sorted(n for n in names if not any(other.startswith(n + ".") for other in names))
 
 

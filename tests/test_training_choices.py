@@ -15,7 +15,8 @@ import rasterio
 
 from osmlulc.classes import ClassTable
 from osmlulc.classifiers import load_classifier
-from osmlulc.resnet import build_resnet, DIHEDRAL, dihedral, resnet_patch_size
+from osmlulc.resnet import (build_resnet, dense_patch_size, DIHEDRAL, dihedral, resnet_input_patch_size,
+                            resnet_patch_size)
 from osmlulc.resnet_training import augment_batch, train_resnet
 from osmlulc.sample_data import index_pairs_for, spectral_indices
 from osmlulc.sklearn_models import train_sklearn
@@ -326,6 +327,34 @@ def test_dilated_resnet_with_indices_stays_exact_in_dense_inference(table, tmp_p
                           for g in range(rotations)], axis=0)
         np.testing.assert_allclose(at, manual, atol=1e-5)
         assert np.abs(at - dense[tuple(np.array(pixels).T)]).max() > 1e-3
+
+
+def test_context_branch_widens_the_patch_and_stays_exact_in_dense_inference(table, tmp_path):
+    # Convs see 7 px; the context windows 11 and 21 px: the patch is the largest window.
+    assert dense_patch_size(1, 3, None, [21, 11]) == 21
+    assert resnet_input_patch_size({"n_blocks": 1, "kernel_size": 3, "context_px": [5]}) == 7
+    for bad in ([4], [1], [9, 9]):
+        with pytest.raises(ValueError, match="context_px"):
+            dense_patch_size(1, 3, None, bad)
+    model = build_resnet(len(BANDS), len(table), n_blocks=1, kernel_size=3, filters=8, context_px=[11, 21],
+                         band_mean=np.full(10, 1500.0), band_variance=np.full(10, 500.0 ** 2))
+    model.save(tmp_path / "m.keras")
+    classifier = load_classifier(tmp_path / "m.keras", rotations=4)
+    assert classifier.patch_size == 21
+    rng = np.random.default_rng(3)
+    image = rng.normal(1500, 500, (33, 30, len(BANDS))).clip(1, 10000).astype(np.uint16)
+    stack = _raster(tmp_path / "stack.tif", np.moveaxis(image, -1, 0))
+    with rasterio.open(stack) as src:
+        from rasterio.windows import Window
+        dense, _ = predict_window_probabilities(src, classifier, Window(0, 0, 30, 33))
+    padded = np.pad(image.astype(np.float32), ((10, 10), (10, 10), (0, 0)), mode="edge")
+    pixels = [(0, 0), (5, 29), (16, 15), (32, 29), (20, 2)]
+    patches = np.stack([padded[r:r + 21, c:c + 21] for r, c in pixels])
+    np.testing.assert_allclose(dense[tuple(np.array(pixels).T)], predict_patches(classifier, patches), atol=1e-5)
+    # The context reaches beyond the convs' 7 px: changing only the patch's outer ring changes the output.
+    ringed = patches.copy()
+    ringed[:, :3] = 9000
+    assert np.abs(predict_patches(classifier, ringed) - predict_patches(classifier, patches)).max() > 1e-3
 
 
 def test_sklearn_models_use_the_indices_at_prediction_too(table, tmp_path):

@@ -13,7 +13,7 @@ import joblib
 import numpy as np
 
 from osmlulc.io import InputError
-from osmlulc.resnet import dihedral, keras_module, spectral_indices_layer, undo_dihedral
+from osmlulc.resnet import dihedral, keras_module, local_statistics_layer, spectral_indices_layer, undo_dihedral
 from osmlulc.sample_data import with_indices
 
 LOG = logging.getLogger("osmlulc")
@@ -80,9 +80,9 @@ class ResnetClassifier(_KerasClassifier):
 
     def __init__(self, model):
         super().__init__(model)
-        convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
-        # Only un-strided 'valid' convs shrink the field of view, each by (k - 1) x dilation.
-        self.patch_size = 1 + sum((layer.kernel_size[0] - 1) * layer.dilation_rate[0] for layer in convs)
+        # Only 'valid' layers at stride 1 (convs, context windows): the output of an n px input is n - P + 1 px.
+        probe = 1024
+        self.patch_size = probe + 1 - int(model.compute_output_shape((1, probe, probe, model.input_shape[-1]))[1])
 
     def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         # predict_on_batch runs a compiled graph (about 2x faster than an eager call on CPU);
@@ -185,7 +185,8 @@ def load_classifier(path, *, rotations: int = 1) -> Classifier:
         raise InputError(f"model {path} does not exist; train it first")
     if path.suffix == ".keras":
         keras = keras_module()
-        spectral_indices_layer()  # registered before loading a model that uses it
+        spectral_indices_layer()  # registered before loading a model that uses them
+        local_statistics_layer()
         try:
             model = keras.models.load_model(path, compile=False)
         except (OSError, ValueError) as err:

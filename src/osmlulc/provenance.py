@@ -90,6 +90,13 @@ def package_dir() -> Path:
     return Path(osmlulc.__file__).resolve().parent
 
 
+def direct_imports(script: str | os.PathLike, pkg_dir: str | os.PathLike | None = None) -> list[str]:
+    """Sorted names of the package modules (or subpackages) that ``script`` imports itself, not transitively."""
+    pkg_dir = Path(pkg_dir) if pkg_dir is not None else package_dir()
+    names = _imported_modules(ast.parse(Path(script).read_text(), filename=str(script)), PACKAGE)
+    return sorted(n for n in names if module_path(n, pkg_dir) is not None)
+
+
 def modules_used(script: str | os.PathLike, pkg_dir: str | os.PathLike | None = None) -> list[str]:
     """Sorted names of the package modules that ``script`` uses, transitively (``__init__`` always)."""
     pkg_dir = Path(pkg_dir) if pkg_dir is not None else package_dir()

@@ -67,11 +67,25 @@ def resnet_architecture(settings: dict) -> str:
     return architecture
 
 
+def context_sizes(context_px=None) -> list[int]:
+    """The window edges of the context statistics (odd, >= 3), smallest first; [] for none."""
+    sizes = sorted(int(s) for s in (context_px or []))
+    if any(s < 3 or s % 2 == 0 for s in sizes) or len(set(sizes)) != len(sizes):
+        raise ValueError(f"resnet: context_px must be distinct odd window edges >= 3, got {list(context_px)}")
+    return sizes
+
+
+def dense_patch_size(n_blocks: int, kernel_size: int, dilations=None, context_px=None) -> int:
+    """Patch edge of :func:`build_resnet`: the convolutions' receptive field or the largest context window."""
+    return max([resnet_patch_size(n_blocks, kernel_size, dilations), *context_sizes(context_px)])
+
+
 def resnet_input_patch_size(settings: dict) -> int:
     """Patch edge the configured ResNet classifies (``models.resnet`` settings of either architecture)."""
     if resnet_architecture(settings) == "original":
         return int(settings["original"]["patch_size"])
-    return resnet_patch_size(settings["n_blocks"], settings["kernel_size"], settings.get("dilations"))
+    return dense_patch_size(settings["n_blocks"], settings["kernel_size"], settings.get("dilations"),
+                            settings.get("context_px"))
 
 
 def sample_patch_size(settings: dict) -> int:
@@ -81,7 +95,8 @@ def sample_patch_size(settings: dict) -> int:
 
 
 def build_resnet(n_bands: int, n_classes: int, *, n_blocks: int, kernel_size: int, filters: int,
-                 band_mean=None, band_variance=None, dilations=None, index_pairs=(), dropout: float = 0.0):
+                 band_mean=None, band_variance=None, dilations=None, index_pairs=(), dropout: float = 0.0,
+                 context_px=None):
     """Fully convolutional pre-activation ResNet (resnet_v2 style) for exact dense inference.
 
     Input: raw reflectance x 10000 as float32, shape (h, w, n_bands).  ``index_pairs`` (band
@@ -89,14 +104,21 @@ def build_resnet(n_bands: int, n_classes: int, *, n_blocks: int, kernel_size: in
     (:class:`SpectralIndices`: NDVI, NDWI, ...); a Normalization layer inside the model scales the
     bands and indices (``band_mean`` / ``band_variance`` per channel; by default the digital
     numbers are mapped to reflectance).  ``dilations``: one rate per block, for a larger
-    receptive field at the same cost per pixel.  ``dropout`` acts before the 1 x 1 head (training
-    only).  Output: per-pixel softmax over ``n_classes``, shape (h - P + 1, w - P + 1, n_classes)
-    with P = :func:`resnet_patch_size`.
+    receptive field at the same cost per pixel.  ``context_px``: window edges W of a context branch
+    -- the mean and standard deviation of every scaled channel over the W x W window around the
+    pixel (:class:`LocalStatistics`: 'valid' average pooling at stride 1, so still exact dense
+    inference), projected by a 1 x 1 conv and added to the residual features before the head: the
+    neighbourhood of a field or a town at a few additions per pixel, where more convolutions
+    would cost their weights.  ``dropout`` acts before the 1 x 1 head (training only).  Output:
+    per-pixel softmax over ``n_classes``, shape (h - P + 1, w - P + 1, n_classes) with
+    P = :func:`dense_patch_size`.
     """
     keras = keras_module()
     layers = keras.layers
     rates = block_dilations(n_blocks, dilations)
-    patch = resnet_patch_size(n_blocks, kernel_size, rates)
+    conv_patch = resnet_patch_size(n_blocks, kernel_size, rates)
+    windows = context_sizes(context_px)
+    patch = max([conv_patch, *windows])
     n_channels = n_bands + len(index_pairs)
 
     def conv(n_filters, name, rate=1, size=kernel_size, **kwargs):
@@ -107,7 +129,9 @@ def build_resnet(n_bands: int, n_classes: int, *, n_blocks: int, kernel_size: in
     x = inputs
     if index_pairs:
         x = layers.Concatenate(name="bands_and_indices")([x, SpectralIndices(index_pairs, name="spectral_indices")(x)])
-    x = _normalization(layers, n_channels, band_mean, band_variance)(x)
+    scaled = _normalization(layers, n_channels, band_mean, band_variance)(x)
+    # Every branch is cropped to its own field, so all end on the same (h - P + 1, w - P + 1) grid.
+    x = _crop(layers, scaled, (patch - conv_patch) // 2, "conv_branch_crop")
     x = conv(filters, "stem_conv")(x)
     for i, rate in enumerate(rates):
         # Two 'valid' k x k convs of dilation d trim (k - 1) d / 2 px per side each.
@@ -118,6 +142,11 @@ def build_resnet(n_bands: int, n_classes: int, *, n_blocks: int, kernel_size: in
             y = layers.ReLU(name=f"block{i}_relu{j}")(y)
             y = conv(filters, f"block{i}_conv{j}", rate)(y)
         x = layers.Add(name=f"block{i}_add")([shortcut, y])
+    if windows:
+        statistics = [LocalStatistics(w, name=f"context{w}_statistics")(
+            _crop(layers, scaled, (patch - w) // 2, f"context{w}_crop")) for w in windows]
+        context = statistics[0] if len(statistics) == 1 else layers.Concatenate(name="context")(statistics)
+        x = layers.Add(name="context_add")([x, conv(filters, "context_conv", size=1)(context)])
     x = layers.BatchNormalization(name="head_bn")(x)
     x = layers.ReLU(name="head_relu")(x)
     if dropout:
@@ -159,6 +188,51 @@ def spectral_indices_layer():
 
 def SpectralIndices(index_pairs, **kwargs):  # noqa: N802 (a layer factory: keras is imported lazily)
     return spectral_indices_layer()(index_pairs, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def local_statistics_layer():
+    """The LocalStatistics Keras layer class, defined and registered once (keras is imported lazily)."""
+    keras = keras_module()
+
+    @keras.saving.register_keras_serializable(package="osmlulc")
+    class LocalStatistics(keras.layers.Layer):
+        """Mean and standard deviation of every channel over the ``size`` x ``size`` window of each
+        output pixel ('valid': the output is ``size - 1`` px smaller).  Two separable 1-D average
+        poolings per moment: about 4 ``size`` additions per channel and pixel."""
+
+        def __init__(self, size, **kwargs):
+            super().__init__(**kwargs)
+            self.size = int(size)
+
+        def _window_mean(self, x):
+            pool = keras.ops.average_pool
+            x = pool(x, (self.size, 1), strides=1, padding="valid")
+            return pool(x, (1, self.size), strides=1, padding="valid")
+
+        def call(self, x):
+            ops = keras.ops
+            mean = self._window_mean(x)
+            variance = ops.maximum(self._window_mean(x * x) - mean * mean, 0.0)
+            return ops.concatenate([mean, ops.sqrt(variance + 1e-4)], axis=-1)
+
+        def compute_output_shape(self, input_shape):
+            def shrink(n):
+                return None if n is None else n - self.size + 1
+            return (input_shape[0], shrink(input_shape[1]), shrink(input_shape[2]), 2 * input_shape[-1])
+
+        def get_config(self):
+            return {**super().get_config(), "size": self.size}
+
+    return LocalStatistics
+
+
+def LocalStatistics(size, **kwargs):  # noqa: N802 (a layer factory: keras is imported lazily)
+    return local_statistics_layer()(size, **kwargs)
+
+
+def _crop(layers, x, px: int, name: str):
+    return layers.Cropping2D(px, name=name)(x) if px else x
 
 
 def _normalization(layers, n_bands: int, band_mean, band_variance):

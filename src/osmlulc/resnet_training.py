@@ -202,7 +202,8 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
         model = build_resnet(n_bands, n_classes, n_blocks=settings["n_blocks"], kernel_size=settings["kernel_size"],
                              filters=settings["filters"], band_mean=band_mean, band_variance=band_variance,
                              dilations=settings.get("dilations"), index_pairs=pairs,
-                             dropout=float(settings.get("dropout", 0.0) or 0.0))
+                             dropout=float(settings.get("dropout", 0.0) or 0.0),
+                             context_px=settings.get("context_px"))
         if chips is None:
             # Train through a fixed-size view whose (1, 1, C) output is flattened to (C,), so labels stay (N,).
             patch_input = keras.Input(shape=(patch, patch, n_bands), dtype="float32")
