@@ -94,6 +94,8 @@ ROWS = {
                      "default with 32 filters a layer instead of 16"),
     "context63": ("resnet", {"models": {"resnet": {"context_px": [63]}}, "samples": {"validation_buffer_px": 32}},
                   "default plus a 63 px context branch (window mean and std of every channel)"),
+    "average_best3": ("resnet", {"models": {"resnet": {"early_stopping": {"average_best": 3}}}},
+                      "default, keeping the mean of the 3 best epochs' weights instead of the best epoch's"),
     "jitter": ("resnet", {"models": {"resnet": {"spectral_jitter": 0.05, "dropout": 0.4}}},
                "default plus 5 % spectral jitter and dropout 0.4"),
 }

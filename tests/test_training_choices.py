@@ -17,7 +17,7 @@ from osmlulc.classes import ClassTable
 from osmlulc.classifiers import load_classifier
 from osmlulc.resnet import (build_resnet, dense_patch_size, DIHEDRAL, dihedral, resnet_input_patch_size,
                             resnet_patch_size)
-from osmlulc.resnet_training import augment_batch, train_resnet
+from osmlulc.resnet_training import augment_batch, average_weights, best_epochs, train_resnet
 from osmlulc.sample_data import index_pairs_for, spectral_indices
 from osmlulc.sklearn_models import train_sklearn
 from osmlulc.predict import predict_patches, predict_window_probabilities
@@ -126,6 +126,30 @@ def test_early_stopping_keeps_the_best_epoch_on_validation(table, tmp_path):
     cfg_off = dict(cfg, early_stopping=None, epochs=4)
     off = train_resnet(train, validation, table, cfg_off, 3, tmp_path / "m2.keras", tmp_path / "h2.csv")
     assert off["epochs"] == 4 and off["best_epoch"] == 4
+
+
+def test_averaging_the_best_epochs_keeps_the_mean_of_their_weights(table, tmp_path):
+    assert best_epochs({"val_loss": [0.9, 0.5, 0.7, 0.4, 0.6]}, "val_loss", 3) == [1, 3, 4]
+    assert best_epochs({"val_accuracy": [0.1, 0.8, 0.7, 0.9]}, "val_accuracy", 2) == [1, 3]
+    mean = average_weights([[np.array([1.0, 2.0]), np.array([[4.0]])], [np.array([3.0, 6.0]), np.array([[0.0]])]])
+    np.testing.assert_array_equal(mean[0], [2.0, 4.0])
+    np.testing.assert_array_equal(mean[1], [[2.0]])
+
+    train, validation, _ = _train_and_validation(tmp_path, 60, seed=5, patch=7)
+    cfg = {"n_blocks": 1, "kernel_size": 3, "filters": 8, "epochs": 5, "batch_size": 16, "learning_rate": 0.01,
+           "early_stopping": {"monitor": "val_loss", "patience": 5, "average_best": 3}}
+    result = train_resnet(train, validation, table, cfg, 3, tmp_path / "m.keras", tmp_path / "h.csv")
+    with open(tmp_path / "h.csv", newline="") as f:
+        val_loss = [float(r["val_loss"]) for r in csv.DictReader(f)]
+    assert result["averaged_epochs"] == [e + 1 for e in best_epochs({"val_loss": val_loss}, "val_loss", 3)]
+    # The saved model is the averaged one: its validation loss is the one reported, no single epoch's.
+    classifier = load_classifier(tmp_path / "m.keras")
+    data = np.load(validation)
+    proba = predict_patches(classifier, data["patches"].astype(np.float32))
+    index = table.index_of_code()[data["labels"]]
+    loss = -np.mean(np.log(np.clip(proba[np.arange(len(index)), index], 1e-7, 1)))
+    assert loss == pytest.approx(result["val_loss"], rel=2e-3)
+    assert min(abs(loss - v) for v in val_loss) > 1e-4
 
 
 # ---------------------------------------------------------------------------------- label cleaning

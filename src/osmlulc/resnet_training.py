@@ -47,6 +47,31 @@ def write_history(history: dict, path: str | os.PathLike) -> None:
 
 
 
+def _weight_recorder(keras):
+    """Keras callback that keeps a copy of the model's weights (BatchNorm statistics included) after every epoch."""
+
+    class WeightRecorder(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.weights = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.weights.append([np.array(w) for w in self.model.get_weights()])
+
+    return WeightRecorder()
+
+
+def best_epochs(history: dict, monitor: str, k: int) -> list[int]:
+    """The ``k`` best epochs (0-based, in training order) by ``monitor`` (lowest loss, highest accuracy)."""
+    values = np.asarray(history[monitor], dtype=np.float64)
+    order = np.argsort(-values if "accuracy" in monitor else values, kind="stable")
+    return sorted(int(e) for e in order[:k])
+
+
+def average_weights(weight_sets: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Element-wise mean of several copies of one model's weights (each a list of arrays)."""
+    return [np.mean(np.stack(arrays), axis=0).astype(arrays[0].dtype) for arrays in zip(*weight_sets)]
+
+
 def augment_batch(patches: np.ndarray, rng: np.random.Generator, *aligned: np.ndarray):
     """Each patch of a batch under one of the 8 :func:`dihedral` transforms, drawn at random per patch.
 
@@ -150,8 +175,9 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
     filters, dilations (dense), original {depth, kernel_size, patch_size, filters}, and for both
     epochs, batch_size, learning_rate, lr_schedule (constant | cosine), weight_decay (AdamW),
     dropout (dense), augment (the 8 flips / rotations of every patch, drawn per batch),
-    early_stopping ({monitor, patience} or None: the weights of the best epoch on the spatial
-    validation samples are restored), indices (names of ``index_definitions``: extra channels, dense).
+    early_stopping ({monitor, patience, average_best} or None: the weights of the best epoch on the
+    spatial validation samples are restored, or the mean of the ``average_best`` best epochs'
+    weights), indices (names of ``index_definitions``: extra channels, dense), context_px (dense).
     The model has one output per class of ``table`` (also for classes without samples); the loss
     is weighted so that every present class counts the same, on the validation samples too.
     Training is reproducible for a given ``seed`` (Keras seeds + TensorFlow op determinism).
@@ -242,6 +268,10 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
 
     callbacks = [_epoch_logger(keras, settings["epochs"])]
     stopping = settings.get("early_stopping")
+    n_average = int((stopping or {}).get("average_best", 1))
+    recorder = _weight_recorder(keras)
+    if n_average > 1:
+        callbacks.append(recorder)
     if stopping:
         early = keras.callbacks.EarlyStopping(monitor=stopping.get("monitor", "val_loss"),
                                               patience=int(stopping.get("patience", 3)),
@@ -257,10 +287,24 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
     history = fit.history
     n_epochs = len(history["loss"])
     best = n_epochs - 1
+    averaged = None
     if stopping:
         best = int(early.best_epoch)
         LOG.info("resnet: early stopping on %s: best epoch %d of %d run (%s %.4f); its weights are kept",
                  early.monitor, best + 1, n_epochs, early.monitor, history[early.monitor][best])
+    if n_average > 1:
+        # The mean of the best epochs' weights: one epoch's weights swing with the few hundred polygons
+        # its last batches saw; their mean is a flatter, better generalising point (as in SWA), at no
+        # cost in prediction.  Scored again on the validation samples.
+        epochs_kept = best_epochs(history, early.monitor, n_average)
+        model.set_weights(average_weights([recorder.weights[e] for e in epochs_kept]))
+        scores = training_model.evaluate(x_val, val_targets, sample_weight=val_weight, verbose=0, return_dict=True)
+        averaged = {"epochs": [e + 1 for e in epochs_kept], "val_loss": float(scores["loss"]),
+                    "val_accuracy": float(scores["accuracy"])}
+        LOG.info("resnet: weights averaged over the %d best epochs %s on %s: val_loss %.4f val_accuracy %.4f "
+                 "(best single epoch %.4f / %.4f)", len(epochs_kept), averaged["epochs"], early.monitor,
+                 averaged["val_loss"], averaged["val_accuracy"], history["val_loss"][best],
+                 history["val_accuracy"][best])
 
     with atomic_output(model_path) as tmp:
         model.save(tmp)
@@ -268,8 +312,9 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
     return {
         "kind": "resnet",
         "architecture": architecture,
-        "val_accuracy": float(history["val_accuracy"][best]),
-        "val_loss": float(history["val_loss"][best]),
+        "val_accuracy": averaged["val_accuracy"] if averaged else float(history["val_accuracy"][best]),
+        "val_loss": averaged["val_loss"] if averaged else float(history["val_loss"][best]),
+        "averaged_epochs": averaged["epochs"] if averaged else [best + 1],
         "accuracy": float(history["accuracy"][best]),
         "loss": float(history["loss"][best]),
         "epochs": n_epochs,
