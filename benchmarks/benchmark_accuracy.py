@@ -10,14 +10,14 @@ real Geofabrik OSM land-use / water polygons (installed by ``tests/real_data.py`
 the polygons are clipped to it.  The eastern half is the project's independent evaluation set and
 is never touched here.
 
-Split: the western half (768 x 768 px) is cut into 4 x 4 blocks of 192 px; the blocks form 4
-spatial folds (no two edge-neighbouring blocks share a fold) and every polygon belongs to the fold
-of its centroid.  For fold k the models are trained on the polygons of the other folds, minus every
-labelled pixel within ``BUFFER_PX`` of a fold-k polygon (so no training patch, up to a 47 px
-receptive field, sees a test pixel), and scored on the fold-k polygons with a 1 px border dropped
-(pixel-weighted).  The four folds' confusion matrices are summed: every polygon is scored once,
-by a model that never saw it.  Inside the training folds the workflow's own sampling draws its
-training and early-stopping validation samples, as it would on a real country.
+Split: the western half (768 x 768 px) is cut into 4 x 4 blocks of 192 px; the blocks form 4 spatial
+folds (no two edge-neighbouring blocks share a fold) and every polygon belongs to the fold of its
+centroid. For fold k the models are trained on the polygons of the other folds, minus every labelled
+pixel within ``BUFFER_PX`` (or half the row's receptive field + 1, if wider) of a fold-k polygon, so
+no training pixel's receptive field reaches a test pixel, and scored on the fold-k polygons with a 1
+px border dropped (pixel-weighted). The four folds' confusion matrices are summed: every polygon is
+scored once, by a model that never saw it. Inside the training folds the workflow's own sampling
+draws its training and early-stopping validation samples, as it would on a real country.
 
 Each row runs the workflow's own code (``osmlulc.samples.draw_samples``, ``osmlulc.resnet_training.train_resnet``,
 ``osmlulc.sklearn_models.train_sklearn``, ``osmlulc.predict.predict_tile_*``) with ``config/config.yaml``
