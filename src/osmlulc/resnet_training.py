@@ -269,8 +269,8 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
     callbacks = [_epoch_logger(keras, settings["epochs"])]
     stopping = settings.get("early_stopping")
     n_average = int((stopping or {}).get("average_best", 1))
-    recorder = _weight_recorder(keras)
     if n_average > 1:
+        recorder = _weight_recorder(keras)
         callbacks.append(recorder)
     if stopping:
         early = keras.callbacks.EarlyStopping(monitor=stopping.get("monitor", "val_loss"),
