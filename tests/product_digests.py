@@ -7,10 +7,15 @@ any product changing.
     python tests/product_digests.py RUN_DIR            # print {relative path: digest} of all rasters
     python tests/product_digests.py RUN_DIR --check tests/data/small_demo_digests.json
 
-``MODEL_FREE`` names the products that no trained model touches: their digests are the same on any
-machine with the pinned libraries. Products downstream of training are reproducible on one machine
-(tests/test_reproducible.py) but their last bits may follow the CPU's vector unit, so the stored
-reference (tests/data/small_demo_digests.json) holds only the model-free ones.
+``MODEL_FREE`` names the products that no trained model touches and whose pixels do not hang on the
+last bit of a float: their digests are the same across machines and library releases. Products
+downstream of training are reproducible on one machine (tests/test_reproducible.py) but their last
+bits may follow the CPU's vector unit and TensorFlow's build, so the stored reference
+(tests/data/small_demo_digests.json) holds only the model-free ones. The SNIC superpixels are left
+out too: the kernel's priority queue breaks ties on float Lab distances, and a fresh install
+(2026-12-02: numpy 2.4.6, numba 0.68.1; scikit-image is not the cause) moved the segments of two of
+the three small-demo tiles for an identical stack; like the model products, they are compared
+between two runs in one environment.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import rasterio
 #: Rasters of a run (relative to the run folder) whose pixels come from GDAL, numpy and scikit-image only.
 MODEL_FREE = (
     r"resources/demo/.+\.tif",
-    r"results/[^/]+/tiles/[^/]+/(stack_10m|ndwi|snic_segments|valid_observations|valid_observations_clipped|label)"
+    r"results/[^/]+/tiles/[^/]+/(stack_10m|ndwi|valid_observations|valid_observations_clipped|label)"
     r"\.tif",
     r"results/[^/]+/tiles/[^/]+/(composite|bands_10m)/.+\.tif",
     r"results/[^/]+/[^/]+_10m_3035_(label|valid_observations|valid_observations_mosaic)\.tif",
