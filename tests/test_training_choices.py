@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from rasterio.windows import Window
 
 from osmlulc.classes import ClassTable
 from osmlulc.classifiers import load_classifier
@@ -319,6 +320,20 @@ def test_spectral_indices_and_their_band_pairs():
         index_pairs_for(BANDS, ["evi"], INDEX_DEFINITIONS)
 
 
+def _dense_probabilities(stack, classifier) -> np.ndarray:
+    """The classifier's dense (windowed, with halo) probabilities of the whole raster ``stack``."""
+    with rasterio.open(stack) as src:
+        dense, _ = predict_window_probabilities(src, classifier, Window(0, 0, src.width, src.height))
+    return dense
+
+
+def _edge_padded_patches(image: np.ndarray, pixels, size: int) -> np.ndarray:
+    """The odd ``size`` patches of ``pixels`` in (H, W, B) ``image``, edge pixels repeated beyond it."""
+    half = size // 2
+    padded = np.pad(image.astype(np.float32), ((half, half), (half, half), (0, 0)), mode="edge")
+    return np.stack([padded[r:r + size, c:c + size] for r, c in pixels])
+
+
 def test_dilated_resnet_with_indices_stays_exact_in_dense_inference(table, tmp_path):
     dilations = [1, 2]
     assert resnet_patch_size(2, 3, dilations) == 1 + 2 * (1 + 2 * 3) == 15
@@ -332,20 +347,15 @@ def test_dilated_resnet_with_indices_stays_exact_in_dense_inference(table, tmp_p
     rng = np.random.default_rng(0)
     image = rng.normal(1500, 500, (40, 37, len(BANDS))).clip(1, 10000).astype(np.uint16)
     stack = _raster(tmp_path / "stack.tif", np.moveaxis(image, -1, 0))
-    with rasterio.open(stack) as src:
-        from rasterio.windows import Window
-        dense, _ = predict_window_probabilities(src, classifier, Window(0, 0, 37, 40))
-    padded = np.pad(image.astype(np.float32), ((7, 7), (7, 7), (0, 0)), mode="edge")
     pixels = [(0, 0), (5, 30), (20, 20), (39, 36), (17, 3)]
-    patches = np.stack([padded[r:r + 15, c:c + 15] for r, c in pixels])
+    patches = _edge_padded_patches(image, pixels, 15)
+    dense = _dense_probabilities(stack, classifier)
     np.testing.assert_allclose(dense[tuple(np.array(pixels).T)], predict_patches(classifier, patches), atol=1e-5)
 
     # Test-time rotations: still exact, and not the same as without them (the model is not symmetric).
     for rotations in (4, 8):
         turned = load_classifier(tmp_path / "m.keras", rotations=rotations)
-        with rasterio.open(stack) as src:
-            dense_turned, _ = predict_window_probabilities(src, turned, Window(0, 0, 37, 40))
-        at = dense_turned[tuple(np.array(pixels).T)]
+        at = _dense_probabilities(stack, turned)[tuple(np.array(pixels).T)]
         np.testing.assert_allclose(at, predict_patches(turned, patches), atol=1e-5)
         manual = np.mean([predict_patches(classifier, np.ascontiguousarray(dihedral(patches, g)))
                           for g in range(rotations)], axis=0)
@@ -368,12 +378,9 @@ def test_context_branch_widens_the_patch_and_stays_exact_in_dense_inference(tabl
     rng = np.random.default_rng(3)
     image = rng.normal(1500, 500, (33, 30, len(BANDS))).clip(1, 10000).astype(np.uint16)
     stack = _raster(tmp_path / "stack.tif", np.moveaxis(image, -1, 0))
-    with rasterio.open(stack) as src:
-        from rasterio.windows import Window
-        dense, _ = predict_window_probabilities(src, classifier, Window(0, 0, 30, 33))
-    padded = np.pad(image.astype(np.float32), ((10, 10), (10, 10), (0, 0)), mode="edge")
     pixels = [(0, 0), (5, 29), (16, 15), (32, 29), (20, 2)]
-    patches = np.stack([padded[r:r + 21, c:c + 21] for r, c in pixels])
+    patches = _edge_padded_patches(image, pixels, 21)
+    dense = _dense_probabilities(stack, classifier)
     np.testing.assert_allclose(dense[tuple(np.array(pixels).T)], predict_patches(classifier, patches), atol=1e-5)
     # The context reaches beyond the convs' 7 px: changing only the patch's outer ring changes the output.
     ringed = patches.copy()
