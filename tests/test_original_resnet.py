@@ -27,7 +27,8 @@ CLASSES_YAML = Path(__file__).resolve().parents[1] / "config" / "classes.yaml"
 BANDS = ["B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12"]
 ORIGINAL = {"depth": 29, "kernel_size": 5, "patch_size": 12, "filters": 8}
 SETTINGS = {"architecture": "original", "n_blocks": 3, "kernel_size": 3, "filters": 8, "epochs": 1,
-            "batch_size": 32, "learning_rate": 0.002, "original": ORIGINAL}
+            "batch_size": 32, "learning_rate": 0.002, "original": ORIGINAL,
+            "context_px": [15]}   # a dense-only setting: ignored (with a warning), the patch stays 12 px
 
 
 @pytest.fixture(scope="module")

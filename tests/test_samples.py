@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 
 from osmlulc.io import InputError
-from osmlulc.samples import draw_samples, validation_blocks
+import rasterio
+from rasterio.windows import Window
+
+from osmlulc.samples import GROUP_PX, _read_patches, draw_samples, sample_groups, validation_blocks
 
 from conftest import sample_settings, write_raster
 
@@ -17,6 +20,22 @@ def _tile(tmp_path, name, labels, n_bands=3):
     return stack_path, label_path
 
 
+def test_patches_are_cut_from_block_reads_exactly_as_from_one_read_per_sample(tmp_path):
+    """Samples spread over several GROUP_PX blocks, unsorted, some at the image edge: each patch is the one
+    a window read at its own position gives, in the samples' order."""
+    h, w, size = GROUP_PX * 2 + 37, GROUP_PX + 91, 7
+    rng = np.random.default_rng(3)
+    stack_path = write_raster(tmp_path / "stack.tif", rng.integers(1, 60000, (3, h, w)).astype(np.uint16))
+    half = size // 2
+    rows = np.concatenate([rng.integers(half, h - half, 300), [half, h - half - 1, h - half - 1]])
+    cols = np.concatenate([rng.integers(half, w - half, 300), [w - half - 1, half, w - half - 1]])
+    groups = list(sample_groups(rows, cols, half))
+    assert len(groups) == 6 and sorted(np.concatenate([idx for idx, _ in groups])) == list(range(len(rows)))
+    with rasterio.open(stack_path) as src:
+        patches = _read_patches(src, rows, cols, size)
+        for i in range(len(rows)):
+            one = src.read(window=Window(int(cols[i]) - half, int(rows[i]) - half, size, size))
+            assert np.array_equal(patches[i], np.moveaxis(one, 0, -1)), i
 
 
 def test_validation_blocks_fraction():

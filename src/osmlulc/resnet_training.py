@@ -212,6 +212,9 @@ def train_resnet(train_npz, validation_npz, table: ClassTable, settings: dict, s
     if pairs and architecture == "original":
         LOG.warning("resnet: indices %s are ignored by the original architecture (dense only)", settings.get("indices"))
         pairs = []
+    if settings.get("context_px") and architecture == "original":
+        LOG.warning("resnet: context_px %s is ignored by the original architecture (dense only)",
+                    settings.get("context_px"))
 
     # Per-channel scaling from the training pixels (float64 sums: exact enough and order-independent).
     pixels = with_indices(centre_crop(x_train, patch).reshape(-1, n_bands), pairs)

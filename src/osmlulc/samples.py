@@ -118,12 +118,38 @@ def _candidates(label_src, stack_src, window: Window, half: int, held_out: np.nd
     return rows, cols, labels[rows - int(window.row_off), cols - int(window.col_off)], split
 
 
+#: Samples are cut from one read per block of this many px (their bounding box grown by the patch),
+#: not one read per sample: benchmarks/benchmark_tile.py, stage ``samples``.
+GROUP_PX = 512
+
+
+def sample_groups(rows: np.ndarray, cols: np.ndarray, half: int, group_px: int = GROUP_PX):
+    """Samples grouped by ``group_px`` blocks of the grid: yields (indices into rows/cols, window), the window
+    being the group's bounding box grown by ``half`` px (the samples' patches must lie inside the raster)."""
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    if len(rows) == 0:
+        return
+    key = (rows // group_px) * (int(cols.max()) // group_px + 1) + cols // group_px
+    order = np.argsort(key, kind="stable")
+    starts = np.flatnonzero(np.diff(key[order])) + 1
+    for idx in np.split(order, starts):
+        r0, c0 = int(rows[idx].min()) - half, int(cols[idx].min()) - half
+        r1, c1 = int(rows[idx].max()) + half + 1, int(cols[idx].max()) + half + 1
+        yield idx, Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def cut_around(block: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` cut-outs of ``block`` (H, W, ...) centred at block positions rows, cols."""
+    offsets = np.arange(size) - size // 2
+    return block[rows[:, None, None] + offsets[None, :, None], cols[:, None, None] + offsets[None, None, :]]
+
+
 def _read_patches(stack_src, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
     half = size // 2
     patches = np.empty((len(rows), size, size, stack_src.count), dtype=np.uint16)
-    for i, (row, col) in enumerate(zip(rows, cols)):
-        patch = stack_src.read(window=Window(int(col) - half, int(row) - half, size, size))
-        patches[i] = np.moveaxis(patch, 0, -1)
+    for idx, window in sample_groups(rows, cols, half):
+        block = np.moveaxis(stack_src.read(window=window), 0, -1)
+        patches[idx] = cut_around(block, rows[idx] - int(window.row_off), cols[idx] - int(window.col_off), size)
     return patches
 
 
@@ -240,8 +266,7 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
         chips = np.zeros((len(rows), settings.chip_px, settings.chip_px), dtype=np.uint8)
         with open_raster(stack_path, "band stack") as stack, open_raster(label_path, "label raster") as label:
             with label_filter(tile, label) as cleaning:
-                for i, (row, col) in enumerate(zip(rows, cols)):
-                    window = Window(int(col) - half_chip, int(row) - half_chip, settings.chip_px, settings.chip_px)
+                for idx, window in sample_groups(rows, cols, half_chip):
                     labels = label.read(1, window=window)
                     keep = cleaning.keep(label, window, labels) & (stack.read(1, window=window) > 0)
                     rr, cc = np.indices(labels.shape)
@@ -251,7 +276,8 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
                         same &= ~buffered_out(rr, cc, held_out[tile], settings.split_block_px,
                                               settings.validation_buffer_px)
                     keep &= same.reshape(labels.shape) & (index[labels] >= 0)
-                    chips[i] = np.where(keep, labels, 0)
+                    chips[idx] = cut_around(np.where(keep, labels, 0), rows[idx] - int(window.row_off),
+                                            cols[idx] - int(window.col_off), settings.chip_px)
         return chips
 
     summary = {}
@@ -285,48 +311,57 @@ def spectral_outliers(spectra: np.ndarray, labels: np.ndarray, threshold: float)
     return outlier
 
 
+def _cut_per_tile(tile_col: np.ndarray, cut) -> np.ndarray | None:
+    """``cut(tile, indices)`` for each tile's samples, assembled in sample order (None without samples)."""
+    out = None
+    for tile in sorted(set(tile_col.tolist())):
+        of_tile = np.flatnonzero(tile_col == tile)
+        part = cut(tile, of_tile)
+        if out is None:
+            out = np.empty((len(tile_col), *part.shape[1:]), part.dtype)
+        out[of_tile] = part
+    return out
+
+
 def _write_samples(picked, tiles, size, band_names, table: ClassTable, path, *,
                    outlier_mad: float | None = None, chip_reader=None, candidates=None) -> dict[int, int]:
     """Cut the picked samples' patches (and label chips) and save them; ``candidates``: per class (table
     order) the number of clean labelled pixels the samples were drawn from, stored so that training can
     weight classes by their share of the labels (``class_weight: prior``) rather than of the samples."""
-    tile_col, rows, cols, labels, patches, chips = [], [], [], [], [], []
-    for tile, r, c, lab in picked:
-        with open_raster(tiles[tile][0], "band stack") as stack:
-            p = _read_patches(stack, r, c, size)
-        # A patch touching nodata (swath edge, clouds) would teach the model zeros: drop it.
-        ok = (p > 0).all(axis=(1, 2, 3))
-        tile_col += [tile] * int(ok.sum())
-        rows.append(r[ok])
-        cols.append(c[ok])
-        labels.append(lab[ok])
-        patches.append(p[ok])
-        if chip_reader is not None:
-            chips.append(chip_reader(tile, r[ok], c[ok]))
     n_bands = len(band_names)
-    if outlier_mad is not None and patches:
-        all_patches, all_labels = np.concatenate(patches), np.concatenate(labels)
+    tile_col = np.array([tile for tile, r, _, _ in picked for _ in range(len(r))], dtype=str)
+    rows, cols, labels = (np.concatenate([entry[i] for entry in picked]) if picked else np.empty(0, np.int64)
+                          for i in (1, 2, 3))
+
+    def cut_patches(tile, of_tile):  # all of a tile's samples at once: one read per block of samples
+        with open_raster(tiles[tile][0], "band stack") as stack:
+            return _read_patches(stack, rows[of_tile], cols[of_tile], size)
+
+    patches = _cut_per_tile(tile_col, cut_patches)
+    if patches is None:
+        patches = np.empty((0, size, size, n_bands), np.uint16)
+    # A patch touching nodata (swath edge, clouds) would teach the model zeros: drop it.
+    keep = (patches > 0).all(axis=(1, 2, 3))
+    if outlier_mad is not None and len(labels):
         c = size // 2
-        bad = spectral_outliers(all_patches[:, c, c, :], all_labels, float(outlier_mad))
+        bad = spectral_outliers(patches[keep][:, c, c, :], labels[keep], float(outlier_mad))
         log.info("%s: %d of %d samples rejected as spectral outliers of their class (> %g MAD)", path,
                  int(bad.sum()), len(bad), outlier_mad)
-        keep = ~bad
-        tile_col = list(np.asarray(tile_col)[keep])
-        rows, cols = [np.concatenate(rows)[keep]], [np.concatenate(cols)[keep]]
-        labels, patches = [all_labels[keep]], [all_patches[keep]]
-        if chips:
-            chips = [np.concatenate(chips)[keep]]
+        keep[np.flatnonzero(keep)[bad]] = False
+    if not keep.all():
+        tile_col, rows, cols, labels, patches = (a[keep] for a in (tile_col, rows, cols, labels, patches))
     extra = {}
     if candidates is not None:
         extra["candidates"] = np.asarray(candidates, dtype=np.int64)
     if chip_reader is not None:
-        extra["label_chips"] = np.concatenate(chips) if chips else np.empty((0, 1, 1), np.uint8)
+        chips = _cut_per_tile(tile_col, lambda tile, of_tile: chip_reader(tile, rows[of_tile], cols[of_tile]))
+        extra["label_chips"] = chips if chips is not None else np.empty((0, 1, 1), np.uint8)
     result = dict(
-        patches=np.concatenate(patches) if patches else np.empty((0, size, size, n_bands), np.uint16),
-        labels=np.concatenate(labels).astype(np.uint8) if labels else np.empty(0, np.uint8),
-        rows=np.concatenate(rows).astype(np.int32) if rows else np.empty(0, np.int32),
-        cols=np.concatenate(cols).astype(np.int32) if cols else np.empty(0, np.int32),
-        tiles=np.array(tile_col, dtype=str),
+        patches=patches,
+        labels=labels.astype(np.uint8),
+        rows=rows.astype(np.int32),
+        cols=cols.astype(np.int32),
+        tiles=tile_col,
         bands=band_names,
         **extra,
     )
