@@ -98,6 +98,8 @@ ROWS = {
                       "default, keeping the mean of the 3 best epochs' weights instead of the best epoch's"),
     "jitter": ("resnet", {"models": {"resnet": {"spectral_jitter": 0.05, "dropout": 0.4}}},
                "default plus 5 % spectral jitter and dropout 0.4"),
+    "seed2": ("resnet", {"models": {"seed": 4321}},
+              "default with another model seed (same samples): with --blend default seed2, a 2-seed ensemble"),
 }
 
 
@@ -354,6 +356,45 @@ def rescore(name: str, work: Path, table, paths: dict, source: str | None = None
     return {"confusion": {m: cm.tolist() for m, cm in cms.items()}, "folds": folds, "per_fold": per_fold}
 
 
+def blend(work: Path, table, paths: dict, first: str, second: str, weights) -> dict:
+    """Pixel maps of ``(1 - w) p_first + w p_second`` from two rows' saved fold probabilities (``probabilities.tif``
+    of every fold both rows ran), scored like the rows: weight -> confusion and per-fold confusion."""
+    import rasterio
+
+    labels, _, _, test_masks = fold_masks(paths)
+    codes = np.asarray(table.codes)
+    folds = [k for k in range(N_FOLDS)
+             if all((work / "rows" / r / f"fold{k}" / "probabilities.tif").exists() for r in (first, second))]
+    if not folds:
+        raise SystemExit(f"--blend: no fold with probabilities of both {first} and {second}; run the rows first")
+
+    def probabilities(row, k):
+        with rasterio.open(work / "rows" / row / f"fold{k}" / "probabilities.tif") as src:
+            return src.read().astype(np.float32)
+
+    out = {}
+    for weight in weights:
+        n = len(table)
+        cm, per_fold = np.zeros((n, n), np.int64), {}
+        for k in folds:
+            mixed = (1 - weight) * probabilities(first, k) + weight * probabilities(second, k)
+            fold_cm = confusion(labels, codes[mixed.argmax(axis=0)].astype(np.uint8), test_masks[k], table)
+            cm += fold_cm
+            per_fold[k] = {"pixel": fold_cm.tolist()}
+        out[f"{weight:g}"] = {"confusion": {"pixel": cm.tolist()}, "folds": folds, "per_fold": per_fold}
+    return out
+
+
+def print_blend(first: str, second: str, blends: dict, table) -> None:
+    print(f"\n| {first} x (1 - w) + {second} x w: w | folds | OA | macro recall | water recall | false water | "
+          "OA per fold |\n|---:|---|---:|---:|---:|---:|---|")
+    for weight, result in blends.items():
+        s = summarise(result["confusion"]["pixel"], table)
+        per = " / ".join(f"{summarise(result['per_fold'][k]['pixel'], table)['oa']:.3f}" for k in result["folds"])
+        print(f"| {weight} | {','.join(map(str, result['folds']))} | {s['oa']:.3f} | {s['macro_recall']:.3f} | "
+              f"{s['water_recall']:.3f} | {s['false_water']:.3f} | {per} |")
+
+
 def window_features(stack: np.ndarray) -> np.ndarray:
     """(H, W, 50): the 10 bands and their mean and std over 5 and 15 px windows."""
     from scipy import ndimage
@@ -393,7 +434,19 @@ def run_gradient_boosting(work: Path, config: dict, table, paths: dict, per_clas
         gb.fit(feats[rows, cols], train_labels[k][rows, cols])
         test = test_masks[k] & valid
         predicted = np.zeros(labels.shape, np.uint8)
-        predicted[test] = gb.predict(feats[test])
+        proba = gb.predict_proba(feats[test])
+        predicted[test] = gb.classes_[proba.argmax(axis=1)]
+        # The fold's test probabilities in the layout of the ResNet rows' probabilities.tif (one uint8 band per
+        # class in table order, 0 elsewhere), so that rows can be compared or combined pixel by pixel.
+        fold_dir = work / "rows" / "gradient_boosting" / f"fold{k}"
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        bands = np.zeros((len(table), *labels.shape), np.uint8)
+        for j, code in enumerate(gb.classes_):
+            bands[list(table.codes).index(code)][test] = np.rint(proba[:, j] * 255).astype(np.uint8)
+        with rasterio.open(paths["label"]) as ref:
+            profile = dict(ref.profile, count=len(table), nodata=None)
+        with rasterio.open(fold_dir / "probabilities.tif", "w", **profile) as dst:
+            dst.write(bands)
         fold_cm = confusion(labels, predicted, test, table)
         cm += fold_cm
         per_fold[k] = {"pixel": fold_cm.tolist()}
@@ -443,6 +496,10 @@ def main(argv=None) -> int:
     parser.add_argument("--rerun", action="store_true", help="rerun the selected rows even if cached")
     parser.add_argument("--repredict", action="store_true",
                         help="keep the rows' trained fold models, redo prediction and scoring (prediction settings)")
+    parser.add_argument("--blend", nargs=2, metavar=("ROW_A", "ROW_B"),
+                        help="score the mean of two cached rows' fold probabilities, (1 - w) A + w B, for the "
+                             "--weights (e.g. default gradient_boosting); runs nothing else")
+    parser.add_argument("--weights", type=float, nargs="*", default=[0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log the workflow code's progress")
     args = parser.parse_args(argv)
     if args.list:
@@ -464,6 +521,13 @@ def main(argv=None) -> int:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if args.table:
         print_table(results, table)
+        return 0
+    if args.blend:
+        first, second = args.blend
+        blends = results.setdefault("blends", {})
+        blends[f"{first}+{second}"] = blend(work, table, paths, first, second, args.weights)
+        results_path.write_text(json.dumps(results, indent=1))
+        print_blend(first, second, blends[f"{first}+{second}"], table)
         return 0
     wanted = args.rows if args.rows else ["ndwi", "gradient_boosting", *ROWS]
     for name in wanted:
@@ -529,6 +593,8 @@ def print_table(results: dict, table) -> None:
             pixel, superpixel = summaries["pixel"], summaries.get("superpixel")
             print(f"| {name} | {pixel['oa']:.3f} | {pixel['macro_recall']:.3f} | {pixel['water_recall']:.3f} | "
                   f"{pixel['false_water']:.3f} | " + (f"{superpixel['oa']:.3f} |" if superpixel else " |"))
+    for pair, blends in results.get("blends", {}).items():
+        print_blend(*pair.split("+"), blends, table)
 
 
 if __name__ == "__main__":

@@ -317,6 +317,8 @@ def _cut_per_tile(tile_col: np.ndarray, cut) -> np.ndarray | None:
     for tile in sorted(set(tile_col.tolist())):
         of_tile = np.flatnonzero(tile_col == tile)
         part = cut(tile, of_tile)
+        if len(of_tile) == len(tile_col):  # a single tile: no copy
+            return part
         if out is None:
             out = np.empty((len(tile_col), *part.shape[1:]), part.dtype)
         out[of_tile] = part
