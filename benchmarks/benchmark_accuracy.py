@@ -358,19 +358,24 @@ def rescore(name: str, work: Path, table, paths: dict, source: str | None = None
 
 def blend(work: Path, table, paths: dict, first: str, second: str, weights) -> dict:
     """Pixel maps of ``(1 - w) p_first + w p_second`` from two rows' saved fold probabilities (``probabilities.tif``
-    of every fold both rows ran), scored like the rows: weight -> confusion and per-fold confusion."""
+    of every fold both rows ran), scored like the rows: weight -> confusion and per-fold confusion.
+    A comma-separated ``first`` / ``second`` (``default,seed2``) stands for the equal mean of those rows."""
     import rasterio
 
     labels, _, _, test_masks = fold_masks(paths)
     codes = np.asarray(table.codes)
+    rows = [*first.split(","), *second.split(",")]
     folds = [k for k in range(N_FOLDS)
-             if all((work / "rows" / r / f"fold{k}" / "probabilities.tif").exists() for r in (first, second))]
+             if all((work / "rows" / r / f"fold{k}" / "probabilities.tif").exists() for r in rows)]
     if not folds:
-        raise SystemExit(f"--blend: no fold with probabilities of both {first} and {second}; run the rows first")
+        raise SystemExit(f"--blend: no fold with probabilities of all of {rows}; run the rows first")
 
-    def probabilities(row, k):
-        with rasterio.open(work / "rows" / row / f"fold{k}" / "probabilities.tif") as src:
-            return src.read().astype(np.float32)
+    def probabilities(names, k):
+        total = 0.0
+        for row in names.split(","):
+            with rasterio.open(work / "rows" / row / f"fold{k}" / "probabilities.tif") as src:
+                total = total + src.read().astype(np.float32)
+        return total / len(names.split(","))
 
     out = {}
     for weight in weights:
