@@ -395,7 +395,8 @@ def print_blend(first: str, second: str, blends: dict, table) -> None:
           "OA per fold |\n|---:|---|---:|---:|---:|---:|---|")
     for weight, result in blends.items():
         s = summarise(result["confusion"]["pixel"], table)
-        per = " / ".join(f"{summarise(result['per_fold'][k]['pixel'], table)['oa']:.3f}" for k in result["folds"])
+        per_fold = {int(k): v for k, v in result["per_fold"].items()}  # JSON keys are strings
+        per = " / ".join(f"{summarise(per_fold[k]['pixel'], table)['oa']:.3f}" for k in result["folds"])
         print(f"| {weight} | {','.join(map(str, result['folds']))} | {s['oa']:.3f} | {s['macro_recall']:.3f} | "
               f"{s['water_recall']:.3f} | {s['false_water']:.3f} | {per} |")
 

@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
-
-from osmlulc.io import InputError
 import rasterio
 from rasterio.windows import Window
 
+from osmlulc.io import InputError
 from osmlulc.samples import GROUP_PX, _read_patches, draw_samples, sample_groups, validation_blocks
 
 from conftest import sample_settings, write_raster
