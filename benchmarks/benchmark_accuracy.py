@@ -377,16 +377,19 @@ def blend(work: Path, table, paths: dict, first: str, second: str, weights) -> d
                 total = total + src.read().astype(np.float32)
         return total / len(names.split(","))
 
-    out = {}
-    for weight in weights:
-        n = len(table)
-        cm, per_fold = np.zeros((n, n), np.int64), {}
-        for k in folds:
-            mixed = (1 - weight) * probabilities(first, k) + weight * probabilities(second, k)
+    n = len(table)
+    out = {f"{w:g}": {"confusion": {"pixel": np.zeros((n, n), np.int64)}, "folds": folds, "per_fold": {}}
+           for w in weights}
+    for k in folds:  # each fold's rasters read once, for every weight
+        p_first, p_second = probabilities(first, k), probabilities(second, k)
+        for weight in weights:
+            mixed = (1 - weight) * p_first + weight * p_second
             fold_cm = confusion(labels, codes[mixed.argmax(axis=0)].astype(np.uint8), test_masks[k], table)
-            cm += fold_cm
-            per_fold[k] = {"pixel": fold_cm.tolist()}
-        out[f"{weight:g}"] = {"confusion": {"pixel": cm.tolist()}, "folds": folds, "per_fold": per_fold}
+            result = out[f"{weight:g}"]
+            result["confusion"]["pixel"] += fold_cm
+            result["per_fold"][k] = {"pixel": fold_cm.tolist()}
+    for result in out.values():
+        result["confusion"]["pixel"] = result["confusion"]["pixel"].tolist()
     return out
 
 
@@ -427,6 +430,9 @@ def run_gradient_boosting(work: Path, config: dict, table, paths: dict, per_clas
     cm = np.zeros((n, n), np.int64)
     per_fold = {}
     rng = np.random.default_rng(config["samples"]["seed"])
+    band_of_code = table.index_of_code()
+    with rasterio.open(paths["label"]) as ref:
+        profile = dict(ref.profile, count=len(table), nodata=None)
     for k in range(N_FOLDS):
         rows, cols = [], []
         for code in np.unique(train_labels[k][train_labels[k] > 0]):
@@ -448,9 +454,7 @@ def run_gradient_boosting(work: Path, config: dict, table, paths: dict, per_clas
         fold_dir.mkdir(parents=True, exist_ok=True)
         bands = np.zeros((len(table), *labels.shape), np.uint8)
         for j, code in enumerate(gb.classes_):
-            bands[list(table.codes).index(code)][test] = np.rint(proba[:, j] * 255).astype(np.uint8)
-        with rasterio.open(paths["label"]) as ref:
-            profile = dict(ref.profile, count=len(table), nodata=None)
+            bands[band_of_code[code]][test] = np.rint(proba[:, j] * 255).astype(np.uint8)
         with rasterio.open(fold_dir / "probabilities.tif", "w", **profile) as dst:
             dst.write(bands)
         fold_cm = confusion(labels, predicted, test, table)
