@@ -98,6 +98,15 @@ ROWS = {
                       "default, keeping the mean of the 3 best epochs' weights instead of the best epoch's"),
     "jitter": ("resnet", {"models": {"resnet": {"spectral_jitter": 0.05, "dropout": 0.4}}},
                "default plus 5 % spectral jitter and dropout 0.4"),
+    "logreg": ("logreg", {}, "logistic regression on the bands and their 5 / 15 px window mean / std, "
+               "trained on the label-chip pixels"),
+    "logreg_no_windows": ("logreg", {"models": {"logreg": {"windows_px": []}}},
+                          "logreg on the pixel's bands only (what the context windows buy)"),
+    "logreg_no_chips": ("logreg", {"models": {"logreg": {"chip_pixels": False}}},
+                        "logreg trained on the sample pixels only, not every label-chip pixel"),
+    "logreg_no_erosion": ("logreg", {"samples": {"erosion_px": 0}}, "logreg, label polygons not eroded"),
+    "ensemble": ("ensemble", {}, "the product: models.ensemble, the mean of the ResNet (row default) and logreg "
+                 "(row logreg) probabilities"),
     "seed2": ("resnet", {"models": {"seed": 4321}},
               "default with another model seed (same samples): with --blend default seed2, a 2-seed ensemble"),
 }
@@ -264,14 +273,17 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
 
     from osmlulc.resnet import resnet_input_patch_size, sample_patch_size
     from osmlulc.resnet_training import train_resnet
-    from osmlulc.sklearn_models import train_sklearn
+    from osmlulc.sklearn_models import pixel_model_patch_size, train_sklearn
     from osmlulc.predict import predict_tile_pixels, predict_tile_superpixels
     from osmlulc.samples import SampleSettings, draw_samples
 
     model, overrides, _ = ROWS[name]
     cfg = merged(config, overrides)
+    if model == "ensemble":
+        return run_ensemble(name, work, cfg, table, paths, folds)
     # No training label closer to a test pixel than the model's field reaches (a wider field: a wider buffer).
-    field = resnet_input_patch_size(cfg["models"]["resnet"]) if model == "resnet" else 1
+    field = (resnet_input_patch_size(cfg["models"]["resnet"]) if model == "resnet"
+             else pixel_model_patch_size(cfg["models"][model]))
     labels, _, train_labels, test_masks = fold_masks(paths, max(BUFFER_PX, field // 2 + 1))
     n = len(table)
     cms = {"pixel": np.zeros((n, n), np.int64), "superpixel": np.zeros((n, n), np.int64)}
@@ -281,9 +293,10 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
     row_dir.mkdir(parents=True, exist_ok=True)
     with rasterio.open(paths["label"]) as src:
         profile = src.profile
-    patch = 1
-    if model == "resnet":  # the ResNet's patch, widened for the label chips
-        patch = sample_patch_size(cfg["models"]["resnet"]) + cfg["samples"].get("chip_px", 1) - 1
+    # The model's patch, widened for the label chips when it trains on them.
+    chips = model == "resnet" or bool(cfg["models"][model].get("chip_pixels"))
+    patch = sample_patch_size(cfg["models"]["resnet"]) if model == "resnet" else field
+    patch += cfg["samples"].get("chip_px", 1) - 1 if chips else 0
     for k in folds:
         fold_dir = row_dir / f"fold{k}"
         fold_dir.mkdir(exist_ok=True)
@@ -294,7 +307,7 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
         model_path = fold_dir / ("resnet.keras" if model == "resnet" else f"{model}.joblib")
         reuse = repredict and model_path.exists()
         if not reuse:
-            sample_cfg = dict(cfg["samples"], **({} if model == "resnet" else {"chip_px": 1}))
+            sample_cfg = dict(cfg["samples"], **({} if chips else {"chip_px": 1}))
             settings = SampleSettings(patch_size=patch, **sample_cfg)
             draw_samples({TILE: (str(paths["stack"]), str(label_path))}, table, settings, fold_dir / "train.npz",
                          fold_dir / "validation.npz", segments={TILE: str(paths["segments"])})
@@ -332,6 +345,49 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
         info["seconds"]["predict"] += t3 - t2
     return {"confusion": {m: cm.tolist() for m, cm in cms.items()}, "folds": list(folds), "per_fold": per_fold,
             **info}
+
+
+#: The row whose fold probabilities stand for each ensemble member (the model's default row).
+MEMBER_ROWS = {"resnet": "default"}
+
+
+def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) -> dict:
+    """The ensemble row: the workflow's blend (:func:`osmlulc.predict.blend_tile_probabilities`) of the members'
+    rows' fold probabilities (run those rows first), with the members and weights of ``models.ensemble``."""
+    import rasterio
+
+    from osmlulc.predict import blend_tile_probabilities, predict_tile_superpixels
+
+    weights = cfg["models"]["ensemble"]["members"]
+    rows = {m: MEMBER_ROWS.get(m, m) for m in weights}
+    labels, _, _, test_masks = fold_masks(paths)
+    n = len(table)
+    cms = {"pixel": np.zeros((n, n), np.int64), "superpixel": np.zeros((n, n), np.int64)}
+    per_fold, done = {}, []
+    t0 = time.perf_counter()
+    for k in folds:
+        member_paths = {m: work / "rows" / row / f"fold{k}" / "probabilities.tif" for m, row in rows.items()}
+        missing = [str(p) for p in member_paths.values() if not p.exists()]
+        if missing:
+            raise SystemExit(f"ensemble row {name}: run the member rows {sorted(set(rows.values()))} first "
+                             f"(missing {missing[0]})")
+        fold_dir = work / "rows" / name / f"fold{k}"
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        blend_tile_probabilities(member_paths, weights, table, fold_dir / "classified_pixel.tif",
+                                 fold_dir / "probabilities.tif", block_size=cfg["prediction"]["block_size_px"])
+        predict_tile_superpixels(fold_dir / "probabilities.tif", paths["segments"], table,
+                                 fold_dir / "classified_superpixel.tif")
+        per_fold[k] = {}
+        for mode in cms:
+            with rasterio.open(fold_dir / f"classified_{mode}.tif") as src:
+                cm = confusion(labels, src.read(1), test_masks[k], table)
+            cms[mode] += cm
+            per_fold[k][mode] = cm.tolist()
+        done.append(k)
+        print(f"{name} fold {k}: OA pixel {summarise(per_fold[k]['pixel'], table)['oa']:.3f}", flush=True)
+    return {"confusion": {m: cm.tolist() for m, cm in cms.items()}, "folds": done, "per_fold": per_fold,
+            "members": {m: {"row": rows[m], "weight": weights[m]} for m in rows},
+            "seconds": {"samples": 0.0, "train": 0.0, "predict": time.perf_counter() - t0}, "epochs": []}
 
 
 def rescore(name: str, work: Path, table, paths: dict, source: str | None = None) -> dict:

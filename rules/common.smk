@@ -20,6 +20,7 @@ from osmlulc.demo.spec import demo_tile_grid
 from osmlulc.io import InputError, atomic_output
 from osmlulc.mgrs import tile_grid as mgrs_tile_grid
 from osmlulc.resnet import sample_patch_size
+from osmlulc.sklearn_models import SKLEARN_KINDS, pixel_model_patch_size
 from osmlulc.footprints import own_footprints, tile_footprints_3035
 from osmlulc.composite import resolve_products
 from osmlulc.run_status import failures_in_logs, run_status, run_status_rst, write_run_status
@@ -52,13 +53,27 @@ MODELS = config["models"]["enabled"]
 MODES = config["prediction"]["modes"]
 PRODUCT = config["product"]
 RESNET = config["models"]["resnet"]
+# Models trained here (the ensemble is made of them) and the ensemble's members -> weights.
+TRAINED_MODELS = [m for m in MODELS if m != "ensemble"]
+ENSEMBLE = config["models"]["ensemble"]["members"]
 # Samples carry the largest patch any model needs (odd, centred on the sample pixel): the ResNet's
-# follows from its architecture (dense: depth and kernel size; original: its patch_size); SVM and RF need 1.
-# Label chips (samples.chip_px) widen the ResNet's samples by chip_px - 1 so every chip pixel has its patch.
-MODEL_PATCH = sample_patch_size(RESNET) if "resnet" in MODELS else 1
-PATCH_SIZE = MODEL_PATCH + config["samples"]["chip_px"] - 1 if "resnet" in MODELS else 1
-# The samples rule's settings: label chips only serve the ResNet.
-SAMPLE_SETTINGS = dict(config["samples"], **({} if "resnet" in MODELS else {"chip_px": 1}))
+# follows from its architecture (dense: depth and kernel size; original: its patch_size); SVM, RF and the
+# logistic regression need their largest context window (models.<m>.windows_px), else 1.
+# Label chips (samples.chip_px) widen the samples by chip_px - 1 for the models that train on every chip
+# pixel (the ResNet, and the pixel models with chip_pixels), so each chip pixel has its patch.
+CHIP_MODELS = [m for m in TRAINED_MODELS if m == "resnet" or config["models"][m].get("chip_pixels")]
+
+
+def model_sample_patch(model):
+    return sample_patch_size(RESNET) if model == "resnet" else pixel_model_patch_size(config["models"][model])
+
+
+MODEL_PATCH = max(model_sample_patch(m) for m in TRAINED_MODELS) if TRAINED_MODELS else 1
+PATCH_SIZE = max(
+    [model_sample_patch(m) + config["samples"]["chip_px"] - 1 for m in CHIP_MODELS] + [MODEL_PATCH]
+)
+# The samples rule's settings: label chips only serve the models that train on them.
+SAMPLE_SETTINGS = dict(config["samples"], **({} if CHIP_MODELS else {"chip_px": 1}))
 # The class table is a param (its content, as the code reads it) of every rule whose script reads it,
 # so editing config/classes.yaml reruns those rules (and a comment-only edit reruns nothing).
 CLASS_TABLE = dataclasses.asdict(CLASSES)
@@ -129,7 +144,17 @@ def _check_config():
         for band in pair:
             if band not in STACK_ORDER:
                 raise ValueError(f"config: bands.indices.{name} uses band {band}, which is not in bands.stack_order")
-    for model in ("resnet", "svm", "rf"):
+    if not TRAINED_MODELS:
+        raise ValueError("config: models.enabled names only the ensemble; enable the models it is made of")
+    for model, weight in ENSEMBLE.items():
+        if "ensemble" in MODELS and model not in MODELS:
+            raise ValueError(
+                f"config: models.ensemble.members names {model}, which is not in models.enabled {MODELS}; "
+                "enable it or drop it from the ensemble"
+            )
+    if "ensemble" in MODELS and sum(ENSEMBLE.values()) <= 0:
+        raise ValueError("config: models.ensemble.members: the weights sum to 0; give a member a positive weight")
+    for model in ("resnet", *SKLEARN_KINDS):
         for name in config["models"][model]["indices"]:
             if name not in index_definitions:
                 raise ValueError(
@@ -193,7 +218,7 @@ wildcard_constraints:
     country=r"[A-Z]{2}",
     tile=r"\d{2}[A-Z]{3}",
     band=r"B\d[\dA]",
-    model="|".join(["resnet", "svm", "rf"]),
+    model="|".join(["resnet", *SKLEARN_KINDS, "ensemble"]),
     mode=r"pixel|superpixel",
     code=r"\d+",
 
@@ -337,7 +362,21 @@ def model_path(country, model):
         return existing
     if model == "resnet":
         return output_file(rules.train_resnet.output.model, country=country)
+    if model == "ensemble":
+        return output_file(rules.ensemble_model.output[0], country=country)
     return output_file(rules.train_sklearn.output.model, country=country, model=model)
+
+
+def get_ensemble_members(wildcards):
+    return {m: model_path(wildcards.country, m) for m in ENSEMBLE}
+
+
+def get_ensemble_probabilities(wildcards):
+    """The members' probability rasters of the tile (rule predict_pixel of each member)."""
+    return {
+        m: output_file(rules.predict_pixel.output.probabilities, country=wildcards.country, tile=wildcards.tile, model=m)
+        for m in ENSEMBLE
+    }
 
 
 def get_model(wildcards):

@@ -1,5 +1,6 @@
-# Per-tile prediction of every model: per pixel (dense, windowed; GPU rule on the cluster for the ResNet)
-# and per superpixel (mean pixel probability inside each SNIC superpixel: no second classifier pass).
+# Per-tile prediction of every model: per pixel (dense, windowed; GPU rule on the cluster for the ResNet),
+# the ensemble from its members' probabilities, and per superpixel (mean pixel probability inside each
+# SNIC superpixel: no second classifier pass).
 
 
 rule predict_pixel:
@@ -10,7 +11,7 @@ rule predict_pixel:
         classified=classified_path(mode="pixel"),
         probabilities=tile_path("probabilities_{model}.tif"),
     wildcard_constraints:
-        model="svm|rf",  # the ResNet's instances are rule predict_pixel_resnet (below)
+        model="|".join(SKLEARN_KINDS),  # the ResNet: rule predict_pixel_resnet; the ensemble: ensemble_pixel
     params:
         block_size=config["prediction"]["block_size_px"],
         rotations=config["prediction"]["rotations"],
@@ -36,6 +37,29 @@ use rule predict_pixel as predict_pixel_resnet with:
         model="resnet",
     conda:
         TENSORFLOW_GPU_ENV
+
+
+rule ensemble_pixel:
+    input:
+        unpack(get_ensemble_probabilities),
+    output:
+        classified=classified_path(model="ensemble", mode="pixel"),
+        probabilities=tile_path("probabilities_ensemble.tif"),
+    params:
+        weights=ENSEMBLE,
+        block_size=config["prediction"]["block_size_px"],
+        version=code_version("ensemble_pixel"),
+        classes=CLASS_TABLE,
+    log:
+        logs("ensemble_pixel/{country}_{tile}"),
+    benchmark:
+        benchmarks("ensemble_pixel/{country}_{tile}")
+    resources:
+        mem_mb=scaled_mem_mb(2000),
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/ensemble_pixel.py"
 
 
 rule predict_superpixel:

@@ -1,4 +1,5 @@
-# Training of the three classifiers: Keras ResNet (GPU rule on the cluster), SVM and random forest.
+# Training of the classifiers: Keras ResNet (GPU rule on the cluster), SVM, random forest and logistic
+# regression, and the ensemble's model file (its members and weights).
 
 MODEL_CFG = config["models"]
 
@@ -36,7 +37,7 @@ rule train_sklearn:
     output:
         model=country_path("models/{model}.joblib"),
     wildcard_constraints:
-        model="svm|rf",
+        model="|".join(SKLEARN_KINDS),
     params:
         settings=lambda w: MODEL_CFG[w.model],
         index_definitions=BANDS["indices"],
@@ -54,3 +55,21 @@ rule train_sklearn:
         RASTER_ENV
     script:
         "../workflow/scripts/train_sklearn.py"
+
+
+rule ensemble_model:
+    input:
+        unpack(get_ensemble_members),
+    output:
+        country_path("models/ensemble.json"),
+    params:
+        weights=ENSEMBLE,
+        version=code_version("ensemble_model"),
+    log:
+        logs("ensemble_model/{country}"),
+    benchmark:
+        benchmarks("ensemble_model/{country}")
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/ensemble_model.py"

@@ -107,7 +107,7 @@ def test_cluster_profile_sends_only_the_resnet_to_the_gpu(germany_dry_run, tmp_p
             assert res["slurm_partition"] == "cpu" and "gpu" not in res, (rule, res)
         assert int(res["runtime"]) > 0 and int(res["mem_mb"]) > 0
         if rule == "predict_pixel":
-            assert wildcards["model"] in ("svm", "rf")
+            assert wildcards["model"] in ("svm", "rf", "logreg")
         seen.add(rule)
     assert {"train_resnet", "predict_pixel_resnet", "predict_pixel", "train_sklearn"} <= seen
 

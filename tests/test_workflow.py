@@ -13,6 +13,8 @@ import rasterio
 
 pytestmark = pytest.mark.integration
 COUNTRY = "XD"
+#: models.enabled of config/config.yaml: the four trained models and their ensemble (the product's model).
+MODELS = ("resnet", "svm", "rf", "logreg", "ensemble")
 
 
 def snakemake(workdir, *args, timeout=1800):
@@ -92,8 +94,7 @@ def test_tile_clips_do_not_overlap(run):
 def test_accuracy_tables(run, table):
     acc = pd.read_csv(run / "results" / COUNTRY / "accuracy" / f"{COUNTRY}_accuracy.csv")
     tiles = acc[(acc["scope"] == "tiles") & (acc["mode"] != "index")]
-    assert set(zip(tiles["model"], tiles["mode"])) == {(m, k) for m in ("resnet", "svm", "rf")
-                                                       for k in ("pixel", "superpixel")}
+    assert set(zip(tiles["model"], tiles["mode"])) == {(m, k) for m in MODELS for k in ("pixel", "superpixel")}
     # The water index rules are assessed on exactly the pixels of the model rows.
     indices = acc[acc["mode"] == "index"].set_index("model")
     assert set(indices.index) == {"ndwi>0", "mndwi>0"}
@@ -121,9 +122,9 @@ def test_accuracy_tables(run, table):
     assert resnet["water_f1"] >= 0.90
     assert prediction["overall_accuracy"] >= 0.78
     validation = pd.read_csv(run / "results" / COUNTRY / "accuracy" / f"{COUNTRY}_validation_accuracy.csv")
-    assert set(validation["model"]) == {"resnet", "svm", "rf"}
+    assert set(validation["model"]) == set(MODELS)
     assert set(zip(validation["split"], validation["model"])) == {(s, m) for s in ("spatial", "random")
-                                                                  for m in ("resnet", "svm", "rf")}
+                                                                  for m in MODELS}
     assert (validation["overall_accuracy"] > 0.5).all()
 
 
@@ -168,7 +169,7 @@ def test_demo_is_composited_and_has_a_valid_observations_layer(run):
 
 def test_every_rule_logged_and_benchmarked(run):
     for rule in ("resample", "combine", "ndwi", "snic", "label_tile", "samples", "train_resnet", "train_svm",
-                 "predict_pixel", "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
+                 "train_logreg", "ensemble_model", "ensemble_pixel", "predict_pixel", "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
                  "product_merge", "extract_land_use", "sieve_classified", "sieve_land_use", "accuracy"):
         assert any((run / "logs").glob(f"{rule}/*.log")), rule
     assert any((run / "benchmarks").glob("predict_pixel/*.tsv"))

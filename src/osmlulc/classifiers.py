@@ -12,9 +12,10 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from osmlulc.context_features import context_patch_size
 from osmlulc.io import InputError
 from osmlulc.resnet import dihedral, keras_module, local_statistics_layer, spectral_indices_layer, undo_dihedral
-from osmlulc.sample_data import with_indices
+from osmlulc.sklearn_models import pixel_features
 
 LOG = logging.getLogger("osmlulc")
 
@@ -129,7 +130,12 @@ class PatchResnetClassifier(_KerasClassifier):
 
 
 class SklearnClassifier(Classifier):
-    patch_size = 1
+    """An SVM, random forest or logistic regression on pixel features (:func:`osmlulc.sklearn_models.pixel_features`).
+
+    Without context windows ``patch_size`` is 1 (the pixel's own spectrum); with ``windows`` it is the
+    largest window, and a block's features are computed in valid mode on its halo, the same numbers as
+    each pixel's own patch gives (:meth:`predict_proba_patches`).
+    """
 
     def __init__(self, bundle: dict, path):
         self.model = bundle["model"]
@@ -137,6 +143,8 @@ class SklearnClassifier(Classifier):
         self.bands = tuple(bundle["bands"])
         self.n_bands = len(self.bands)
         self.index_pairs = [tuple(p) for p in bundle.get("index_pairs", [])]
+        self.windows = [int(s) for s in bundle.get("windows", [])]
+        self.patch_size = context_patch_size(self.windows)
         codes = np.asarray(bundle["classes"])
         self.n_classes = len(codes)
         column_of_code = {int(c): i for i, c in enumerate(codes)}
@@ -146,34 +154,111 @@ class SklearnClassifier(Classifier):
         # Column of the full table for each of the estimator's predict_proba columns.
         self.columns = np.array([column_of_code[int(c)] for c in self.model.classes_], dtype=np.intp)
 
-    def _predict_pixels(self, spectra: np.ndarray) -> np.ndarray:
-        """(n, B) spectra -> (n, n_classes) float32 over the full table (absent classes 0)."""
-        out = np.zeros((len(spectra), self.n_classes), dtype=np.float32)
-        for start in range(0, len(spectra), SKLEARN_CHUNK_PIXELS):
-            chunk = spectra[start:start + SKLEARN_CHUNK_PIXELS]
-            features = with_indices(chunk, self.index_pairs)
-            out[start:start + len(chunk), self.columns] = self.model.predict_proba(features)
+    def _predict_features(self, features: np.ndarray) -> np.ndarray:
+        """(n, F) features -> (n, n_classes) float32 over the full table (absent classes 0)."""
+        out = np.zeros((len(features), self.n_classes), dtype=np.float32)
+        for start in range(0, len(features), SKLEARN_CHUNK_PIXELS):
+            chunk = features[start:start + SKLEARN_CHUNK_PIXELS]
+            out[start:start + len(chunk), self.columns] = self.model.predict_proba(chunk)
         return out
 
     def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Pixel-wise probabilities; with a ``valid`` mask only those pixels are classified (others 0)."""
-        h, w, n_bands = block.shape
-        spectra = np.asarray(block, dtype=np.float32).reshape(-1, n_bands)
+        features = pixel_features(np.asarray(block, dtype=np.float32), self.index_pairs, self.windows)
+        h, w, n_features = features.shape
+        features = features.reshape(-1, n_features)
         if valid is None:
-            return self._predict_pixels(spectra).reshape(h, w, self.n_classes)
+            return self._predict_features(features).reshape(h, w, self.n_classes)
         out = np.zeros((h * w, self.n_classes), dtype=np.float32)
         flat_valid = valid.reshape(-1)
         if flat_valid.any():
-            out[flat_valid] = self._predict_pixels(spectra[flat_valid])
+            out[flat_valid] = self._predict_features(features[flat_valid])
         return out.reshape(h, w, self.n_classes)
 
     def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
-        c = patches.shape[1] // 2
-        return self._predict_pixels(np.asarray(patches[:, c, c, :], dtype=np.float32))
+        start = patches.shape[1] // 2 - self.patch_size // 2
+        crop = np.asarray(patches[:, start:start + self.patch_size, start:start + self.patch_size, :], np.float32)
+        return self._predict_features(pixel_features(crop, self.index_pairs, self.windows)[:, 0, 0, :])
+
+
+class EnsembleClassifier(Classifier):
+    """The weighted mean of the probabilities of several trained models (e.g. the ResNet and the
+    logistic regression on window statistics: their errors differ, so the mean beats both on real data).
+
+    ``patch_size`` is the largest member's; each member gets the centre of the block / patches it needs.
+    Tiles are blended from the members' stored probabilities instead (:func:`osmlulc.predict.blend_tile_probabilities`),
+    so that no member runs twice; this class scores the ensemble on the validation samples.
+    """
+
+    kind = "ensemble"
+
+    def __init__(self, members: list[tuple[Classifier, float]]):
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        total = float(sum(w for _, w in members))
+        self.members = [(m, float(w) / total) for m, w in members]
+        first = members[0][0]
+        self.n_classes, self.n_bands, self.bands = first.n_classes, first.n_bands, first.bands
+        for member, _ in members:
+            if (member.n_classes, member.n_bands) != (self.n_classes, self.n_bands):
+                raise InputError(f"ensemble members disagree on classes / bands: {member.kind} has "
+                                 f"{member.n_classes} / {member.n_bands}, {first.kind} {self.n_classes} / {self.n_bands}")
+        self.patch_size = max(m.patch_size for m, _ in members)
+
+    def _crop(self, array: np.ndarray, member: Classifier, axes: tuple[int, int]) -> np.ndarray:
+        # The pixel sits at P // 2 of the ensemble's patch and at p // 2 of the member's.
+        start = self.patch_size // 2 - member.patch_size // 2
+        excess = self.patch_size - member.patch_size
+        index = [slice(None)] * array.ndim
+        for axis in axes:
+            index[axis] = slice(start, array.shape[axis] - (excess - start))
+        return array[tuple(index)]
+
+    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        out = None
+        for member, weight in self.members:
+            proba = member.predict_proba_block(self._crop(block, member, (0, 1)), valid) * np.float32(weight)
+            out = proba if out is None else out + proba
+        return out
+
+    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+        out = None
+        for member, weight in self.members:
+            proba = member.predict_proba_patches(self._crop(patches, member, (1, 2))) * np.float32(weight)
+            out = proba if out is None else out + proba
+        return out
+
+
+def write_ensemble(members: dict, weights: dict, path) -> None:
+    """The ensemble's model file (JSON): member name -> model path and weight, as :func:`load_classifier` reads it."""
+    import json
+
+    from osmlulc.io import atomic_output
+
+    if set(members) != set(weights) or not members:
+        raise ValueError(f"ensemble: members {sorted(members)} and weights {sorted(weights)} must name the same models")
+    spec = {"kind": "ensemble",
+            "members": [{"name": n, "path": str(members[n]), "weight": float(weights[n])} for n in members]}
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(spec, indent=2) + "\n")
+
+
+def _load_ensemble(path: Path, rotations: int) -> EnsembleClassifier:
+    import json
+
+    try:
+        spec = json.loads(path.read_text())
+        members = [(m["path"], float(m["weight"])) for m in spec["members"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(f"ensemble {path} cannot be read ({err}); rebuild it") from None
+    if spec.get("kind") != "ensemble":
+        raise InputError(f"model {path} is not an osmlulc ensemble; rebuild it")
+    return EnsembleClassifier([(load_classifier(p, rotations=rotations), w) for p, w in members])
 
 
 def load_classifier(path, *, rotations: int = 1) -> Classifier:
-    """Load a trained model: ``.keras`` -> ResNet, ``.joblib`` -> SVM / random forest.
+    """Load a trained model: ``.keras`` -> ResNet, ``.joblib`` -> SVM / random forest / logistic
+    regression, ``.json`` -> an ensemble of such models (:func:`write_ensemble`).
 
     ``rotations`` (1, 4, 8): test-time rotations of the dense ResNet (:class:`ResnetClassifier`);
     the per-pixel models and the original architecture ignore it.
@@ -205,4 +290,6 @@ def load_classifier(path, *, rotations: int = 1) -> Classifier:
         if not isinstance(bundle, dict) or not {"model", "classes", "bands", "kind"} <= set(bundle):
             raise InputError(f"model {path} is not an osmlulc model bundle; retrain it")
         return SklearnClassifier(bundle, path)
-    raise InputError(f"model {path}: unknown model type {path.suffix!r}; expected .keras or .joblib")
+    if path.suffix == ".json":
+        return _load_ensemble(path, rotations)
+    raise InputError(f"model {path}: unknown model type {path.suffix!r}; expected .keras, .joblib or .json")

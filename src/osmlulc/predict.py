@@ -103,6 +103,29 @@ def _output_block_size(block_size: int) -> int:
     return max(16, (min(block_size, BLOCK_SIZE) // 16) * 16)
 
 
+def _write_class_probabilities(grid: dict, windows, table: ClassTable, classified_path, probabilities_path,
+                               window_probabilities, what: str) -> None:
+    """Write the classified raster and the uint8 probabilities of ``window_probabilities(window)``
+    (-> float (h, w, n_classes) probabilities and the valid mask), window by window, atomically."""
+    codes = table.codes
+    with atomic_output(classified_path) as tmp_classified, atomic_output(probabilities_path) as tmp_prob, \
+            rasterio.open(tmp_classified, "w", **raster_profile(**grid, dtype="uint8", nodata=table.nodata)) as dst, \
+            rasterio.open(tmp_prob, "w", **raster_profile(**grid, count=len(table), dtype="uint8")) as prob_dst:
+        write_class_colormap(dst, table)
+        for band, land_class in enumerate(table.classes, start=1):
+            prob_dst.set_band_description(band, land_class.name)
+        start, done_px = time.perf_counter(), 0
+        for i, window in enumerate(windows, start=1):
+            probabilities, valid = window_probabilities(window)
+            classes = np.where(valid, codes[probabilities.argmax(axis=-1)], table.nodata).astype(np.uint8)
+            scaled = np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8)
+            dst.write(classes, 1, window=window)
+            prob_dst.write(np.moveaxis(scaled, -1, 0), window=window)
+            done_px += int(window.width * window.height)
+            elapsed = time.perf_counter() - start
+            LOG.info("%s: block %d/%d, %.0f px/s", what, i, len(windows), done_px / max(elapsed, 1e-9))
+
+
 def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_path, probabilities_path, *,
                         block_size: int, rotations: int = 1) -> None:
     """Classify every pixel of a 10-band uint16 stack (nodata 0), window by window.
@@ -115,30 +138,59 @@ def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_pa
     classifier = load_classifier(model_path, rotations=rotations)
     if classifier.n_classes != len(table):
         raise InputError(f"model {model_path} has {classifier.n_classes} classes, the class table {len(table)}")
-    codes = table.codes
     with open_raster(stack_path, "band stack") as src:
         check_stack(src, stack_path, classifier, model_path)
         grid = dict(crs=src.crs, transform=src.transform, width=src.width, height=src.height,
                     block_size=_output_block_size(block_size))
-        windows = list(block_windows(src.width, src.height, block_size))
-        with atomic_output(classified_path) as tmp_classified, atomic_output(probabilities_path) as tmp_prob, \
-                rasterio.open(tmp_classified, "w",
-                              **raster_profile(**grid, dtype="uint8", nodata=table.nodata)) as dst, \
-                rasterio.open(tmp_prob, "w", **raster_profile(**grid, count=len(table), dtype="uint8")) as prob_dst:
-            write_class_colormap(dst, table)
-            for band, land_class in enumerate(table.classes, start=1):
-                prob_dst.set_band_description(band, land_class.name)
-            start, done_px = time.perf_counter(), 0
-            for i, window in enumerate(windows, start=1):
-                probabilities, valid = predict_window_probabilities(src, classifier, window)
-                classes = np.where(valid, codes[probabilities.argmax(axis=-1)], table.nodata).astype(np.uint8)
-                scaled = np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8)
-                dst.write(classes, 1, window=window)
-                prob_dst.write(np.moveaxis(scaled, -1, 0), window=window)
-                done_px += int(window.width * window.height)
-                elapsed = time.perf_counter() - start
-                LOG.info("predict %s with %s: block %d/%d, %.0f px/s", os.path.basename(stack_path),
-                         classifier.kind, i, len(windows), done_px / max(elapsed, 1e-9))
+        _write_class_probabilities(grid, list(block_windows(src.width, src.height, block_size)), table,
+                                   classified_path, probabilities_path,
+                                   lambda window: predict_window_probabilities(src, classifier, window),
+                                   f"predict {os.path.basename(stack_path)} with {classifier.kind}")
+
+
+def blend_tile_probabilities(member_probabilities: dict, weights: dict, table: ClassTable, classified_path,
+                             probabilities_path, *, block_size: int) -> None:
+    """The ensemble of a tile: the weighted mean of its members' stored probabilities, window by window.
+
+    ``member_probabilities``: model name -> probabilities raster of :func:`predict_tile_pixels` (same
+    grid); ``weights``: model name -> weight (normalised to sum 1).  Writes the same two rasters as
+    :func:`predict_tile_pixels`; a pixel is nodata where a member has no probabilities.  The mean of the
+    uint8-stored probabilities differs from that of the float ones by at most 1 / 510 per class.
+    """
+    names = list(member_probabilities)
+    if not names or set(names) != set(weights):
+        raise ValueError(f"ensemble: members {names} and weights {sorted(weights)} must name the same models")
+    total = float(sum(weights[n] for n in names))
+    if total <= 0 or any(weights[n] < 0 for n in names):
+        raise ValueError(f"ensemble: weights {weights} must be >= 0 with a positive sum")
+    with ExitStack() as stack:
+        sources = {n: stack.enter_context(open_raster(member_probabilities[n], f"{n} probabilities")) for n in names}
+        first = sources[names[0]]
+        for name, src in sources.items():
+            if src.count != len(table):
+                raise InputError(f"probabilities {member_probabilities[name]} have {src.count} bands, "
+                                 f"the class table {len(table)} classes")
+            if not same_grid(src, first):
+                raise InputError(f"probabilities {member_probabilities[name]} are not on the grid of "
+                                 f"{member_probabilities[names[0]]}; predict both on the same stack")
+
+        def window_probabilities(window):
+            mixed, valid = None, None
+            for name in names:
+                member = sources[name].read(window=window).astype(np.float32) / PROBABILITY_SCALE
+                member_valid = member.sum(axis=0) > 0
+                valid = member_valid if valid is None else valid & member_valid
+                part = member * np.float32(weights[name] / total)
+                mixed = part if mixed is None else mixed + part
+            mixed = np.moveaxis(mixed, 0, -1)
+            mixed[~valid] = 0
+            return mixed, valid
+
+        grid = dict(crs=first.crs, transform=first.transform, width=first.width, height=first.height,
+                    block_size=_output_block_size(block_size))
+        _write_class_probabilities(grid, list(block_windows(first.width, first.height, block_size)), table,
+                                   classified_path, probabilities_path, window_probabilities,
+                                   f"ensemble of {', '.join(f'{n} x {weights[n]:g}' for n in names)}")
 
 
 def _segment_block(segments_src, window: Window, segments_path) -> np.ndarray:

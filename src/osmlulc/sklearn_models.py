@@ -1,4 +1,5 @@
-"""The scikit-learn classifiers on pixel spectra: an SVM (Nystroem kernel map) and a random forest."""
+"""The scikit-learn classifiers on pixel spectra: an SVM (Nystroem kernel map), a random forest and a
+logistic regression, each optionally on the spatial context of :mod:`osmlulc.context_features`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import joblib
 import numpy as np
 
 from osmlulc.classes import ClassTable
+from osmlulc.context_features import context_patch_size, window_statistics
 from osmlulc.io import InputError, atomic_output
-from osmlulc.sample_data import check_same_bands, index_pairs_for, load_samples, require_settings, with_indices
+from osmlulc.sample_data import (Samples, centre_crop, check_same_bands, class_weights, index_pairs_for, load_samples,
+                                 require_settings, with_indices)
 
 LOG = logging.getLogger("osmlulc")
 
@@ -61,6 +64,68 @@ def _build_rf(settings: dict, seed: int):
                                   n_jobs=int(settings["n_jobs"]), random_state=seed)
 
 
+def _build_logreg(settings: dict, seed: int):
+    """StandardScaler -> multinomial logistic regression: a linear model that cannot memorise label
+    noise the way deep trees or a CNN can, and predicts at tens of Mpx/s."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    require_settings(settings, ("C",), "logreg")
+    return Pipeline([
+        ("scale", StandardScaler()),
+        ("logreg", LogisticRegression(C=float(settings["C"]), max_iter=int(settings.get("max_iter", 2000)),
+                                      random_state=seed)),
+    ])
+
+
+#: The model kinds of :func:`train_sklearn`.
+SKLEARN_KINDS = ("svm", "rf", "logreg")
+
+
+def pixel_model_patch_size(settings: dict) -> int:
+    """Patch edge (px) a per-pixel model needs: its largest context window (``windows_px``), else 1."""
+    return context_patch_size(settings.get("windows_px"))
+
+
+def pixel_features(patches: np.ndarray, index_pairs, windows) -> np.ndarray:
+    """(..., P', P', B) patches (P' >= P = the windows' patch) -> (..., P' - P + 1, P' - P + 1, F) features:
+    the bands and their spectral indices, then the window mean / std of all of them
+    (:func:`osmlulc.context_features.window_statistics`)."""
+    return window_statistics(with_indices(patches, index_pairs), windows)
+
+
+def _training_pixels(train: Samples, settings: dict, index_pairs, rng: np.random.Generator):
+    """Features and class codes of the training pixels: the sample pixels, or with ``chip_pixels`` every
+    clean labelled pixel of each sample's label chip (many more labelled pixels, memory bounded by
+    ``max_train_samples``)."""
+    windows = settings.get("windows_px") or []
+    size = context_patch_size(windows)
+    chips = train.label_chips if settings.get("chip_pixels") else None
+    if chips is None or chips.shape[1] == 1:
+        keep = _subsample(len(train.labels), settings.get("max_train_samples"), rng)
+        x = pixel_features(centre_crop(train.patches[keep], size), index_pairs, windows)[:, 0, 0, :]
+        return x, train.labels[keep]
+    chip = chips.shape[1]
+    sample, row, col = np.nonzero(chips)
+    keep = _subsample(len(sample), settings.get("max_train_samples"), rng)
+    sample, row, col = sample[keep], row[keep], col[keep]
+    parts = []
+    # Samples in batches: the features of a whole chip are computed at once, only its labelled pixels kept.
+    for start in range(0, len(train.labels), 512):
+        stop = start + 512
+        in_batch = (sample >= start) & (sample < stop)
+        if not in_batch.any():
+            continue
+        crop = centre_crop(train.patches[start:stop], size + chip - 1)
+        feats = pixel_features(crop, index_pairs, windows)             # (n, chip, chip, F)
+        parts.append((np.flatnonzero(in_batch), feats[sample[in_batch] - start, row[in_batch], col[in_batch]]))
+    x = np.empty((len(sample), parts[0][1].shape[1]), np.float32)
+    for where, feats in parts:
+        x[where] = feats
+    return x, chips[sample, row, col]
+
+
 def _drop_singleton_classes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Drop classes with a single sample: probability calibration cannot cross-validate them."""
     counts = np.bincount(y)
@@ -74,37 +139,56 @@ def _drop_singleton_classes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, n
 
 def train_sklearn(kind: str, train_npz, validation_npz, table: ClassTable, settings: dict, seed: int,
                   model_path, *, index_definitions: dict | None = None) -> dict:
-    """Train an SVM (``kind='svm'``) or random forest (``'rf'``) on centre-pixel spectra and save it.
+    """Train an SVM (``kind='svm'``), random forest (``'rf'``) or logistic regression (``'logreg'``) on
+    pixel features and save it.
 
-    The joblib file holds ``{"model", "classes" (table codes), "bands", "kind"}``; the estimator's
-    own ``classes_`` are the class codes seen in training, mapped onto the table when used.
+    Features: the centre pixel's bands and ``indices``, with ``windows_px`` also their window mean / std
+    (:func:`pixel_features`).  ``class_weight`` balanced / sqrt / prior weighs the classes as for the
+    ResNet (:func:`osmlulc.sample_data.class_weights`; rf and svm also take scikit-learn's own values).
+    The joblib file holds ``{"model", "classes" (table codes), "bands", "kind", "index_pairs", "windows"}``;
+    the estimator's own ``classes_`` are the class codes seen in training, mapped onto the table when used.
     """
-    if kind not in ("svm", "rf"):
-        raise ValueError(f"train_sklearn: kind must be 'svm' or 'rf', got {kind!r}")
+    if kind not in SKLEARN_KINDS:
+        raise ValueError(f"train_sklearn: kind must be one of {SKLEARN_KINDS}, got {kind!r}")
     train = load_samples(train_npz, table)
     validation = load_samples(validation_npz, table)
     check_same_bands(train, validation, validation_npz)
     rng = np.random.default_rng(seed)
-    keep = _subsample(len(train.labels), settings.get("max_train_samples"), rng)
     pairs = index_pairs_for(train.bands, settings.get("indices"), index_definitions or {})
-    x, y = with_indices(train.centre_spectra[keep], pairs), train.labels[keep]
+    windows = [int(s) for s in settings.get("windows_px") or []]
+    size = context_patch_size(windows)
+    if train.patches.shape[1] < size or validation.patches.shape[1] < size:
+        raise InputError(f"{kind}: windows_px {windows} need {size} px patches; the samples hold "
+                         f"{min(train.patches.shape[1], validation.patches.shape[1])} px; regenerate them")
+    x, y = _training_pixels(train, settings, pairs, rng)
     if len(np.unique(y)) < 2:
         raise InputError(f"samples {train_npz} hold a single class ({np.unique(y).tolist()}); "
                          "a classifier needs at least two")
+    weighting = settings.get("class_weight")
+    sample_weight = None
     if kind == "svm":
         x, y = _drop_singleton_classes(x, y)
         estimator = _build_svm(settings, seed, y)
-    else:
+    elif kind == "rf":
         estimator = _build_rf(settings, seed)
+    else:
+        estimator = _build_logreg(settings, seed)
+        targets = table.index_of_code()[y.astype(np.intp)]
+        weights = class_weights(targets, len(table), weighting or "balanced", train.candidates)
+        sample_weight = weights[targets]
 
     start = time.perf_counter()
     codes, counts = np.unique(y, return_counts=True)
-    LOG.info("%s: training on %d pixels of %d bands; samples per class %s", kind, len(y), x.shape[1],
-             dict(zip(codes.tolist(), counts.tolist())))
+    LOG.info("%s: training on %d pixels of %d features (%d bands, windows %s px); pixels per class %s", kind,
+             len(y), x.shape[1], len(train.bands), windows, dict(zip(codes.tolist(), counts.tolist())))
     LOG.info("%s: %s", kind, estimator)
-    estimator.fit(x, y)
+    if sample_weight is None:
+        estimator.fit(x, y)
+    else:
+        estimator.fit(x, y, **{f"{estimator.steps[-1][0]}__sample_weight": sample_weight})
     LOG.info("%s: fitted in %.1f s", kind, time.perf_counter() - start)
-    predicted = estimator.predict(with_indices(validation.centre_spectra, pairs))
+    features = pixel_features(centre_crop(validation.patches, size), pairs, windows)[:, 0, 0, :]
+    predicted = estimator.predict(features)
     val_accuracy = float(np.mean(predicted == validation.labels))
     recall = {int(c): round(float(np.mean(predicted[validation.labels == c] == c)), 4)
               for c in np.unique(validation.labels)}
@@ -112,7 +196,7 @@ def train_sklearn(kind: str, train_npz, validation_npz, table: ClassTable, setti
              len(validation.labels), recall)
 
     bundle = {"model": estimator, "classes": table.codes, "bands": list(train.bands), "kind": kind,
-              "index_pairs": [list(p) for p in pairs]}
+              "index_pairs": [list(p) for p in pairs], "windows": windows}
     with atomic_output(model_path) as tmp:
         joblib.dump(bundle, tmp, compress=3)
     return {"kind": kind, "val_accuracy": val_accuracy, "n_train": len(y), "n_validation": len(validation.labels)}

@@ -1,0 +1,200 @@
+"""The logistic regression on window statistics (context features) and the ensemble of models."""
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+
+from osmlulc.classes import ClassTable
+from osmlulc.classifiers import EnsembleClassifier, load_classifier, write_ensemble
+from osmlulc.context_features import context_patch_size, window_statistics
+from osmlulc.io import InputError
+from osmlulc.predict import blend_tile_probabilities, predict_patches, predict_tile_pixels
+from osmlulc.sample_data import load_samples
+from osmlulc.sklearn_models import _training_pixels, pixel_features, train_sklearn
+
+from conftest import write_raster
+from test_models import BANDS, CLASSES_YAML, PRESENT, SPECTRA
+
+LOGREG = {"C": 1.0, "windows_px": [3, 7], "max_train_samples": 5000, "chip_pixels": True}
+
+
+@pytest.fixture(scope="module")
+def table():
+    return ClassTable.from_yaml(CLASSES_YAML)
+
+
+def textured_samples(path, n_per_class, seed, patch=11, chip=3):
+    """Samples whose classes differ in texture, not in mean spectrum: 1 flat, 5 and 12 with stripes of
+    two amplitudes. A pixel model cannot tell them apart; window std can. Each has a chip x chip label chip."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.array(PRESENT, dtype=np.uint8), n_per_class)
+    rng.shuffle(labels)
+    amplitude = {1: 0.0, 5: 400.0, 12: 1200.0}
+    stripes = np.where(np.arange(patch) % 2 == 0, 1.0, -1.0)[None, :, None, None]
+    base = np.full((len(labels), patch, patch, len(BANDS)), 2000.0)
+    amp = np.array([amplitude[int(c)] for c in labels])[:, None, None, None]
+    patches = base + amp * np.swapaxes(stripes, 1, 2) * np.ones((1, patch, patch, 1)) + rng.normal(0, 30, base.shape)
+    chips = np.repeat(labels[:, None, None], chip, 1).repeat(chip, 2)
+    chips[: n_per_class // 2, 0, 0] = 0          # some unlabelled chip pixels
+    np.savez(path, patches=np.clip(patches, 1, 10000).astype(np.uint16), labels=labels,
+             tiles=np.array(["32TMT"] * len(labels)), rows=np.arange(len(labels), dtype=np.int32),
+             cols=np.arange(len(labels), dtype=np.int32), bands=np.array(BANDS), label_chips=chips.astype(np.uint8))
+    return path
+
+
+@pytest.fixture(scope="module")
+def textured(tmp_path_factory):
+    d = tmp_path_factory.mktemp("textured")
+    return textured_samples(d / "train.npz", 60, seed=1), textured_samples(d / "validation.npz", 30, seed=2)
+
+
+def brute_force_statistics(x, windows):
+    size = max(windows)
+    half = size // 2
+    h, w = x.shape[0] - size + 1, x.shape[1] - size + 1
+    out = np.zeros((h, w, x.shape[2] * (1 + 2 * len(windows))))
+    for i in range(h):
+        for j in range(w):
+            r, c = i + half, j + half
+            feats = [x[r, c]]
+            for s in windows:
+                win = x[r - s // 2:r + s // 2 + 1, c - s // 2:c + s // 2 + 1].reshape(-1, x.shape[2])
+                feats += [win.mean(axis=0), win.std(axis=0)]
+            out[i, j] = np.concatenate(feats)
+    return out
+
+
+def test_window_statistics_equal_brute_force_means_and_stds():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 5000, (14, 12, 3))
+    got = window_statistics(x, [3, 7])
+    assert got.shape == (8, 6, 15) and got.dtype == np.float32
+    np.testing.assert_allclose(got, brute_force_statistics(x, [3, 7]), rtol=1e-5, atol=1e-2)
+    # Leading batch dimensions: each image on its own.
+    batch = np.stack([x, x[::-1]])
+    np.testing.assert_allclose(window_statistics(batch, [3, 7])[1], window_statistics(x[::-1], [3, 7]), atol=1e-3)
+    # No windows: the channels themselves.
+    np.testing.assert_array_equal(window_statistics(x, []), x.astype(np.float32))
+    assert context_patch_size([5, 15]) == 15 and context_patch_size(None) == 1
+    for bad in ([4], [1]):
+        with pytest.raises(ValueError, match="odd"):
+            context_patch_size(bad)
+    with pytest.raises(ValueError, match="at least 7"):
+        window_statistics(x[:5], [3, 7])
+
+
+def test_logreg_learns_texture_from_chip_pixels_and_dense_equals_patches(textured, table, tmp_path):
+    train_npz, validation_npz = textured
+    result = train_sklearn("logreg", train_npz, validation_npz, table, LOGREG, 7, tmp_path / "logreg.joblib")
+    # Only the window std separates the classes.
+    assert result["val_accuracy"] > 0.95
+    # Every labelled chip pixel is a training pixel (3 x 3 chips, 30 of 180 samples lack one pixel).
+    assert result["n_train"] == 180 * 9 - 30
+    flat = train_sklearn("logreg", train_npz, validation_npz, table, dict(LOGREG, windows_px=[]), 7,
+                         tmp_path / "flat.joblib")
+    assert flat["val_accuracy"] < 0.7 and flat["n_train"] == result["n_train"]
+
+    classifier = load_classifier(tmp_path / "logreg.joblib")
+    assert classifier.kind == "logreg" and classifier.patch_size == 7
+    rng = np.random.default_rng(3)
+    block = rng.uniform(500, 4000, (20 + 6, 17 + 6, len(BANDS))).astype(np.float32)
+    dense = classifier.predict_proba_block(block)
+    assert dense.shape == (20, 17, len(table))
+    windows = np.lib.stride_tricks.sliding_window_view(block, (7, 7), axis=(0, 1))
+    patches = np.moveaxis(windows, 2, -1).reshape(-1, 7, 7, len(BANDS))
+    np.testing.assert_allclose(classifier.predict_proba_patches(patches).reshape(dense.shape), dense, atol=1e-5)
+    absent = ~np.isin(table.codes, PRESENT)
+    assert (dense[..., absent] == 0).all()
+
+
+def test_chip_pixel_features_are_those_of_their_own_patches(textured, table):
+    train = load_samples(textured[0], table)
+    x, y = _training_pixels(train, LOGREG, [], np.random.default_rng(0))
+    # The chip pixel (1 + dr, 1 + dc) of a sample: its features from its own 7 px patch of the 11 px patch.
+    sample, r, c = np.nonzero(train.label_chips)
+    expected = []
+    for s, dr, dc in zip(sample, r, c):
+        top, left = 11 // 2 - 3 // 2 + dr - 7 // 2, 11 // 2 - 3 // 2 + dc - 7 // 2
+        expected.append(pixel_features(train.patches[s, top:top + 7, left:left + 7][None], [], [3, 7])[0, 0, 0])
+    expected = np.array(expected)
+    order = np.lexsort(x.T[::-1])
+    np.testing.assert_allclose(x[order], expected[np.lexsort(expected.T[::-1])], atol=1e-2)
+    assert sorted(y.tolist()) == sorted(train.label_chips[sample, r, c].tolist())
+
+
+def test_sklearn_models_refuse_samples_smaller_than_their_windows(textured, table, tmp_path):
+    with pytest.raises(InputError, match="windows_px \\[3, 15\\] need 15 px patches"):
+        train_sklearn("logreg", *textured, table, dict(LOGREG, windows_px=[3, 15]), 7, tmp_path / "m.joblib")
+    assert not (tmp_path / "m.joblib").exists()
+
+
+@pytest.fixture(scope="module")
+def two_models(textured, table, tmp_path_factory):
+    d = tmp_path_factory.mktemp("members")
+    train_sklearn("logreg", *textured, table, LOGREG, 7, d / "wide.joblib")
+    train_sklearn("logreg", *textured, table, dict(LOGREG, windows_px=[3]), 7, d / "narrow.joblib")
+    return d / "wide.joblib", d / "narrow.joblib"
+
+
+def test_ensemble_is_the_weighted_mean_of_its_members_on_patches_and_blocks(two_models, tmp_path):
+    wide_path, narrow_path = two_models
+    write_ensemble({"wide": wide_path, "narrow": narrow_path}, {"wide": 3.0, "narrow": 1.0}, tmp_path / "e.json")
+    ensemble = load_classifier(tmp_path / "e.json")
+    assert isinstance(ensemble, EnsembleClassifier) and ensemble.patch_size == 7
+    wide, narrow = load_classifier(wide_path), load_classifier(narrow_path)
+    rng = np.random.default_rng(5)
+    patches = rng.uniform(500, 4000, (40, 9, 9, len(BANDS))).astype(np.float32)
+    expected = 0.75 * predict_patches(wide, patches) + 0.25 * predict_patches(narrow, patches)
+    np.testing.assert_allclose(predict_patches(ensemble, patches), expected, atol=1e-6)
+    block = rng.uniform(500, 4000, (16 + 6, 12 + 6, len(BANDS))).astype(np.float32)
+    dense = ensemble.predict_proba_block(block)
+    expected_block = 0.75 * wide.predict_proba_block(block) + 0.25 * narrow.predict_proba_block(block[2:-2, 2:-2])
+    np.testing.assert_allclose(dense, expected_block, atol=1e-6)
+    spec = json.loads((tmp_path / "e.json").read_text())
+    assert [m["name"] for m in spec["members"]] == ["wide", "narrow"]
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InputError, match="bad.json cannot be read"):
+        load_classifier(tmp_path / "bad.json")
+
+
+def test_blended_tile_is_the_weighted_mean_of_the_stored_probabilities(two_models, table, tmp_path):
+    rng = np.random.default_rng(9)
+    stack = rng.uniform(500, 4000, (len(BANDS), 40, 50)).astype(np.uint16)
+    stack[:, :5, :7] = 0                                    # a nodata corner
+    write_raster(tmp_path / "stack.tif", stack)
+    with rasterio.open(tmp_path / "stack.tif", "r+") as dst:
+        for i, band in enumerate(BANDS, start=1):
+            dst.set_band_description(i, band)
+    probabilities = {}
+    for path in two_models:
+        name = path.stem
+        probabilities[name] = tmp_path / f"probabilities_{name}.tif"
+        predict_tile_pixels(tmp_path / "stack.tif", path, table, tmp_path / f"classified_{name}.tif",
+                            probabilities[name], block_size=32)
+    weights = {"wide": 0.6, "narrow": 0.4}
+    blend_tile_probabilities(probabilities, weights, table, tmp_path / "classified.tif", tmp_path / "blend.tif",
+                             block_size=32)
+    read = {n: rasterio.open(p).read().astype(np.float64) / 255 for n, p in probabilities.items()}
+    expected = 0.6 * read["wide"] + 0.4 * read["narrow"]
+    with rasterio.open(tmp_path / "blend.tif") as src:
+        np.testing.assert_allclose(src.read() / 255, expected, atol=0.5 / 255 + 1e-6)
+    with rasterio.open(tmp_path / "classified.tif") as src:
+        classified = src.read(1)
+        assert src.colormap(1) and src.nodata == table.nodata
+    assert (classified[:5, :7] == table.nodata).all()
+    inside = np.ones(classified.shape, bool)
+    inside[:5, :7] = False
+    ties = np.sort(expected, axis=0)[-1] - np.sort(expected, axis=0)[-2] < 1e-6
+    np.testing.assert_array_equal(classified[inside & ~ties], table.codes[expected.argmax(axis=0)][inside & ~ties])
+
+    # A member on another grid: one line, no output.
+    write_raster(tmp_path / "shifted.tif", rasterio.open(probabilities["wide"]).read(), origin=(500000.0, 5400000.0))
+    with pytest.raises(InputError, match="not on the grid"):
+        blend_tile_probabilities({"wide": probabilities["wide"], "narrow": tmp_path / "shifted.tif"}, weights, table,
+                                 tmp_path / "c2.tif", tmp_path / "b2.tif", block_size=32)
+    assert not (tmp_path / "c2.tif").exists() and not (tmp_path / "b2.tif").exists()
+    with pytest.raises(ValueError, match="same models"):
+        blend_tile_probabilities(probabilities, {"wide": 1.0}, table, tmp_path / "c3.tif", tmp_path / "b3.tif",
+                                 block_size=32)
