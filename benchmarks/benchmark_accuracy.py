@@ -66,7 +66,8 @@ ROWS = {
                          "the settings before this change: none of the choices below"),
     "svm": ("svm", {}, "SVM on pixel spectra + indices, default samples"),
     "rf": ("rf", {}, "random forest on pixel spectra + indices, default samples"),
-    "no_rotations": ("resnet", {"prediction": {"rotations": 1}}, "default without the test-time rotations"),
+    "rotations4": ("resnet", {"prediction": {"rotations": 4}},
+                   "default with test-time rotations: the mean over the 4 quarter turns (4 x the prediction cost)"),
     "no_augmentation": ("resnet", {"models": {"resnet": {"augment": False}}}, "default without the 8 flips/rotations"),
     "no_early_stopping": ("resnet", {"models": {"resnet": {"early_stopping": None}}},
                           "default, all epochs run and the last one kept"),
@@ -107,6 +108,8 @@ ROWS = {
     "logreg_no_erosion": ("logreg", {"samples": {"erosion_px": 0}}, "logreg, label polygons not eroded"),
     "ensemble": ("ensemble", {}, "the product: models.ensemble, the mean of the ResNet (row default) and logreg "
                  "(row logreg) probabilities"),
+    "ensemble_rotations4": ("ensemble", {"benchmark": {"member_rows": {"resnet": "rotations4"}}},
+                            "the ensemble with the ResNet's test-time rotations (row rotations4)"),
     "seed2": ("resnet", {"models": {"seed": 4321}},
               "default with another model seed (same samples): with --blend default seed2, a 2-seed ensemble"),
 }
@@ -359,7 +362,8 @@ def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) ->
     from osmlulc.predict import blend_tile_probabilities, predict_tile_superpixels
 
     weights = cfg["models"]["ensemble"]["members"]
-    rows = {m: MEMBER_ROWS.get(m, m) for m in weights}
+    member_rows = {**MEMBER_ROWS, **cfg.get("benchmark", {}).get("member_rows", {})}
+    rows = {m: member_rows.get(m, m) for m in weights}
     labels, _, _, test_masks = fold_masks(paths)
     n = len(table)
     cms = {"pixel": np.zeros((n, n), np.int64), "superpixel": np.zeros((n, n), np.int64)}

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TILE = "32UNU"
 #: Stages of the per-tile chain (and the one-tile country chain after it), in order.
 STAGES = ["demo", "resample", "combine", "ndwi", "snic", "label", "samples", "train_resnet", "train_original",
-          "predict_pixel", "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
+          "train_logreg", "predict_pixel", "predict_logreg", "ensemble_pixel", "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
           "product_merge", "extract_land_use", "sieve"]
 #: Comparisons (also separate processes): per-patch inference, superpixel algorithms.
 COMPARISONS = ["per_patch_dense", "per_patch_original", "superpixels_crop", "slic_tile"]
@@ -78,9 +78,15 @@ class Paths:
         self.validation = self.tile / "validation.npz"
         self.resnet = self.tile / "resnet.keras"
         self.original = self.tile / "resnet_original.keras"
+        self.logreg = self.tile / "logreg.joblib"
         self.classified = self.tile / "classified_resnet_pixel.tif"
         self.probabilities = self.tile / "probabilities_resnet.tif"
-        self.superpixels = self.tile / "classified_resnet_superpixel.tif"
+        self.logreg_classified = self.tile / "classified_logreg_pixel.tif"
+        self.logreg_probabilities = self.tile / "probabilities_logreg.tif"
+        # The product's model (product.model: ensemble): the blend of the two above.
+        self.ensemble_classified = self.tile / "classified_ensemble_pixel.tif"
+        self.ensemble_probabilities = self.tile / "probabilities_ensemble.tif"
+        self.superpixels = self.tile / "classified_ensemble_superpixel.tif"
         self.clipped = self.tile / "classified_clipped.tif"
         self.mosaic = self.w / "XD_10m_3035_classified.tif"
         self.mosaic_clipped = self.w / "XD_10m_3035_classified_clipped.tif"
@@ -203,16 +209,39 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         predict_tile_pixels(p.stack, p.resnet, table, p.classified, p.probabilities,
                             block_size=config["prediction"]["block_size_px"],
                             rotations=config["prediction"]["rotations"])  # as rule predict_pixel does
+    elif name == "train_logreg":
+        from osmlulc.sklearn_models import train_sklearn
+
+        result = train_sklearn("logreg", p.train, p.validation, table, config["models"]["logreg"],
+                               config["models"]["seed"], p.logreg, index_definitions=config["bands"]["indices"])
+        info.update(mpx=result["n_train"] / 1e6, val_accuracy=result["val_accuracy"],
+                    note=f"logreg: {result['n_train']} label-chip pixels, validation accuracy "
+                         f"{result['val_accuracy']:.4f}")
+    elif name == "predict_logreg":
+        from osmlulc.predict import predict_tile_pixels
+
+        predict_tile_pixels(p.stack, p.logreg, table, p.logreg_classified, p.logreg_probabilities,
+                            block_size=config["prediction"]["block_size_px"])
+    elif name == "ensemble_pixel":
+        from osmlulc.predict import blend_tile_probabilities
+
+        members = {"resnet": p.probabilities, "logreg": p.logreg_probabilities}
+        weights = config["models"]["ensemble"]["members"]
+        if set(weights) != set(members):
+            raise SystemExit(f"benchmark_tile blends resnet and logreg; models.ensemble.members is {weights}")
+        blend_tile_probabilities(members, weights, table, p.ensemble_classified, p.ensemble_probabilities,
+                                 block_size=config["prediction"]["block_size_px"])
+        info["note"] = "the product's model: " + ", ".join(f"{m} x {w:g}" for m, w in weights.items())
     elif name == "predict_superpixel":
         from osmlulc.predict import predict_tile_superpixels
 
-        predict_tile_superpixels(p.probabilities, p.segments, table, p.superpixels)
+        predict_tile_superpixels(p.ensemble_probabilities, p.segments, table, p.superpixels)
     elif name == "clip_extent":
         from osmlulc.demo.spec import demo_tile_grid
         from osmlulc.footprints import clip_to_footprint, own_footprints, tile_footprints_3035
 
         footprint = own_footprints(tile_footprints_3035(demo_tile_grid(demo_spec(config, args.size))))[TILE]
-        clip_to_footprint(p.classified, footprint, p.clipped, table)
+        clip_to_footprint(p.ensemble_classified, footprint, p.clipped, table)
     elif name == "merge":
         from osmlulc.mosaic import merge_tiles
 
