@@ -65,7 +65,12 @@ CHIP_MODELS = [m for m in TRAINED_MODELS if m == "resnet" or config["models"][m]
 
 
 def model_sample_patch(model):
-    return sample_patch_size(RESNET) if model == "resnet" else pixel_model_patch_size(config["models"][model])
+    if model == "resnet":
+        return sample_patch_size(RESNET)
+    try:
+        return pixel_model_patch_size(config["models"][model])
+    except ValueError as err:
+        stop_on_config_error(f"models.{model}.windows_px = {config['models'][model]['windows_px']}: {err}")
 
 
 MODEL_PATCH = max(model_sample_patch(m) for m in TRAINED_MODELS) if TRAINED_MODELS else 1

@@ -406,8 +406,12 @@ _SECOND_DEMO = {"countries": {"XE": {"name": "Second demo", "source": "demo", "t
     ({"samples": {"validation_buffer_px": 3}},
      "osmlulc: config: samples.validation_buffer_px = 3 is below patch_size // 2 + 1 = 16"),
     (_SECOND_DEMO, "osmlulc: config: countries.XE.source = demo: only one demo country (XD) is generated"),
+    ({"models": {"enabled": ["resnet", "svm", "ensemble"]}, "product": {"model": "ensemble"}},
+     "osmlulc: config: models.ensemble.members names logreg, which is not in models.enabled"),
+    ({"models": {"logreg": {"windows_px": [5, 14]}}},
+     "osmlulc: config: models.logreg.windows_px = [5, 14]: window sizes must be odd and at least 3 px, got [14]"),
 ], ids=["reference-tile-only", "product-crs", "product-resolution", "sieve-halo-0", "sieve-halo-below-size",
-        "validation-buffer-below-patch", "second-demo-country"])
+        "validation-buffer-below-patch", "second-demo-country", "ensemble-member-not-enabled", "even-window"])
 def test_inconsistent_config_is_one_line_naming_the_key(tmp_path, change, line):
     workdir = workflow_dir(tmp_path)
     (workdir / "bad.yaml").write_text(yaml.safe_dump(change))

@@ -66,7 +66,7 @@ def _build_rf(settings: dict, seed: int):
 
 def _build_logreg(settings: dict, seed: int):
     """StandardScaler -> multinomial logistic regression: a linear model that cannot memorise label
-    noise the way deep trees or a CNN can, and predicts at tens of Mpx/s."""
+    noise the way deep trees or a CNN can, and predicts at a few Mpx/s per core."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -108,6 +108,8 @@ def _training_pixels(train: Samples, settings: dict, index_pairs, rng: np.random
         return x, train.labels[keep]
     chip = chips.shape[1]
     sample, row, col = np.nonzero(chips)
+    if not len(sample):
+        raise InputError("the samples' label chips hold no labelled pixel; regenerate the samples")
     keep = _subsample(len(sample), settings.get("max_train_samples"), rng)
     sample, row, col = sample[keep], row[keep], col[keep]
     parts = []
@@ -143,8 +145,8 @@ def train_sklearn(kind: str, train_npz, validation_npz, table: ClassTable, setti
     pixel features and save it.
 
     Features: the centre pixel's bands and ``indices``, with ``windows_px`` also their window mean / std
-    (:func:`pixel_features`).  ``class_weight`` balanced / sqrt / prior weighs the classes as for the
-    ResNet (:func:`osmlulc.sample_data.class_weights`; rf and svm also take scikit-learn's own values).
+    (:func:`pixel_features`).  ``class_weight``: for logreg balanced / sqrt / prior, as for the ResNet
+    (:func:`osmlulc.sample_data.class_weights`); for svm and rf scikit-learn's own ``class_weight``.
     The joblib file holds ``{"model", "classes" (table codes), "bands", "kind", "index_pairs", "windows"}``;
     the estimator's own ``classes_`` are the class codes seen in training, mapped onto the table when used.
     """
