@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TILE = "32UNU"
 #: Stages of the per-tile chain (and the one-tile country chain after it), in order.
 STAGES = ["demo", "resample", "combine", "ndwi", "snic", "label", "samples", "train_resnet", "train_original",
-          "train_logreg", "predict_pixel", "predict_logreg", "ensemble_pixel", "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
+          "train_logreg", "predict_pixel", "predict_logreg", "ensemble_pixel",
+          "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
           "product_merge", "extract_land_use", "sieve"]
 #: Comparisons (also separate processes): per-patch inference, superpixel algorithms.
 COMPARISONS = ["per_patch_dense", "per_patch_original", "superpixels_crop", "slic_tile"]

@@ -74,9 +74,7 @@ def model_sample_patch(model):
 
 
 MODEL_PATCH = max(model_sample_patch(m) for m in TRAINED_MODELS) if TRAINED_MODELS else 1
-PATCH_SIZE = max(
-    [model_sample_patch(m) + config["samples"]["chip_px"] - 1 for m in CHIP_MODELS] + [MODEL_PATCH]
-)
+PATCH_SIZE = max([model_sample_patch(m) + config["samples"]["chip_px"] - 1 for m in CHIP_MODELS] + [MODEL_PATCH])
 # The samples rule's settings: label chips only serve the models that train on them.
 SAMPLE_SETTINGS = dict(config["samples"], **({} if CHIP_MODELS else {"chip_px": 1}))
 # The class table is a param (its content, as the code reads it) of every rule whose script reads it,
@@ -379,7 +377,9 @@ def get_ensemble_members(wildcards):
 def get_ensemble_probabilities(wildcards):
     """The members' probability rasters of the tile (rule predict_pixel of each member)."""
     return {
-        m: output_file(rules.predict_pixel.output.probabilities, country=wildcards.country, tile=wildcards.tile, model=m)
+        m: output_file(
+            rules.predict_pixel.output.probabilities, country=wildcards.country, tile=wildcards.tile, model=m
+        )
         for m in ENSEMBLE
     }
 

@@ -15,7 +15,7 @@ from osmlulc.sample_data import load_samples
 from osmlulc.sklearn_models import _training_pixels, pixel_features, train_sklearn
 
 from conftest import write_raster
-from test_models import BANDS, CLASSES_YAML, PRESENT, SPECTRA
+from test_models import BANDS, CLASSES_YAML, PRESENT
 
 LOGREG = {"C": 1.0, "windows_px": [3, 7], "max_train_samples": 5000, "chip_pixels": True}
 

@@ -175,7 +175,8 @@ def test_demo_is_composited_and_has_a_valid_observations_layer(run):
 
 def test_every_rule_logged_and_benchmarked(run):
     for rule in ("resample", "combine", "ndwi", "snic", "label_tile", "samples", "train_resnet", "train_svm",
-                 "train_logreg", "ensemble_model", "ensemble_pixel", "predict_pixel", "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
+                 "train_logreg", "ensemble_model", "ensemble_pixel",
+                 "predict_pixel", "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
                  "product_merge", "extract_land_use", "sieve_classified", "sieve_land_use", "accuracy"):
         assert any((run / "logs").glob(f"{rule}/*.log")), rule
     assert any((run / "benchmarks").glob("predict_pixel/*.tsv"))

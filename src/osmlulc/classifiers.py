@@ -186,8 +186,9 @@ class EnsembleClassifier(Classifier):
     logistic regression on window statistics: their errors differ, so the mean beats both on real data).
 
     ``patch_size`` is the largest member's; each member gets the centre of the block / patches it needs.
-    Tiles are blended from the members' stored probabilities instead (:func:`osmlulc.predict.blend_tile_probabilities`),
-    so that no member runs twice; this class scores the ensemble on the validation samples.
+    Tiles are blended from the members' stored probabilities instead
+    (:func:`osmlulc.predict.blend_tile_probabilities`), so that no member runs twice; this class scores
+    the ensemble on the validation samples.
     """
 
     kind = "ensemble"
@@ -202,7 +203,8 @@ class EnsembleClassifier(Classifier):
         for member, _ in members:
             if (member.n_classes, member.n_bands) != (self.n_classes, self.n_bands):
                 raise InputError(f"ensemble members disagree on classes / bands: {member.kind} has "
-                                 f"{member.n_classes} / {member.n_bands}, {first.kind} {self.n_classes} / {self.n_bands}")
+                                 f"{member.n_classes} / {member.n_bands}, "
+                                 f"{first.kind} {self.n_classes} / {self.n_bands}")
         self.patch_size = max(m.patch_size for m, _ in members)
 
     def _crop(self, array: np.ndarray, member: Classifier, axes: tuple[int, int]) -> np.ndarray:
