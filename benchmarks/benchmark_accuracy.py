@@ -21,7 +21,8 @@ draws its training and early-stopping validation samples, as it would on a real 
 
 Each row runs the workflow's own code (``osmlulc.samples.draw_samples``, ``osmlulc.resnet_training.train_resnet``,
 ``osmlulc.sklearn_models.train_sklearn``, ``osmlulc.predict.predict_tile_*``) with ``config/config.yaml``
-plus the row's overrides; beside them
+plus the row's overrides; the ``ensemble`` rows blend the fold probabilities of their member rows with the
+workflow's ``osmlulc.predict.blend_tile_probabilities`` (the product's model, ``models.ensemble``); beside them
 NDWI > 0 (water only) and the gradient-boosting-with-context baseline (scikit-learn
 ``HistGradientBoostingClassifier`` on the 10 bands and their 5 and 15 px window mean and std).
 Not run by CI.
