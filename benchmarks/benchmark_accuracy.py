@@ -271,6 +271,19 @@ def confusion(reference: np.ndarray, predicted: np.ndarray, mask: np.ndarray, ta
     return confusion_matrix(reference[mask], predicted[mask], labels=list(table.codes))
 
 
+def score_fold(fold_dir: Path, labels: np.ndarray, test_mask: np.ndarray, table, cms: dict) -> dict:
+    """Confusion matrices of a fold's ``classified_<mode>.tif`` for every mode of ``cms`` (added to them)."""
+    import rasterio
+
+    fold = {}
+    for mode in cms:
+        with rasterio.open(fold_dir / f"classified_{mode}.tif") as src:
+            cm = confusion(labels, src.read(1), test_mask, table)
+        cms[mode] += cm
+        fold[mode] = cm.tolist()
+    return fold
+
+
 def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range(N_FOLDS),
             repredict: bool = False) -> dict:
     import rasterio
@@ -336,12 +349,7 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
                             rotations=cfg["prediction"].get("rotations", 1))
         predict_tile_superpixels(probabilities, paths["segments"], table, fold_dir / "classified_superpixel.tif")
         t3 = time.perf_counter()
-        per_fold[k] = {}
-        for mode in cms:
-            with rasterio.open(fold_dir / f"classified_{mode}.tif") as src:
-                cm = confusion(labels, src.read(1), test_masks[k], table)
-            cms[mode] += cm
-            per_fold[k][mode] = cm.tolist()
+        per_fold[k] = score_fold(fold_dir, labels, test_masks[k], table, cms)
         print(f"{name} fold {k}: OA pixel {summarise(per_fold[k]['pixel'], table)['oa']:.3f} superpixel "
               f"{summarise(per_fold[k]['superpixel'], table)['oa']:.3f}", flush=True)
         info["seconds"]["samples"] += t1 - t0
@@ -358,7 +366,6 @@ MEMBER_ROWS = {"resnet": "default"}
 def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) -> dict:
     """The ensemble row: the workflow's blend (:func:`osmlulc.predict.blend_tile_probabilities`) of the members'
     rows' fold probabilities (run those rows first), with the members and weights of ``models.ensemble``."""
-    import rasterio
 
     from osmlulc.predict import blend_tile_probabilities, predict_tile_superpixels
 
@@ -382,12 +389,7 @@ def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) ->
                                  fold_dir / "probabilities.tif", block_size=cfg["prediction"]["block_size_px"])
         predict_tile_superpixels(fold_dir / "probabilities.tif", paths["segments"], table,
                                  fold_dir / "classified_superpixel.tif")
-        per_fold[k] = {}
-        for mode in cms:
-            with rasterio.open(fold_dir / f"classified_{mode}.tif") as src:
-                cm = confusion(labels, src.read(1), test_masks[k], table)
-            cms[mode] += cm
-            per_fold[k][mode] = cm.tolist()
+        per_fold[k] = score_fold(fold_dir, labels, test_masks[k], table, cms)
         done.append(k)
         print(f"{name} fold {k}: OA pixel {summarise(per_fold[k]['pixel'], table)['oa']:.3f}", flush=True)
     return {"confusion": {m: cm.tolist() for m, cm in cms.items()}, "folds": done, "per_fold": per_fold,
@@ -397,7 +399,6 @@ def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) ->
 
 def rescore(name: str, work: Path, table, paths: dict, source: str | None = None) -> dict:
     """Confusion matrices of a row from its fold rasters on disk (``rows/<source or name>/fold<k>``)."""
-    import rasterio
 
     labels, _, _, test_masks = fold_masks(paths)
     row_dir = work / "rows" / (source or name)
@@ -408,12 +409,7 @@ def rescore(name: str, work: Path, table, paths: dict, source: str | None = None
         if not (row_dir / f"fold{k}" / "classified_superpixel.tif").exists():
             continue
         folds.append(k)
-        per_fold[k] = {}
-        for mode in cms:
-            with rasterio.open(row_dir / f"fold{k}" / f"classified_{mode}.tif") as src:
-                cm = confusion(labels, src.read(1), test_masks[k], table)
-            cms[mode] += cm
-            per_fold[k][mode] = cm.tolist()
+        per_fold[k] = score_fold(row_dir / f"fold{k}", labels, test_masks[k], table, cms)
     return {"confusion": {m: cm.tolist() for m, cm in cms.items()}, "folds": folds, "per_fold": per_fold}
 
 
