@@ -149,7 +149,7 @@ def _check_config():
                 raise ValueError(f"config: bands.indices.{name} uses band {band}, which is not in bands.stack_order")
     if not TRAINED_MODELS:
         raise ValueError("config: models.enabled names only the ensemble; enable the models it is made of")
-    for model, weight in ENSEMBLE.items():
+    for model in ENSEMBLE:
         if "ensemble" in MODELS and model not in MODELS:
             raise ValueError(
                 f"config: models.ensemble.members names {model}, which is not in models.enabled {MODELS}; "
