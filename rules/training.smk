@@ -69,6 +69,8 @@ rule ensemble_model:
         logs("ensemble_model/{country}"),
     benchmark:
         benchmarks("ensemble_model/{country}")
+    resources:
+        mem_mb=scaled_mem_mb(500),
     conda:
         RASTER_ENV
     script:

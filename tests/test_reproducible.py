@@ -41,7 +41,7 @@ def classified_files(workdir):
 def test_two_runs_give_byte_identical_classified_products(small_demo_run, second_run):
     first, second = small_demo_run / "results" / COUNTRY, second_run / "results" / COUNTRY
     files = classified_files(small_demo_run)
-    assert len([f for f in files if f.parts[0] == "tiles"]) == 3 * (3 * 2 + 1)  # 3 tiles x (3 models x 2 modes + clip)
+    assert len([f for f in files if f.parts[0] == "tiles"]) == 3 * (5 * 2 + 1)  # 3 tiles x (5 models x 2 modes + clip)
     # The superpixels too (left out of the cross-environment digests: tests/product_digests.py).
     files += sorted(p.relative_to(first) for p in first.glob("tiles/*/snic_segments.tif"))
     assert len([f for f in files if f.name == "snic_segments.tif"]) == 3
