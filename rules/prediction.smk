@@ -15,6 +15,7 @@ rule predict_pixel:
     params:
         block_size=config["prediction"]["block_size_px"],
         rotations=config["prediction"]["rotations"],
+        gaps=config["prediction"]["gaps"],
         version=code_version("predict_pixel"),
         classes=CLASS_TABLE,
     log:

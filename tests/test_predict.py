@@ -104,28 +104,34 @@ def pixels_to_check(shape, seed=0):
     return np.array(sorted(pixels))
 
 
-def dense_probabilities(stack_path, classifier):
+def dense_probabilities(stack_path, classifier, **gaps):
     """Float probabilities of the whole (small) stack, assembled from predict_window_probabilities."""
     with rasterio.open(stack_path) as src:
         out = np.zeros((src.height, src.width, classifier.n_classes), dtype=np.float32)
         for window in block_windows(src.width, src.height, BLOCK):
-            probabilities, _ = predict_window_probabilities(src, classifier, window)
+            probabilities, _ = predict_window_probabilities(src, classifier, window, **gaps)
             out[window.toslices()] = probabilities
     return out
 
 
-def reference_probabilities(stack_path, classifier, pixels):
-    """Per-patch classification of explicitly cut patches of the edge-padded image."""
+def reference_probabilities(stack_path, classifier, pixels, fill_gaps=False, valid_windows=False):
+    """Per-patch classification of explicitly cut patches of the edge-padded image (with the gap fill's
+    margin when gaps are filled)."""
     image = read_stack(stack_path).astype(np.float32)
-    halo = classifier.patch_size // 2
+    halo = classifier.patch_size // 2 * (2 if fill_gaps else 1)
     padded = np.pad(image, ((halo, halo), (halo, halo), (0, 0)), mode="edge")
-    size = classifier.patch_size
+    size = classifier.patch_size + 2 * (halo - classifier.patch_size // 2)
     patches = np.stack([padded[r:r + size, c:c + size] for r, c in pixels])
-    return predict_patches(classifier, patches)
+    return predict_patches(classifier, patches, fill_gaps=fill_gaps, valid_windows=valid_windows)
 
 
+#: What the model sees of gaps: zeros (before issue 22), filled and left out of window statistics (the default).
+GAP_SETTINGS = {"zeros": dict(fill_gaps=False, valid_windows=False), "filled": dict(fill_gaps=True, valid_windows=True)}
+
+
+@pytest.mark.parametrize("gaps", list(GAP_SETTINGS))
 @pytest.mark.parametrize("model", ["random", "trained", "rf"])
-def test_dense_inference_equals_per_patch_classification(model, models, stack, table, tmp_path):
+def test_dense_inference_equals_per_patch_classification(model, gaps, models, stack, table, tmp_path):
     classifier = load_classifier(models[model])
     image = read_stack(stack)
     valid = (image != 0).all(axis=-1)
@@ -133,8 +139,8 @@ def test_dense_inference_equals_per_patch_classification(model, models, stack, t
     pixels = pixels[valid[pixels[:, 0], pixels[:, 1]]]
     assert len(pixels) > 150
 
-    dense = dense_probabilities(stack, classifier)
-    reference = reference_probabilities(stack, classifier, pixels)
+    dense = dense_probabilities(stack, classifier, **GAP_SETTINGS[gaps])
+    reference = reference_probabilities(stack, classifier, pixels, **GAP_SETTINGS[gaps])
     at_pixels = dense[pixels[:, 0], pixels[:, 1]]
     np.testing.assert_allclose(at_pixels, reference, atol=1e-4, rtol=0)
     assert (dense[~valid] == 0).all()
@@ -144,7 +150,8 @@ def test_dense_inference_equals_per_patch_classification(model, models, stack, t
 
     # Written products: argmax codes with nodata 0 and a colour table; uint8 probabilities.
     classified, probabilities = tmp_path / "classified.tif", tmp_path / "probabilities.tif"
-    predict_tile_pixels(stack, models[model], table, classified, probabilities, block_size=BLOCK)
+    predict_tile_pixels(stack, models[model], table, classified, probabilities, block_size=BLOCK,
+                        **GAP_SETTINGS[gaps])
     with rasterio.open(classified) as src:
         codes = src.read(1)
         assert src.dtypes[0] == "uint8" and src.nodata == 0

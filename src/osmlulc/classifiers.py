@@ -29,7 +29,10 @@ class Classifier:
 
     ``patch_size`` P: the classifier needs P // 2 px of context around each pixel;
     ``predict_proba_block`` maps a float32 (h + P - 1, w + P - 1, B) block of raw reflectance to
-    (h, w, n_classes) float32 probabilities over the full class table, in table order.
+    (h, w, n_classes) float32 probabilities over the full class table, in table order.  ``valid``
+    (h, w): the pixels to classify (None: all); ``block_valid`` (h + P - 1, w + P - 1): which pixels
+    of the block are real observations (None: all), for models that can leave gaps out of their
+    features (the window statistics); gaps may have been filled (:func:`osmlulc.gaps.fill_gaps`).
     """
 
     kind: str
@@ -38,11 +41,13 @@ class Classifier:
     n_bands: int
     bands: tuple[str, ...] | None
 
-    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None,
+                            block_valid: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
 
-    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
-        """(N, P, P, B) patches -> (N, n_classes): each patch classified on its own."""
+    def predict_proba_patches(self, patches: np.ndarray, patch_valid: np.ndarray | None = None) -> np.ndarray:
+        """(N, P, P, B) patches -> (N, n_classes): each patch classified on its own (``patch_valid`` (N, P, P):
+        its real observations, as ``block_valid`` of :meth:`predict_proba_block`)."""
         raise NotImplementedError
 
 
@@ -60,7 +65,7 @@ class _KerasClassifier(Classifier):
         self.n_bands = int(model.input_shape[-1])
         self.bands = None
 
-    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+    def predict_proba_patches(self, patches: np.ndarray, patch_valid: np.ndarray | None = None) -> np.ndarray:
         out = [self.model.predict_on_batch(np.asarray(patches[i:i + self.PATCH_BATCH], dtype=np.float32))
                for i in range(0, len(patches), self.PATCH_BATCH)]
         return np.concatenate(out).reshape(len(patches), self.n_classes)
@@ -85,7 +90,8 @@ class ResnetClassifier(_KerasClassifier):
         probe = 1024
         self.patch_size = probe + 1 - int(model.compute_output_shape((1, probe, probe, model.input_shape[-1]))[1])
 
-    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None,
+                            block_valid: np.ndarray | None = None) -> np.ndarray:
         # predict_on_batch runs a compiled graph (about 2x faster than an eager call on CPU);
         # it traces again only for new block shapes (a tile has at most eight with rotations).
         block = np.asarray(block, dtype=np.float32)[None]
@@ -95,7 +101,7 @@ class ResnetClassifier(_KerasClassifier):
             out = proba if out is None else out + proba
         return np.array(out[0] / self.rotations, dtype=np.float32)  # a writable copy: nodata is blanked in place
 
-    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+    def predict_proba_patches(self, patches: np.ndarray, patch_valid: np.ndarray | None = None) -> np.ndarray:
         out = None
         for g in range(self.rotations):
             proba = super().predict_proba_patches(np.ascontiguousarray(dihedral(patches, g)))
@@ -115,7 +121,8 @@ class PatchResnetClassifier(_KerasClassifier):
         super().__init__(model)
         self.patch_size = int(model.input_shape[1])
 
-    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None,
+                            block_valid: np.ndarray | None = None) -> np.ndarray:
         p = self.patch_size
         h, w = block.shape[0] - p + 1, block.shape[1] - p + 1
         out = np.zeros((h, w, self.n_classes), dtype=np.float32)
@@ -162,9 +169,11 @@ class SklearnClassifier(Classifier):
             out[start:start + len(chunk), self.columns] = self.model.predict_proba(chunk)
         return out
 
-    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-        """Pixel-wise probabilities; with a ``valid`` mask only those pixels are classified (others 0)."""
-        features = pixel_features(np.asarray(block, dtype=np.float32), self.index_pairs, self.windows)
+    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None,
+                            block_valid: np.ndarray | None = None) -> np.ndarray:
+        """Pixel-wise probabilities; with a ``valid`` mask only those pixels are classified (others 0); with
+        ``block_valid`` the window statistics leave the block's gaps out."""
+        features = pixel_features(np.asarray(block, dtype=np.float32), self.index_pairs, self.windows, block_valid)
         h, w, n_features = features.shape
         features = features.reshape(-1, n_features)
         if valid is None:
@@ -175,10 +184,12 @@ class SklearnClassifier(Classifier):
             out[flat_valid] = self._predict_features(features[flat_valid])
         return out.reshape(h, w, self.n_classes)
 
-    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+    def predict_proba_patches(self, patches: np.ndarray, patch_valid: np.ndarray | None = None) -> np.ndarray:
         start = patches.shape[1] // 2 - self.patch_size // 2
         crop = np.asarray(patches[:, start:start + self.patch_size, start:start + self.patch_size, :], np.float32)
-        return self._predict_features(pixel_features(crop, self.index_pairs, self.windows)[:, 0, 0, :])
+        crop_valid = None if patch_valid is None else patch_valid[:, start:start + self.patch_size,
+                                                                  start:start + self.patch_size]
+        return self._predict_features(pixel_features(crop, self.index_pairs, self.windows, crop_valid)[:, 0, 0, :])
 
 
 class EnsembleClassifier(Classifier):
@@ -216,17 +227,22 @@ class EnsembleClassifier(Classifier):
             index[axis] = slice(start, array.shape[axis] - (excess - start))
         return array[tuple(index)]
 
-    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    def predict_proba_block(self, block: np.ndarray, valid: np.ndarray | None = None,
+                            block_valid: np.ndarray | None = None) -> np.ndarray:
         out = None
         for member, weight in self.members:
-            proba = member.predict_proba_block(self._crop(block, member, (0, 1)), valid) * np.float32(weight)
+            member_valid = None if block_valid is None else self._crop(block_valid, member, (0, 1))
+            proba = member.predict_proba_block(self._crop(block, member, (0, 1)), valid, member_valid)
+            proba = proba * np.float32(weight)
             out = proba if out is None else out + proba
         return out
 
-    def predict_proba_patches(self, patches: np.ndarray) -> np.ndarray:
+    def predict_proba_patches(self, patches: np.ndarray, patch_valid: np.ndarray | None = None) -> np.ndarray:
         out = None
         for member, weight in self.members:
-            proba = member.predict_proba_patches(self._crop(patches, member, (1, 2))) * np.float32(weight)
+            member_valid = None if patch_valid is None else self._crop(patch_valid, member, (1, 2))
+            proba = member.predict_proba_patches(self._crop(patches, member, (1, 2)), member_valid)
+            proba = proba * np.float32(weight)
             out = proba if out is None else out + proba
         return out
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from osmlulc.gaps import box_sums, integral_image
+
 
 def context_patch_size(windows) -> int:
     """Patch edge (px) the window statistics need: the largest window, 1 without windows."""
@@ -22,21 +24,15 @@ def context_patch_size(windows) -> int:
     return max(windows, default=1)
 
 
-def _box_sums(integral: np.ndarray, size: int, offset: int, height: int, width: int) -> np.ndarray:
-    """Sums over ``size x size`` windows from a zero-padded integral image (..., H + 1, W + 1, C)."""
-    top, bottom = offset, offset + size
-    return (integral[..., bottom:bottom + height, bottom:bottom + width, :]
-            - integral[..., top:top + height, bottom:bottom + width, :]
-            - integral[..., bottom:bottom + height, top:top + width, :]
-            + integral[..., top:top + height, top:top + width, :])
-
-
-def window_statistics(x: np.ndarray, windows) -> np.ndarray:
+def window_statistics(x: np.ndarray, windows, valid: np.ndarray | None = None) -> np.ndarray:
     """(..., H, W, C) channels -> (..., H - P + 1, W - P + 1, C (1 + 2 len(windows))) float32 features.
 
     Per output pixel (the input pixel ``P // 2`` rows and columns further in): its own channels, then
     for each window size s (odd) the mean and the standard deviation of every channel over the s x s
     window centred on it.  Integral images in float64 make the cost independent of the window size.
+    ``valid`` (..., H, W): the statistics are taken over the valid pixels of each window only
+    (normalised convolution), so a gap (cloud, nodata) next to a pixel does not enter its features;
+    a window without any valid pixel gets 0.  Without gaps the numbers are those without ``valid``.
     """
     size = context_patch_size(windows)
     x = np.asarray(x, dtype=np.float64)
@@ -46,12 +42,21 @@ def window_statistics(x: np.ndarray, windows) -> np.ndarray:
     half = size // 2
     features = [x[..., half:half + height, half:half + width, :]]
     if size > 1:
-        pad = [(0, 0)] * (x.ndim - 3) + [(1, 0), (1, 0), (0, 0)]
-        integral = np.pad(x.cumsum(axis=-3).cumsum(axis=-2), pad)
-        integral_sq = np.pad((x * x).cumsum(axis=-3).cumsum(axis=-2), pad)
+        if valid is not None and np.all(valid):
+            valid = None  # the plain path: identical numbers, half the integral images
+        weights = None if valid is None else np.asarray(valid, dtype=np.float64)[..., None]
+        values = x if weights is None else np.where(weights > 0, x, 0.0)  # a gap's value may be NaN / inf
+        integral, integral_sq = integral_image(values), integral_image(values * values)
+        counts = None if weights is None else integral_image(weights)
         for s in windows:
-            offset, area = half - int(s) // 2, float(s * s)
-            mean = _box_sums(integral, int(s), offset, height, width) / area
-            mean_sq = _box_sums(integral_sq, int(s), offset, height, width) / area
+            offset, s = half - int(s) // 2, int(s)
+            area = float(s * s) if counts is None else box_sums(counts, s, offset, height, width)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = box_sums(integral, s, offset, height, width) / area
+                mean_sq = box_sums(integral_sq, s, offset, height, width) / area
+            if counts is not None:
+                empty = area == 0
+                mean = np.where(empty, 0.0, mean)
+                mean_sq = np.where(empty, 0.0, mean_sq)
             features += [mean, np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))]
     return np.concatenate(features, axis=-1).astype(np.float32)

@@ -25,6 +25,8 @@ from rasterio.windows import Window
 from osmlulc.classes import ClassTable
 from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, open_raster, raster_profile,
                         same_grid, write_class_colormap)
+from osmlulc.gaps import fill_gaps as fill_gap_pixels
+from osmlulc.gaps import valid_pixels
 from osmlulc.logs import progress
 from osmlulc.windows import core_slices, grown_window
 from osmlulc.classifiers import Classifier, load_classifier
@@ -52,39 +54,57 @@ def read_block_with_halo(src, window: Window, halo: int) -> np.ndarray:
     return block
 
 
-def predict_window_probabilities(src, classifier: Classifier, window: Window) -> tuple[np.ndarray, np.ndarray]:
+def predict_window_probabilities(src, classifier: Classifier, window: Window, *, fill_gaps: bool = True,
+                                 valid_windows: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Float probabilities (h, w, n_classes) of one window of an open stack, and its valid-pixel mask.
 
-    A pixel is valid when no band is nodata (0); invalid pixels get all-zero probabilities.
+    A pixel is valid when no band is nodata (0, :func:`osmlulc.gaps.valid_pixels`); invalid pixels get
+    all-zero probabilities.  Gaps in a valid pixel's receptive field: with ``fill_gaps`` the model
+    sees them filled from the valid pixels around them (:func:`osmlulc.gaps.fill_gaps`, radius
+    ``P // 2``: the halo grows by as much), with ``valid_windows`` the window statistics leave them
+    out; otherwise the model sees zeros (what it never saw in training).
     """
     size = classifier.patch_size
     halo = size // 2
+    radius = halo if fill_gaps else 0
     height, width = int(window.height), int(window.width)
     # An even patch has one pixel less of context below / right: drop the last halo row / column.
-    block = read_block_with_halo(src, window, halo)[:height + size - 1, :width + size - 1]
-    core = block[halo:halo + height, halo:halo + width]
-    valid = (core != 0).all(axis=-1)
+    grown = read_block_with_halo(src, window, halo + radius)[:height + size - 1 + 2 * radius,
+                                                              :width + size - 1 + 2 * radius]
+    grown_valid = valid_pixels(grown)
+    block_valid = grown_valid[radius:radius + height + size - 1, radius:radius + width + size - 1]
+    valid = block_valid[halo:halo + height, halo:halo + width]
     if not valid.any():
         # Nothing to classify (e.g. outside the orbit swath): skip the model call.
         return np.zeros((*valid.shape, classifier.n_classes), dtype=np.float32), valid
-    probabilities = classifier.predict_proba_block(block, valid=valid)
+    block = fill_gap_pixels(grown, grown_valid, radius) if radius else grown
+    gaps_known = valid_windows and not block_valid.all()
+    probabilities = classifier.predict_proba_block(block, valid=valid, block_valid=block_valid if gaps_known else None)
     probabilities[~valid] = 0
     return probabilities, valid
 
 
-def predict_patches(classifier: Classifier, patches: np.ndarray) -> np.ndarray:
-    """Classify explicit (N, P, P, B) patches one by one -> (N, n_classes) float32.
+def predict_patches(classifier: Classifier, patches: np.ndarray, *, fill_gaps: bool = False,
+                    valid_windows: bool = False) -> np.ndarray:
+    """Classify explicit (N, P', P', B) patches one by one -> (N, n_classes) float32.
 
-    The reference against which dense inference is tested; patches larger than the
-    classifier's own patch size are centre-cropped to it (pixel at index P // 2, see
-    :func:`osmlulc.sample_data.centre_crop`).
+    The reference against which dense inference is tested; patches larger than the classifier's
+    own patch size P (plus ``2 (P // 2)`` with ``fill_gaps``) are centre-cropped to it (pixel at index
+    P' // 2, see :func:`osmlulc.sample_data.centre_crop`); the gap options are those of
+    :func:`predict_window_probabilities`, applied to each patch on its own.
     """
     size = classifier.patch_size
-    have = patches.shape[1]
-    if have < size or patches.shape[2] != have:
-        raise ValueError(f"predict_patches: need square patches of at least {size} px, got {patches.shape[1:3]}")
-    start = have // 2 - size // 2
-    return classifier.predict_proba_patches(patches[:, start:start + size, start:start + size, :])
+    radius = size // 2 if fill_gaps else 0
+    need, have = size + 2 * radius, patches.shape[1]
+    if have < need or patches.shape[2] != have:
+        raise ValueError(f"predict_patches: need square patches of at least {need} px, got {patches.shape[1:3]}")
+    start = have // 2 - need // 2
+    patches = np.asarray(patches[:, start:start + need, start:start + need, :], dtype=np.float32)
+    patch_valid = valid_pixels(patches)
+    if radius:
+        patches = np.stack([fill_gap_pixels(p, v, radius) for p, v in zip(patches, patch_valid)])
+        patch_valid = patch_valid[:, radius:radius + size, radius:radius + size]
+    return classifier.predict_proba_patches(patches, patch_valid=patch_valid if valid_windows else None)
 
 
 def check_stack(src, stack_path, classifier: Classifier, model_path) -> None:
@@ -127,13 +147,15 @@ def _write_class_probabilities(grid: dict, windows, table: ClassTable, classifie
 
 
 def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_path, probabilities_path, *,
-                        block_size: int, rotations: int = 1) -> None:
+                        block_size: int, rotations: int = 1, fill_gaps: bool = True,
+                        valid_windows: bool = True) -> None:
     """Classify every pixel of a 10-band uint16 stack (nodata 0), window by window.
 
     Writes ``classified_path`` (uint8 class codes of the most probable class, 0 at nodata, with
     the class colour table) and ``probabilities_path`` (uint8, one band per class in table order,
     round(p * 255), 0 at nodata, band descriptions = class names).  ``rotations``: test-time
     rotations of the dense ResNet (mean over 1, 4 or 8 transforms; :class:`osmlulc.classifiers.ResnetClassifier`).
+    ``fill_gaps``, ``valid_windows``: what the model sees of gaps (:func:`predict_window_probabilities`).
     """
     classifier = load_classifier(model_path, rotations=rotations)
     if classifier.n_classes != len(table):
@@ -142,9 +164,13 @@ def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_pa
         check_stack(src, stack_path, classifier, model_path)
         grid = dict(crs=src.crs, transform=src.transform, width=src.width, height=src.height,
                     block_size=_output_block_size(block_size))
+
+        def window_probabilities(window):
+            return predict_window_probabilities(src, classifier, window, fill_gaps=fill_gaps,
+                                                valid_windows=valid_windows)
+
         _write_class_probabilities(grid, list(block_windows(src.width, src.height, block_size)), table,
-                                   classified_path, probabilities_path,
-                                   lambda window: predict_window_probabilities(src, classifier, window),
+                                   classified_path, probabilities_path, window_probabilities,
                                    f"predict {os.path.basename(stack_path)} with {classifier.kind}")
 
 

@@ -88,11 +88,11 @@ def pixel_model_patch_size(settings: dict) -> int:
     return context_patch_size(settings.get("windows_px"))
 
 
-def pixel_features(patches: np.ndarray, index_pairs, windows) -> np.ndarray:
+def pixel_features(patches: np.ndarray, index_pairs, windows, valid: np.ndarray | None = None) -> np.ndarray:
     """(..., P', P', B) patches (P' >= P = the windows' patch) -> (..., P' - P + 1, P' - P + 1, F) features:
     the bands and their spectral indices, then the window mean / std of all of them
-    (:func:`osmlulc.context_features.window_statistics`)."""
-    return window_statistics(with_indices(patches, index_pairs), windows)
+    (:func:`osmlulc.context_features.window_statistics`; with ``valid`` (..., P', P') over valid pixels only)."""
+    return window_statistics(with_indices(patches, index_pairs), windows, valid)
 
 
 def _training_pixels(train: Samples, settings: dict, index_pairs, rng: np.random.Generator):

@@ -12,4 +12,6 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         snakemake.output.probabilities,
         block_size=snakemake.params.block_size,
         rotations=snakemake.params.rotations,
+        fill_gaps=snakemake.params.gaps["fill"],
+        valid_windows=snakemake.params.gaps["valid_windows"],
     )

@@ -1,0 +1,85 @@
+"""Gaps in the receptive field (osmlulc.gaps, window statistics over valid pixels): known answers on small arrays."""
+
+import numpy as np
+import pytest
+
+from osmlulc.context_features import window_statistics
+from osmlulc.gaps import fill_gaps, fill_radii, synthetic_cloud_mask, valid_pixels
+
+
+def test_valid_pixels_need_every_band():
+    stack = np.ones((2, 3, 4), np.uint16)
+    stack[0, 1, 2] = 0
+    np.testing.assert_array_equal(valid_pixels(stack), [[True, False, True], [True, True, True]])
+
+
+def test_fill_radii_double_up_to_the_radius():
+    assert fill_radii(15) == [1, 2, 4, 8, 15]
+    assert fill_radii(1) == [1]
+    assert fill_radii(0) == []
+
+
+def test_a_gap_in_a_constant_image_is_filled_with_the_constant_and_valid_pixels_stay():
+    block = np.full((21, 21, 3), [100.0, 200.0, 300.0], np.float32)
+    valid = np.ones((21, 21), bool)
+    valid[5:15, 6:16] = False
+    block[~valid] = 0
+    filled = fill_gaps(block, valid, 5)
+    assert filled.shape == (11, 11, 3)
+    np.testing.assert_allclose(filled, np.broadcast_to([100.0, 200.0, 300.0], filled.shape))
+
+
+def test_a_gap_takes_the_mean_of_the_nearest_ring_that_has_valid_pixels():
+    # A 1-D ramp in x: a gap pixel's fill is the mean of the valid pixels in the smallest window holding any.
+    x = np.tile(np.arange(9, dtype=np.float32)[None, :, None], (9, 1, 1)) + 1
+    valid = np.ones((9, 9), bool)
+    valid[:, 3:6] = False                                   # a 3 px wide vertical gap at columns 3..5
+    filled = fill_gaps(np.where(valid[..., None], x, 0), valid, 4)   # centre: rows/cols 4, the middle of the gap
+    # Radius 1 around (4, 4): columns 3..5, all gap; radius 2: columns 2 and 6 hold valid pixels, values 3 and 7.
+    assert filled[0, 0, 0] == pytest.approx(5.0)
+    # No valid pixel within the radius: stays 0 (never read by a model: the classified pixel itself is valid).
+    deep = np.zeros((9, 9), bool)
+    assert (fill_gaps(np.zeros((9, 9, 1), np.float32), deep, 2) == 0).all()
+
+
+def test_filling_a_block_equals_filling_each_pixels_own_patch():
+    rng = np.random.default_rng(3)
+    block = rng.uniform(1, 1000, (40, 37, 2)).astype(np.float32)
+    valid = ~synthetic_cloud_mask((40, 37), 0.3, seed=1)
+    valid[:, :4] = False
+    block[~valid] = 0
+    radius = 6
+    dense = fill_gaps(block, valid, radius)
+    for r, c in [(0, 0), (5, 7), (13, 20), (27, 24), (10, 0), (27, 0)]:
+        patch = block[r:r + 2 * radius + 1, c:c + 2 * radius + 1]
+        own = fill_gaps(patch, valid[r:r + 2 * radius + 1, c:c + 2 * radius + 1], radius)
+        np.testing.assert_allclose(dense[r, c], own[0, 0], rtol=1e-6)
+
+
+def test_window_statistics_over_valid_pixels_leave_the_gaps_out():
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, (15, 15, 2))
+    valid = rng.uniform(size=(15, 15)) > 0.3
+    valid[7, 7] = True
+    x_with_gaps = np.where(valid[..., None], x, 0.0)
+    got = window_statistics(x_with_gaps, [5, 9], valid)[3, 3]          # the pixel at (7, 7)
+    for k, s in enumerate([5, 9]):
+        h = s // 2
+        window, ok = x[7 - h:8 + h, 7 - h:8 + h], valid[7 - h:8 + h, 7 - h:8 + h]
+        values = window[ok]
+        np.testing.assert_allclose(got[2 + 4 * k:4 + 4 * k], values.mean(axis=0), rtol=1e-5)
+        np.testing.assert_allclose(got[4 + 4 * k:6 + 4 * k], values.std(axis=0), rtol=1e-4, atol=1e-6)
+    # No gaps: the same numbers as without a mask.
+    np.testing.assert_array_equal(window_statistics(x, [5, 9], np.ones((15, 15), bool)), window_statistics(x, [5, 9]))
+    # A gap's value (NaN from an index of zeros) does not leak into its neighbours' statistics.
+    x_nan = np.where(valid[..., None], x, np.nan)
+    assert np.isfinite(window_statistics(x_nan, [5, 9], valid)[..., 2:]).all()
+
+
+def test_synthetic_clouds_cover_the_asked_share_and_are_deterministic():
+    a = synthetic_cloud_mask((300, 200), 0.15, seed=7)
+    assert a.mean() == pytest.approx(0.15, abs=0.01)
+    np.testing.assert_array_equal(a, synthetic_cloud_mask((300, 200), 0.15, seed=7))
+    assert (a != synthetic_cloud_mask((300, 200), 0.15, seed=8)).any()
+    with pytest.raises(ValueError, match="cloud cover"):
+        synthetic_cloud_mask((10, 10), 1.5, seed=1)
