@@ -77,6 +77,26 @@ def test_an_edited_manifest_is_checked_again_when_read(catalogue, tmp_path, kind
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("edit", [lambda m: m["items"][0].pop("assets"), lambda m: m["items"][1].update(id=7),
+                                  lambda m: m["items"][2]["offsets"].update(B02="-1000")])
+def test_a_manifest_missing_keys_fails_in_one_line(tmp_path, edit):
+    manifest = {"osmlulc_manifest": stac.MANIFEST_VERSION, "items": [
+        {"id": d[0], "assets": {"B02": f"https://cogs.example/{d[0]}/B02.tif"}, "offsets": {"B02": -1000.0}}
+        for d in DATES]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert len(stac.manifest_products(stac.read_manifest(tmp_path / "manifest.json"))) == 3
+    edit(manifest)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError) as err:
+        stac.read_manifest(tmp_path / "manifest.json")
+    assert "delete it so the search runs again" in one_line(err)
+
+
+def _bad_zone(item):
+    item["properties"]["mgrs:utm_zone"] = "thirty-two"
+    del item["properties"]["grid:code"]
+
+
 def test_plain_http_and_foreign_hosts_need_the_opt_ins(catalogue, tmp_path):  # noqa: F811
     with file_server(catalogue / "served") as (base, _, requests_log):
         with stac_api(write_items(tmp_path, base, extra=False)) as (url, _, _):
@@ -175,7 +195,7 @@ def _bad_scale(item):
     item["assets"]["red"]["raster:bands"][0]["scale"] = "x"
 
 
-@pytest.mark.parametrize("breaking", [_malformed, _no_href, _bad_cloud, _bad_scale])
+@pytest.mark.parametrize("breaking", [_malformed, _no_href, _bad_cloud, _bad_scale, _bad_zone])
 def test_an_item_missing_keys_fails_in_one_line_naming_the_api(tmp_path, breaking):
     items = [earth_search_item(*d, "https://cogs.example/") for d in DATES]
     with tiny_stac_api(items) as url:   # the intact items are searched fine

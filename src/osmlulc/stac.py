@@ -239,7 +239,8 @@ def search_tile(stac: dict, period: dict, tile: str, bbox: list[float], manifest
     for item in items:
         with malformed_items(where, item):
             check_item(item)
-    chosen, counts = select_items(items, tile, float(stac["max_cloud_cover"]), int(stac["max_items_per_tile"]))
+    with malformed_items(where):
+        chosen, counts = select_items(items, tile, float(stac["max_cloud_cover"]), int(stac["max_items_per_tile"]))
     log.info("%s: %d items returned, %d of other tiles, %d too cloudy, %d kept", where, counts["returned"],
              counts["other_tile"], counts["too_cloudy"], len(chosen))
     if not chosen:
@@ -264,10 +265,19 @@ def read_manifest(path: str | os.PathLike) -> dict:
         manifest = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise InputError(f"STAC manifest {path} cannot be read ({err}); delete it so the search runs again") from None
-    if manifest.get("osmlulc_manifest") != MANIFEST_VERSION or not manifest.get("items"):
+    if (not isinstance(manifest, dict) or manifest.get("osmlulc_manifest") != MANIFEST_VERSION
+            or not manifest.get("items") or not all(_manifest_item(i) for i in manifest["items"])):
         raise InputError(f"STAC manifest {path} is not an osmlulc manifest of version {MANIFEST_VERSION} with items; "
                          "delete it so the search runs again")
     return manifest
+
+
+def _manifest_item(entry) -> bool:
+    """Whether a manifest entry has what :func:`manifest_products` reads, of the right types."""
+    return (isinstance(entry, dict) and isinstance(entry.get("id"), str)
+            and isinstance(entry.get("assets"), dict) and isinstance(entry.get("offsets"), dict)
+            and all(isinstance(v, (int, float)) for v in entry["offsets"].values())
+            and isinstance(entry.get("quantification", REFLECTANCE_SCALE), (int, float)))
 
 
 def manifest_products(manifest: dict, policy: HrefPolicy = HrefPolicy()) -> list[Product]:
