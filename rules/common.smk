@@ -16,7 +16,9 @@ from osmlulc import provenance
 from osmlulc import resources as job_resources
 from osmlulc.classes import ClassTable
 from osmlulc.demo.dates import demo_date_names
-from osmlulc.demo.spec import demo_tile_grid
+from osmlulc.demo.spec import check_demo_outputs, demo_output_paths, demo_tile_grid
+from osmlulc.hrefs import HrefPolicy, check_api_url
+from osmlulc.model_files import reused_model
 from osmlulc.io import InputError, atomic_output
 from osmlulc.mgrs import tile_grid as mgrs_tile_grid
 from osmlulc.resnet import sample_patch_size
@@ -204,6 +206,17 @@ def _check_config():
             raise ValueError(f"config: countries.{cc}.training_tiles {sorted(extra)} are not in its tiles")
         if country["source"] == "demo" and "demo" not in config:
             raise ValueError(f"config: country {cc} has source demo but there is no demo section")
+        if country["source"] == "stac":
+            try:  # the API's answers are data: https unless the config opts in (osmlulc.hrefs)
+                stac_cfg = {**config["stac"], **country["stac"]}
+                check_api_url(stac_cfg["url"], HrefPolicy.from_settings(stac_cfg))
+            except InputError as err:
+                raise ValueError(f"config: countries.{cc}: {err}") from None
+        if country["source"] == "demo":
+            try:  # rule demo_data writes these paths: only under resources/demo/
+                check_demo_outputs(cc, demo_output_paths(country, config["demo"]["tiles"], STACK_ORDER))
+            except InputError as err:
+                raise ValueError(f"config: {err}") from None
         if country["source"] != "demo":
             try:  # Sentinel-2 tile geometry follows from the tile id where tile_grid does not give it
                 mgrs_tile_grid([t for t in country["tiles"] if t not in country["tile_grid"]])
@@ -359,15 +372,24 @@ def get_training_tiles(wildcards):
 
 
 def model_path(country, model):
-    """A model named in the country config is reused (its training is skipped); otherwise the one trained here."""
+    """A model named in the country config is reused (its training is skipped; with a sha256, the copy
+    rule verify_model checked); otherwise the one trained here."""
     existing = country_cfg(country)["models"].get(model)
     if existing:
-        return existing
+        path, sha256 = reused_model(existing)
+        if sha256 is None:
+            return path
+        return output_file(rules.verify_model.output[0], country=country, model=model, ext=Path(path).suffix[1:])
     if model == "resnet":
         return output_file(rules.train_resnet.output.model, country=country)
     if model == "ensemble":
         return output_file(rules.ensemble_model.output[0], country=country)
     return output_file(rules.train_sklearn.output.model, country=country, model=model)
+
+
+def reused_model_file(wildcards):
+    """The file named in the country config for a reused model (rule verify_model)."""
+    return reused_model(country_cfg(wildcards.country)["models"][wildcards.model])[0]
 
 
 def get_ensemble_members(wildcards):
@@ -490,17 +512,7 @@ DEMO_COUNTRIES = [cc for cc, c in config["countries"].items() if c["source"] == 
 
 
 def demo_outputs(country):
-    cfg = country_cfg(country)
-    tiles = list(config["demo"]["tiles"])
-    outputs = {
-        "label": cfg["label_raster"],
-        "boundary": cfg["boundary"],
-        "bands": [cfg["bands"].format(tile=t, band=b) for t in tiles for b in STACK_ORDER],
-    }
-    if "reference" in cfg:
-        outputs["truth_tiles"] = [cfg["reference"]["tile"].format(tile=t) for t in tiles]
-        outputs["truth_country"] = cfg["reference"]["country"]
-    return outputs
+    return demo_output_paths(country_cfg(country), config["demo"]["tiles"], STACK_ORDER)
 
 
 def demo_products(country, tile):
@@ -549,6 +561,13 @@ def composited(country, tile):
 def get_product(wildcards):
     """The tile's one Sentinel-2 product (tiles with several are composited, rule composite)."""
     return tile_products(wildcards.country, wildcards.tile)[0]
+
+
+def remote_tile_grid(wildcards):
+    """The tile's {crs, bounds} for a composite of STAC scenes (their reference band is checked against it), else None."""
+    if country_cfg(wildcards.country)["source"] != "stac":
+        return None
+    return tile_grid(wildcards.country)[wildcards.tile]
 
 
 def get_composite_inputs(wildcards):

@@ -112,6 +112,7 @@ rule composite:
         memory_mb=COMPOSITE["memory_mb"],
         settings=SENTINEL2,
         offset=reflectance_offset,
+        tile_grid=remote_tile_grid,
         version=code_version("composite"),
     log:
         logs("composite/{country}_{tile}"),

@@ -75,3 +75,26 @@ rule ensemble_model:
         RASTER_ENV
     script:
         "../workflow/scripts/ensemble_model.py"
+
+
+rule verify_model:
+    # A reused model with a sha256 in the config: prediction loads this verified copy, never the file itself.
+    input:
+        reused_model_file,
+    output:
+        country_path("models/verified/{model}.{ext}"),
+    wildcard_constraints:
+        ext="keras|joblib",
+    params:
+        sha256=lambda w: reused_model(country_cfg(w.country)["models"][w.model])[1],
+        version=code_version("verify_model"),
+    log:
+        logs("verify_model/{country}_{model}_{ext}"),
+    benchmark:
+        benchmarks("verify_model/{country}_{model}_{ext}")
+    resources:
+        mem_mb=scaled_mem_mb(500, per_input_mb=1),
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/verify_model.py"

@@ -394,6 +394,11 @@ _REFERENCE_TILE_ONLY = {"run_countries": ["XT"], "countries": {"XT": {
 _SECOND_DEMO = {"countries": {"XE": {"name": "Second demo", "source": "demo", "tiles": [TILE], "training_tiles": [TILE],
                                      "bands": "resources/demo/XE/{tile}_{band}.tif", "label_raster": "x.tif",
                                      "boundary": "b.geojson"}}}
+#: A STAC country whose API is plain http, without stac.allow_insecure_http (issue 26).
+_HTTP_STAC = {"run_countries": ["XS"], "countries": {"XS": {
+    "name": "S", "source": "stac", "tiles": ["32UNU"], "training_tiles": ["32UNU"], "boundary": "b.geojson",
+    "label_raster": "l.tif", "period": {"start": "2023-05-01", "end": "2023-08-31"},
+    "stac": {"url": "http://stac.example/v1"}}}}
 
 
 @pytest.mark.integration
@@ -410,8 +415,12 @@ _SECOND_DEMO = {"countries": {"XE": {"name": "Second demo", "source": "demo", "t
      "osmlulc: config: models.ensemble.members names logreg, which is not in models.enabled"),
     ({"models": {"logreg": {"windows_px": [5, 14]}}},
      "osmlulc: config: models.logreg.windows_px = [5, 14]: window sizes must be odd and at least 3 px, got [14]"),
+    ({"countries": {"XD": {"label_raster": "config/classes.yaml"}}},
+     "osmlulc: config: countries.XD: demo output config/classes.yaml (label) is not under resources/demo/"),
+    (_HTTP_STAC, "osmlulc: config: countries.XS: STAC API http://stac.example/v1 is not an https:// URL"),
 ], ids=["reference-tile-only", "product-crs", "product-resolution", "sieve-halo-0", "sieve-halo-below-size",
-        "validation-buffer-below-patch", "second-demo-country", "ensemble-member-not-enabled", "even-window"])
+        "validation-buffer-below-patch", "second-demo-country", "ensemble-member-not-enabled", "even-window",
+        "demo-output-outside-resources-demo", "stac-url-http"])
 def test_inconsistent_config_is_one_line_naming_the_key(tmp_path, change, line):
     workdir = workflow_dir(tmp_path)
     (workdir / "bad.yaml").write_text(yaml.safe_dump(change))

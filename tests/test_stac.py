@@ -63,6 +63,13 @@ def earth_search_item(item_id, baseline, add, cloud_cover, base_url, tile="32UNU
     }
 
 
+def add_earth_search_assets(items):
+    """Earth Search's other bands (asset keys of config.yaml's stac.assets), served by the same files."""
+    for item in items:
+        for key in ("rededge2", "rededge3", "nir08", "swir22"):
+            item["assets"][key] = json.loads(json.dumps(item["assets"]["rededge1"]))
+
+
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory):
     """COG assets of three dates (+ a neighbour tile's and a too cloudy item) and their item collection."""
@@ -85,9 +92,10 @@ def write_items(root, base_url, extra=True):
 
 
 def settings(url, **overrides):
+    """The search settings of the tests: the servers are http://127.0.0.1, hence the opt-in (osmlulc.hrefs)."""
     return {"url": url, "collection": "sentinel-2-l2a", "max_cloud_cover": 50, "max_items_per_tile": 8,
             "assets": ASSETS, "http": {"timeout_s": 5, "connect_timeout_s": 2, "retries": 1, "retry_delay_s": 0.1},
-            **overrides}
+            "allow_insecure_http": True, **overrides}
 
 
 PERIOD = {"start": "2023-05-01", "end": "2023-08-31"}
@@ -101,6 +109,7 @@ def composite(manifest, out, http):
     outputs = {b: out / f"{b}.tif" for b in BANDS}
     report = composite_products("32UNU", manifest=manifest, http=http, bands=BANDS, reference_band="B02",
                                 band_outputs=outputs, valid_observations=out / "valid_observations.tif",
+                                stac_settings={"allow_insecure_http": True},
                                 valid_mask=out / "valid_mask.tif", method="median", memory_mb=0.05,
                                 mask_settings={"scl_mask_classes": [0, 1, 3, 8, 9, 10, 11]})
     return outputs, report
@@ -180,7 +189,7 @@ def test_a_window_of_a_large_cog_is_read_without_fetching_the_file(tmp_path):
     write_tif(tmp_path / "served" / "B02.tif", data, 10, cog=True)
     size = (tmp_path / "served" / "B02.tif").stat().st_size
     with file_server(tmp_path / "served") as (base, _, requests_log):
-        with rasterio.Env(**stac.gdal_http_options({})), rasterio.open(stac.gdal_path(f"{base}B02.tif")) as src:
+        with rasterio.Env(**stac.gdal_http_options({})), rasterio.open(f"/vsicurl/{base}B02.tif") as src:
             window = src.read(1, window=rasterio.windows.Window(1024, 2048, 256, 256))
         moved = 0
         for line in requests_log.read_text().splitlines():
@@ -208,7 +217,7 @@ def stac_country(url, **stac_overrides):
     return {"name": "STAC test", "source": "stac", "tiles": ["32UNU"], "training_tiles": ["32UNU"],
             "boundary": "boundary.geojson", "label_raster": "label.tif", "period": PERIOD,
             "tile_grid": {"32UNU": {"crs": CRS, "bounds": list(BOUNDS)}},
-            "stac": {"url": url, "max_cloud_cover": 50, "max_items_per_tile": 5,
+            "stac": {"url": url, "max_cloud_cover": 50, "max_items_per_tile": 5, "allow_insecure_http": True,
                      "http": {"timeout_s": 5, "connect_timeout_s": 2, "retries": 1, "retry_delay_s": 0.1},
                      **stac_overrides}}
 
@@ -224,9 +233,7 @@ def test_rules_search_and_composite_and_a_rerun_does_not_search(catalogue, tmp_p
         items = write_items(tmp_path, base)
         # Earth Search's other bands are served by the same files (asset keys of config.yaml's stac.assets).
         data = json.loads(items.read_text())
-        for item in data["features"]:
-            for band, key in {"B06": "rededge2", "B07": "rededge3", "B8A": "nir08", "B12": "swir22"}.items():
-                item["assets"][key] = json.loads(json.dumps(item["assets"]["rededge1"]))
+        add_earth_search_assets(data["features"])
         items.write_text(json.dumps(data))
         with stac_api(items) as (url, _, _):
             workflow_dir(tmp_path, stac_country(url))

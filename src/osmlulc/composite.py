@@ -20,6 +20,10 @@ any valid observation is nodata (0) in every band.  ``valid_observations.tif`` h
 Work is done window by window on the 10 m reference grid; windows are multiples of the coarsest
 band factor and sized so that the observations held at once (products x bands x window) stay
 within ``memory_mb``: memory does not grow with the number of products or the tile size.
+GDAL's caches are sized from the same ``memory_mb`` (:func:`gdal_cache_options`): every product x
+band stays open, and GDAL's default per-file cache (25 MB each) would otherwise grow with them.
+A reference band whose grid is not the tile's (``tile_grid``, within one pixel) is refused before
+anything is composited: a catalogue could declare any size.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from osmlulc.features import check_band
@@ -90,6 +95,32 @@ def window_size(n_products: int, n_bands: int, memory_mb: float, multiple: int, 
     return edge
 
 
+def gdal_cache_options(memory_mb: float, n_files: int) -> dict:
+    """GDAL settings that keep its caches within about half of ``memory_mb`` with ``n_files`` open at once.
+
+    A sixth each for the raster block cache (``GDAL_CACHEMAX``), the per-file read-ahead caches
+    (``VSI_CACHE_SIZE``, shared out over the open files) and the /vsicurl/ region cache.
+    """
+    share = memory_mb * 1e6 / 6
+    return {
+        "GDAL_CACHEMAX": max(8 << 20, int(share)),   # bytes: rasterio calls GDALSetCacheMax64
+        "VSI_CACHE": "TRUE",
+        "VSI_CACHE_SIZE": str(max(64 * 1024, int(share / max(1, n_files)))),
+        "CPL_VSIL_CURL_CACHE_SIZE": str(max(1 << 20, int(share))),
+    }
+
+
+def check_tile_grid(ref, tile_grid: dict, where: str) -> None:
+    """Refuse a reference band that is not on the tile's grid (``{crs, bounds}``) within one pixel."""
+    left, bottom, right, top = (float(v) for v in tile_grid["bounds"])
+    px = max(abs(ref.res[0]), abs(ref.res[1]))
+    off = max(abs(a - b) for a, b in zip(ref.bounds, (left, bottom, right, top)))
+    if ref.crs != CRS.from_user_input(tile_grid["crs"]) or off > px:
+        raise InputError(f"{where}: reference band is {ref.width} x {ref.height} px at {tuple(ref.bounds)} "
+                         f"({ref.crs}), not the tile's footprint {[left, bottom, right, top]} ({tile_grid['crs']}) "
+                         "within one pixel; refused")
+
+
 def _factor(resolution: float, reference_resolution: float) -> int:
     factor = float(resolution) / float(reference_resolution)
     if factor < 1 or abs(factor - round(factor)) > 1e-9:
@@ -105,11 +136,13 @@ def composite_tile(products: list[Product], *, bands: dict[str, float], referenc
                    band_outputs: dict[str, str | os.PathLike], valid_observations: str | os.PathLike,
                    valid_mask: str | os.PathLike | None = None, method: str = "median", memory_mb: float = 512,
                    scl_classes: list[int], l1c_detector: str = "s2cloudless", l1c_screen: dict | None = None,
-                   s2cloudless: dict | None = None, buffer_px: int = 0) -> list[dict]:
+                   s2cloudless: dict | None = None, buffer_px: int = 0,
+                   tile_grid: dict | None = None) -> list[dict]:
     """Composite ``products`` (one tile, in acquisition order) into ``band_outputs`` (band -> path, native grid).
 
     ``bands`` maps every composited band to its resolution (m); the reference band's grid is the
-    10 m grid of the tile.  Returns per product: its path and masked fractions by reason.
+    10 m grid of the tile, checked against ``tile_grid`` ({crs, bounds}) when given.  Returns per
+    product: its path and masked fractions by reason.
     """
     if method not in METHODS:
         raise InputError(f"composite.method {method!r} is not one of {METHODS}")
@@ -127,6 +160,8 @@ def composite_tile(products: list[Product], *, bands: dict[str, float], referenc
                 product, reference_band=reference_band, reference_resolution=reference_resolution,
                 scl_classes=scl_classes, l1c_detector=l1c_detector, l1c_screen=l1c_screen,
                 s2cloudless=s2cloudless, buffer_px=buffer_px)))
+            if tile_grid is not None:
+                check_tile_grid(masks[-1].ref, tile_grid, f"product {product.path}")
         ref = masks[0].ref
         for mask in masks[1:]:
             if not same_grid(mask.ref, ref):
@@ -223,13 +258,16 @@ def _composite_window(window, masks, sources, factors, names, method, writers, c
 
 def composite_products(tile: str, *, manifest: str | os.PathLike | None = None, products: list | None = None,
                        offset: float | None = None, http: dict | None = None, mask_settings: dict | None = None,
-                       **kwargs) -> list[dict]:
+                       stac_settings: dict | None = None, **kwargs) -> list[dict]:
     """:func:`composite_tile` of the tile's local ``products`` (paths) or of a STAC ``manifest``'s items.
 
     ``mask_settings`` is the config's ``sentinel2`` section (SCL classes, L1C detector and its
-    settings, buffer); ``http`` the retries and time-outs of reading over HTTP (osmlulc.stac).
+    settings, buffer); ``http`` the retries and time-outs of reading over HTTP (osmlulc.stac);
+    ``stac_settings`` the country's stac section, whose opt-ins decide which asset hrefs are read
+    (:mod:`osmlulc.hrefs`; https URLs only without it).
     """
     from osmlulc import stac
+    from osmlulc.hrefs import HrefPolicy
     from osmlulc.sentinel2 import open_product
 
     settings = mask_settings or {}
@@ -243,10 +281,12 @@ def composite_products(tile: str, *, manifest: str | os.PathLike | None = None, 
     )
     with rasterio.Env(**stac.gdal_http_options(http)):
         if manifest is not None:
-            items = stac.manifest_products(stac.read_manifest(manifest))
+            items = stac.manifest_products(stac.read_manifest(manifest), HrefPolicy.from_settings(stac_settings))
         else:
             items = [open_product(path, tile, offset=offset) for path in products]
-        return composite_tile(items, **kwargs, **mask_kwargs)
+        n_files = len(items) * (len(kwargs.get("band_outputs", ())) + 2)   # + the mask's reference band and SCL
+        with rasterio.Env(**gdal_cache_options(kwargs.get("memory_mb", 512), n_files)):
+            return composite_tile(items, **kwargs, **mask_kwargs)
 
 
 def resolve_products(products, tile: str) -> list[str]:

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from osmlulc.io import write_csv_rows
+from osmlulc.rst import rst_text
 from osmlulc.validate import check_record
 
 log = logging.getLogger("osmlulc")
@@ -124,18 +125,22 @@ def run_status_rst(status_csvs: dict[str, str | os.PathLike]) -> str:
     lines = ["Run status", "----------", ""]
     for country, path in status_csvs.items():
         path = Path(path)
+        # Every value comes from outside (config, logs): escaped, see osmlulc.rst.
+        name, shown = rst_text(country), rst_text(path)
         if not path.exists():
-            lines += [f"- **{country}**: no run status yet (written at the end of each run).", ""]
+            lines += [f"- **{name}**: no run status yet (written at the end of each run).", ""]
             continue
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
         failed = [r for r in rows if r["status"] in ("failed", "killed", "missing")]
         ok = sum(r["status"] == "ok" for r in rows)
-        lines.append(f"- **{country}**: {ok} tile(s) passed their input check, {len(failed)} failed"
-                     f" (last run; details in ``{path}``).")
+        lines.append(f"- **{name}**: {ok} tile(s) passed their input check, {len(failed)} failed"
+                     f" (last run; details in {shown}).")
+        if failed:
+            lines.append("")   # a nested list follows its item after a blank line
         for r in failed:
-            where = r["tile"] or "country level"
-            what = "failed, tile missing" if r["status"] == "missing" else r["status"]
-            lines.append(f"  - {where}: rule ``{r['rule']}`` {what}: {r['message']}")
+            where = rst_text(r["tile"] or "country level")
+            what = "failed, tile missing" if r["status"] == "missing" else rst_text(r["status"])
+            lines.append(f"  - {where}: rule *{rst_text(r['rule'])}* {what}: {rst_text(r['message'])}")
         lines.append("")
     return "\n".join(lines)

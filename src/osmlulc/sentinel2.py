@@ -31,12 +31,14 @@ import glob
 import logging
 import os
 import re
-import xml.etree.ElementTree as ET
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as ET
 import rasterio
 from rasterio.windows import Window
 
@@ -104,8 +106,11 @@ def _list_members(path: Path) -> tuple[str, list[str], callable]:
         )
         return kind, members, lambda member: str(path / member)
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            members = sorted(n for n in archive.namelist() if not n.endswith("/"))
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = sorted(n for n in archive.namelist() if not n.endswith("/"))
+        except (zipfile.BadZipFile, OSError, ValueError) as err:
+            raise InputError(f"Sentinel-2 product {path} is a damaged zip file ({err}); re-download it") from None
         absolute = path.resolve().as_posix()
         return "zip", members, lambda member: f"/vsizip/{absolute}/{member}"
     raise InputError(f"Sentinel-2 product {path} is neither a directory (SAFE or folder of bands) nor a zip file; "
@@ -156,8 +161,12 @@ def _local(tag: str) -> str:
 
 
 def parse_metadata(xml_text: bytes | str) -> dict:
-    """Level, processing baseline, quantification, per-band offsets and nodata from MTD_MSIL1C/2A.xml."""
-    root = ET.fromstring(xml_text)
+    """Level, processing baseline, quantification, per-band offsets and nodata from MTD_MSIL1C/2A.xml.
+
+    Parsed with defusedxml (no DTD, no entities, no external references); a malformed value raises
+    ValueError naming its element.
+    """
+    root = ET.fromstring(xml_text, forbid_dtd=True)
     info: dict = {"offsets": {}}
     band_names = dict(enumerate(BAND_IDS))
     offsets_by_id: dict[int, float] = {}
@@ -165,22 +174,25 @@ def parse_metadata(xml_text: bytes | str) -> dict:
     pending_special = None
     for element in root.iter():
         name, text = _local(element.tag), (element.text or "").strip()
-        if name == "PROCESSING_LEVEL" and text:
-            info["level"] = "L2A" if "2A" in text.upper() else "L1C" if "1C" in text.upper() else None
-        elif name == "PROCESSING_BASELINE" and text:
-            info["baseline"] = text
-        elif name in ("QUANTIFICATION_VALUE", "BOA_QUANTIFICATION_VALUE") and text:
-            info["quantification"] = float(text)
-        elif name in ("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET") and text:
-            offsets_by_id[int(element.get("band_id"))] = float(text)
-        elif name == "Spectral_Information" and element.get("bandId") is not None and element.get("physicalBand"):
-            physical = element.get("physicalBand").upper()
-            band_names[int(element.get("bandId"))] = physical if len(physical) == 3 else f"B0{physical[1:]}"
-        elif name == "SPECIAL_VALUE_TEXT":
-            pending_special = text.upper()
-        elif name == "SPECIAL_VALUE_INDEX" and pending_special:
-            special[pending_special] = int(float(text))
-            pending_special = None
+        try:
+            if name == "PROCESSING_LEVEL" and text:
+                info["level"] = "L2A" if "2A" in text.upper() else "L1C" if "1C" in text.upper() else None
+            elif name == "PROCESSING_BASELINE" and text:
+                info["baseline"] = text
+            elif name in ("QUANTIFICATION_VALUE", "BOA_QUANTIFICATION_VALUE") and text:
+                info["quantification"] = float(text)
+            elif name in ("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET") and text:
+                offsets_by_id[int(element.get("band_id"))] = float(text)
+            elif name == "Spectral_Information" and element.get("bandId") is not None and element.get("physicalBand"):
+                physical = element.get("physicalBand").upper()
+                band_names[int(element.get("bandId"))] = physical if len(physical) == 3 else f"B0{physical[1:]}"
+            elif name == "SPECIAL_VALUE_TEXT":
+                pending_special = text.upper()
+            elif name == "SPECIAL_VALUE_INDEX" and pending_special:
+                special[pending_special] = int(float(text))
+                pending_special = None
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"element {name} {dict(element.attrib)} {text[:40]!r}: {err}") from None
     info["offsets"] = {band_names[i]: value for i, value in offsets_by_id.items() if i in band_names}
     if "NODATA" in special:
         info["nodata"] = special["NODATA"]
@@ -203,14 +215,34 @@ def _read_metadata(members: list[str], to_gdal, kind: str) -> tuple[str | None, 
     if kind == "zip":
         archive_path = to_gdal(member)[len("/vsizip/"):-len(member) - 1]
         with zipfile.ZipFile(archive_path) as archive:
-            text = archive.read(member)
+            size = archive.getinfo(member).file_size
+            _check_metadata_size(to_gdal(member), size)
+            try:
+                text = archive.read(member)
+            except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as err:  # CRC, deflate, truncated
+                raise InputError(f"Sentinel-2 product {archive_path} is a damaged zip file ({member}: {err}); "
+                                 "re-download it") from None
     else:
+        _check_metadata_size(to_gdal(member), Path(to_gdal(member)).stat().st_size)
         text = Path(to_gdal(member)).read_bytes()
     try:
         return member, parse_metadata(text)
-    except ET.ParseError as err:
+    except (ET.ParseError, DefusedXmlException) as err:
         raise InputError(f"Sentinel-2 metadata {to_gdal(member)} is not valid XML ({err}); "
                          "re-download the product") from None
+    except ValueError as err:
+        raise InputError(f"Sentinel-2 metadata {to_gdal(member)} has a malformed value ({err}); "
+                         "re-download the product") from None
+
+
+#: A product's MTD_MSIL*.xml is well under 1 MB; anything much larger is not one.
+MAX_METADATA_BYTES = 16 * 2**20
+
+
+def _check_metadata_size(where: str, size: int) -> None:
+    if size > MAX_METADATA_BYTES:
+        raise InputError(f"Sentinel-2 metadata {where} is {size} bytes, more than the {MAX_METADATA_BYTES} a "
+                         "metadata file can be; not read (re-download the product)")
 
 
 def resolve_product(pattern: str | os.PathLike, tile: str) -> str:

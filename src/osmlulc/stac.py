@@ -14,6 +14,12 @@ whose band files are GDAL ``/vsicurl/`` paths: the composite reads only the wind
 from the Cloud-Optimized GeoTIFFs, nothing is downloaded whole.  :func:`gdal_http_options`
 gives GDAL's retry and time-out settings.
 
+**Untrusted input.** The API's answers are data: ``stac.url`` must be https, every asset href is
+checked by :mod:`osmlulc.hrefs` when the manifest is written and again when it is read (https
+URLs only unless the config opts in), an item missing its keys or with malformed values fails in
+one line naming the API, and the whole search has a deadline (``stac.http.search_deadline_s``)
+on top of the per-read time-out.
+
 **Offsets.** A band's offset in DN is ``raster:bands[0].offset / raster:bands[0].scale`` of its
 asset (Earth Search: ``-0.1 / 0.0001 = -1000`` for baseline >= 04.00); an item flagged
 ``earthsearch:boa_offset_applied: true`` has the offset already removed (0); without
@@ -27,8 +33,12 @@ import json
 import logging
 import os
 import re
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
+from osmlulc.hrefs import HrefPolicy, check_api_url, check_href
 from osmlulc.io import InputError, atomic_output
 from osmlulc.io import REFLECTANCE_SCALE
 from osmlulc.sentinel2 import BASELINE_04_OFFSET, Product, baseline_at_least_4
@@ -84,7 +94,32 @@ def band_offset(item: dict, asset: dict, baseline: str | None, mode: str = "meta
     return 0.0, quantification
 
 
-def manifest_entry(item: dict, assets: dict[str, str], offset_mode: str = "metadata") -> dict:
+@contextmanager
+def malformed_items(where: str, item=None):
+    """Turn a missing key or a malformed value of the API's answer into one line naming the API (and item)."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        which = f" (item {str(item.get('id'))[:80]!r})" if isinstance(item, dict) else ""
+        raise InputError(f"{where}: malformed STAC answer{which}: {type(err).__name__} {str(err)[:100]!r}; "
+                         "check stac.url and stac.collection") from None
+
+
+def check_item(item) -> None:
+    """Raise KeyError/TypeError unless ``item`` has the shape the search reads (id, properties, assets)."""
+    if not isinstance(item, dict) or not isinstance(item["id"], str):
+        raise TypeError("an item is not an object with a string id")
+    if not isinstance(item["properties"], dict) or not isinstance(item.get("assets", {}), dict):
+        raise TypeError("properties or assets is not an object")
+    cover = item["properties"].get("eo:cloud_cover")
+    if cover is not None:
+        float(cover)
+
+
+def manifest_entry(item: dict, assets: dict[str, str], offset_mode: str = "metadata",
+                   policy: HrefPolicy = HrefPolicy()) -> dict:
     """One item of the manifest: what the composite needs to read and scale its bands."""
     props = item.get("properties", {})
     baseline = _baseline(props)
@@ -95,6 +130,7 @@ def manifest_entry(item: dict, assets: dict[str, str], offset_mode: str = "metad
     hrefs, offsets, quantification = {}, {}, {}
     for band, key in assets.items():
         asset = item["assets"][key]
+        check_href(asset.get("href"), policy, item=item["id"], asset=key)
         hrefs[band] = asset["href"]
         if band != "SCL":
             offsets[band], quantification[band] = band_offset(item, asset, baseline, offset_mode)
@@ -134,6 +170,31 @@ def select_items(items: list[dict], tile: str, max_cloud_cover: float, max_items
     return sorted(best, key=lambda i: (i["properties"].get("datetime") or "", i["id"])), counts
 
 
+def within_deadline(fetch, deadline_s: float, where: str):
+    """``fetch()`` in a daemon thread, abandoned after ``deadline_s`` s: the total deadline of a search.
+
+    requests' time-out bounds each socket read, not a server that answers a byte at a time.
+    """
+    result: dict = {}
+
+    def run():
+        try:
+            result["value"] = fetch()
+        except BaseException as err:  # handed to the caller's thread
+            result["error"] = err
+
+    thread = threading.Thread(target=run, name="stac-search", daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(deadline_s)
+    if thread.is_alive():
+        raise InputError(f"{where}: search did not finish in {time.monotonic() - started:.0f} s "
+                         "(stac.http.search_deadline_s); check the server, then rerun")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 def search_settings(stac: dict, period: dict, tile: str, bbox: list[float]) -> dict:
     """What a search depends on (written into the manifest; a change means a new search)."""
     return {"url": stac["url"], "collection": stac["collection"], "tile": tile, "period": dict(period),
@@ -155,26 +216,41 @@ def search_tile(stac: dict, period: dict, tile: str, bbox: list[float], manifest
     from requests.exceptions import RequestException
 
     settings = search_settings(stac, period, tile, bbox)
+    policy = HrefPolicy.from_settings(stac)
+    check_api_url(stac["url"], policy)
     http = stac.get("http", {})
     where = f"STAC API {stac['url']} (collection {stac['collection']}, tile {tile}, {period['start']}..{period['end']})"
-    try:
+    deadline_s = float(http.get("search_deadline_s", 600))
+
+    def fetch():
         io = StacApiIO(timeout=float(http.get("timeout_s", 60)), max_retries=int(http.get("retries", 3)))
         client = Client.open(stac["url"], stac_io=io)
         search = client.search(collections=[stac["collection"]], bbox=list(bbox),
                                datetime=f"{period['start']}/{period['end']}", limit=100,
                                max_items=int(stac.get("search_limit", 2000)))
-        items = [item.to_dict(transform_hrefs=False) for item in search.items()]
+        return [item.to_dict(transform_hrefs=False) for item in search.items()]
+
+    try:
+        with malformed_items(where):
+            items = within_deadline(fetch, deadline_s, where)
     except (APIError, RequestException, OSError) as err:
         raise InputError(f"{where}: search failed ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
                          "check the network and stac.url, then rerun") from None
-    chosen, counts = select_items(items, tile, float(stac["max_cloud_cover"]), int(stac["max_items_per_tile"]))
+    for item in items:
+        with malformed_items(where, item):
+            check_item(item)
+    with malformed_items(where):
+        chosen, counts = select_items(items, tile, float(stac["max_cloud_cover"]), int(stac["max_items_per_tile"]))
     log.info("%s: %d items returned, %d of other tiles, %d too cloudy, %d kept", where, counts["returned"],
              counts["other_tile"], counts["too_cloudy"], len(chosen))
     if not chosen:
         raise InputError(f"{where}: no usable item ({counts['returned']} returned, {counts['other_tile']} of other "
                          f"tiles, {counts['too_cloudy']} with cloud cover > {stac['max_cloud_cover']} %); widen "
                          "the period, raise stac.max_cloud_cover or check the tile id")
-    entries = [manifest_entry(item, stac["assets"], stac.get("offset", "metadata")) for item in chosen]
+    entries = []
+    for item in chosen:
+        with malformed_items(where, item):
+            entries.append(manifest_entry(item, stac["assets"], stac.get("offset", "metadata"), policy))
     for entry in entries:
         log.info("item %s %s cloud %.1f %% baseline %s offsets %s", entry["id"], entry["datetime"],
                  float(entry["cloud_cover"]), entry["processing_baseline"], sorted(set(entry["offsets"].values())))
@@ -189,26 +265,28 @@ def read_manifest(path: str | os.PathLike) -> dict:
         manifest = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise InputError(f"STAC manifest {path} cannot be read ({err}); delete it so the search runs again") from None
-    if manifest.get("osmlulc_manifest") != MANIFEST_VERSION or not manifest.get("items"):
+    if (not isinstance(manifest, dict) or manifest.get("osmlulc_manifest") != MANIFEST_VERSION
+            or not manifest.get("items") or not all(_manifest_item(i) for i in manifest["items"])):
         raise InputError(f"STAC manifest {path} is not an osmlulc manifest of version {MANIFEST_VERSION} with items; "
                          "delete it so the search runs again")
     return manifest
 
 
-def gdal_path(href: str) -> str:
-    """GDAL path of an asset href: http(s) through /vsicurl/ (windowed range reads), local paths as they are."""
-    if href.startswith(("http://", "https://")):
-        return f"/vsicurl/{href}"
-    if href.startswith("s3://"):
-        raise InputError(f"asset {href} is an s3:// URL; use a catalogue with https asset hrefs (e.g. Earth Search)")
-    return href.removeprefix("file://")
+def _manifest_item(entry) -> bool:
+    """Whether a manifest entry has what :func:`manifest_products` reads, of the right types."""
+    return (isinstance(entry, dict) and isinstance(entry.get("id"), str)
+            and isinstance(entry.get("assets"), dict) and isinstance(entry.get("offsets"), dict)
+            and all(isinstance(v, (int, float)) for v in entry["offsets"].values())
+            and isinstance(entry.get("quantification", REFLECTANCE_SCALE), (int, float)))
 
 
-def manifest_products(manifest: dict) -> list[Product]:
-    """The manifest's items as products whose band files are read over HTTP."""
+def manifest_products(manifest: dict, policy: HrefPolicy = HrefPolicy()) -> list[Product]:
+    """The manifest's items as products whose band files are read over HTTP; every href is checked
+    again (:mod:`osmlulc.hrefs`): a manifest is a file, it may have been edited since the search."""
     products = []
     for entry in manifest["items"]:
-        files = {band: {None: gdal_path(href)} for band, href in entry["assets"].items()}
+        files = {band: {None: check_href(href, policy, item=entry.get("id"), asset=band)}
+                 for band, href in entry["assets"].items()}
         products.append(Product(
             path=entry["id"], kind="stac", level=entry.get("level", "L2A"), baseline=entry.get("processing_baseline"),
             quantification=float(entry.get("quantification", REFLECTANCE_SCALE)), offsets=dict(entry["offsets"]),
@@ -216,6 +294,11 @@ def manifest_products(manifest: dict) -> list[Product]:
             read_hint="the server did not deliver it (network or server failure); check the network and the "
                       "asset URL, then rerun (stac.http sets time-out and retries)"))
     return products
+
+
+def stac_config(config: dict, country: str) -> dict:
+    """A country's stac settings: the config's stac section with the country's overrides (key by key)."""
+    return {**config.get("stac", {}), **config["countries"][country].get("stac", {})}
 
 
 def http_settings(config: dict, country: str) -> dict:

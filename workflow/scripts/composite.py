@@ -1,6 +1,6 @@
 from osmlulc.composite import composite_products
 from osmlulc.logs import run_logged
-from osmlulc.stac import http_settings
+from osmlulc.stac import http_settings, stac_config
 
 w, i, o, p = snakemake.wildcards, snakemake.input, snakemake.output, snakemake.params
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile):
@@ -10,6 +10,8 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         products=i.get("products", []),
         offset=p.offset,
         http=http_settings(snakemake.config, w.country),
+        stac_settings=stac_config(snakemake.config, w.country),
+        tile_grid=p.tile_grid,
         bands=p.bands,
         reference_band=p.reference,
         band_outputs=dict(zip(p.bands, o.bands)),

@@ -96,3 +96,34 @@ def demo_tile_grid(spec: dict) -> dict[str, dict]:
     """tile id -> {"crs": "EPSG:<utm_epsg>", "bounds": [left, bottom, right, top]} (10 m grid) from the spec."""
     s = parse_spec(spec)
     return {t: {"crs": s.crs, "bounds": [float(v) for v in s.tile_bounds(t)]} for t in s.tiles}
+
+
+#: Where rule demo_data may write: paths from the config must not point elsewhere.
+DEMO_ROOT = "resources/demo/"
+
+
+def demo_output_paths(country: dict, tiles, bands) -> dict:
+    """The files rule demo_data writes for a demo ``country`` (its config) over ``tiles`` and ``bands``."""
+    outputs = {
+        "label": country["label_raster"],
+        "boundary": country["boundary"],
+        "bands": [country["bands"].format(tile=t, band=b) for t in tiles for b in bands],
+    }
+    if "reference" in country:
+        outputs["truth_tiles"] = [country["reference"]["tile"].format(tile=t) for t in tiles]
+        outputs["truth_country"] = country["reference"]["country"]
+    return outputs
+
+
+def check_demo_outputs(code: str, outputs: dict) -> None:
+    """Refuse (one line) a demo output outside ``resources/demo/``: the demo rule writes where the config says."""
+    import posixpath
+
+    from osmlulc.io import InputError
+
+    for key, paths in outputs.items():
+        for path in [paths] if isinstance(paths, str) else paths:
+            normal = posixpath.normpath(str(path).replace("\\", "/"))
+            if not (normal + "/").startswith(DEMO_ROOT) or normal.startswith("/"):
+                raise InputError(f"countries.{code}: demo output {path} ({key}) is not under {DEMO_ROOT}; "
+                                 f"the demo writes only there")
