@@ -291,7 +291,8 @@ def load_classifier(path, *, rotations: int = 1) -> Classifier:
         spectral_indices_layer()  # registered before loading a model that uses them
         local_statistics_layer()
         try:
-            model = keras.models.load_model(path, compile=False)
+            # safe_mode: a Lambda layer (arbitrary code) in a model file is refused, whatever the Keras default.
+            model = keras.models.load_model(path, compile=False, safe_mode=True)
         except (OSError, ValueError) as err:
             raise InputError(f"model {path} cannot be loaded ({err}); retrain it") from None
         # The dense ResNet maps images to images; the original maps a fixed patch to (N, classes).
