@@ -125,8 +125,24 @@ ROWS = {
                                       "benchmark": {"models_from": "logreg"}},
                            "the logreg's fold models, window statistics over filled gaps instead of valid pixels"),
     "ensemble_gaps_zeros": ("ensemble", {"benchmark": {"member_rows": {"resnet": "default_gaps_zeros",
-                                                                       "logreg": "logreg_gaps_zeros"}}},
-                            "the product's ensemble with gaps shown as zeros (before issue 22)"),
+                                                                       "logreg": "logreg_gaps_zeros"}},
+                                         "models": {"ensemble": {"choose_weights": [], "water": {"index": "none"}}}},
+                            "the product's ensemble before issue 22: gaps shown as zeros, fixed weights, argmax water"),
+    "gap_samples": ("resnet", {"samples": {"min_valid_share": 0.5}},
+                    "default trained and validated also on patches with gaps (>= 50 % valid), filled as in prediction"),
+    "logreg_gap_samples": ("logreg", {"samples": {"min_valid_share": 0.5}},
+                           "logreg trained on samples with gaps too (>= 50 % valid), filled as in prediction"),
+    "ensemble_gap_samples": ("ensemble", {"benchmark": {"member_rows": {"resnet": "gap_samples",
+                                                                        "logreg": "logreg_gap_samples"}}},
+                             "the ensemble of the gap_samples rows, chosen on their validation samples"),
+    "ensemble_fixed": ("ensemble", {"models": {"ensemble": {"choose_weights": [], "water": {"index": "none"}}}},
+                       "the ensemble with the config's weights and the argmax's water (no choice on validation)"),
+    "ensemble_no_water_decision": ("ensemble", {"models": {"ensemble": {"water": {"index": "none"}}}},
+                                   "weights chosen on the validation samples, water by the argmax alone"),
+    "ensemble_fixed_weights": ("ensemble", {"models": {"ensemble": {"choose_weights": []}}},
+                               "the config's weights, the water decision chosen on the validation samples"),
+    "ensemble_mndwi": ("ensemble", {"models": {"ensemble": {"water": {"index": "mndwi"}}}},
+                       "the water decision on MNDWI instead of NDWI"),
     "seed2": ("resnet", {"models": {"seed": 4321}},
               "default with another model seed (same samples): with --blend default seed2, a 2-seed ensemble"),
 }
@@ -442,20 +458,28 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
 MEMBER_ROWS = {"resnet": "default"}
 
 
+def fold_model(work: Path, row: str, k: int, model: str) -> Path:
+    """The model file a row's fold predicted with (its own, or that of the row it takes its models from)."""
+    source = ROWS[row][1].get("benchmark", {}).get("models_from", row) if row in ROWS else row
+    return work / "rows" / source / f"fold{k}" / ("resnet.keras" if model == "resnet" else f"{model}.joblib")
+
+
 def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) -> dict:
-    """The ensemble row: the workflow's blend (:func:`osmlulc.predict.blend_tile_probabilities`) of the members'
-    rows' fold probabilities (run those rows first), with the members and weights of ``models.ensemble``."""
+    """The ensemble row as the workflow builds it: per fold, the members' weights and the water decision chosen on
+    the fold's spatial validation samples (drawn inside its training folds: osmlulc.selection.build_ensemble), then
+    the blend of the member rows' fold probabilities (:func:`osmlulc.predict.blend_tile_probabilities`) with it."""
 
     from osmlulc.predict import blend_tile_probabilities, predict_tile_superpixels
+    from osmlulc.selection import build_ensemble
 
-    weights = cfg["models"]["ensemble"]["members"]
+    settings = cfg["models"]["ensemble"]
     member_rows = {**MEMBER_ROWS, **cfg.get("benchmark", {}).get("member_rows", {})}
-    rows = {m: member_rows.get(m, m) for m in weights}
+    rows = {m: member_rows.get(m, m) for m in settings["members"]}
     labels, _, _, test_masks = fold_masks(paths)
     subsets = gap_subsets(paths)
     n = len(table)
     cms = {"pixel": np.zeros((n, n), np.int64), "superpixel": np.zeros((n, n), np.int64)}
-    per_fold, done = {}, []
+    per_fold, done, chosen = {}, [], {}
     t0 = time.perf_counter()
     for k in folds:
         member_paths = {m: work / "rows" / row / f"fold{k}" / "probabilities.tif" for m, row in rows.items()}
@@ -465,18 +489,28 @@ def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) ->
                              f"(missing {missing[0]})")
         fold_dir = work / "rows" / name / f"fold{k}"
         fold_dir.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", "_synthetic"):
+        # The validation samples of the ResNet row's fold (its patches are the widest; each member takes its centre).
+        resnet_row = rows.get("resnet", MEMBER_ROWS["resnet"])
+        validation = fold_model(work, resnet_row, k, "resnet").with_name("validation.npz")
+        choice = build_ensemble({m: fold_model(work, row, k, m) for m, row in rows.items()}, validation, table,
+                                settings, cfg["bands"]["indices"], fold_dir / "ensemble.json",
+                                rotations=cfg["prediction"].get("rotations", 1))
+        chosen[k] = {"weights": choice["weights"], "water": None if choice["water"] is None else
+                     choice["water"].to_dict()}
+        for stack, suffix in ((paths["stack"], ""), (paths["stack_synthetic"], "_synthetic")):
             blend_tile_probabilities({m: p.with_name(f"probabilities{suffix}.tif") for m, p in member_paths.items()},
-                                     weights, table, fold_dir / f"classified_pixel{suffix}.tif",
+                                     choice["weights"], table, fold_dir / f"classified_pixel{suffix}.tif",
                                      fold_dir / f"probabilities{suffix}.tif",
-                                     block_size=cfg["prediction"]["block_size_px"])
+                                     block_size=cfg["prediction"]["block_size_px"], water=choice["water"],
+                                     stack_path=stack)
         predict_tile_superpixels(fold_dir / "probabilities.tif", paths["segments"], table,
                                  fold_dir / "classified_superpixel.tif")
         per_fold[k] = score_fold(fold_dir, labels, test_masks[k], table, cms, subsets)
         done.append(k)
-        print(f"{name} fold {k}: OA pixel {summarise(per_fold[k]['pixel'], table)['oa']:.3f}", flush=True)
+        print(f"{name} fold {k}: OA pixel {summarise(per_fold[k]['pixel'], table)['oa']:.3f}, chosen {chosen[k]}",
+              flush=True)
     return {"confusion": {m: cm.tolist() for m, cm in cms.items()}, "folds": done, "per_fold": per_fold,
-            "members": {m: {"row": rows[m], "weight": weights[m]} for m in rows},
+            "members": {m: {"row": rows[m]} for m in rows}, "chosen": chosen,
             "seconds": {"samples": 0.0, "train": 0.0, "predict": time.perf_counter() - t0}, "epochs": []}
 
 
@@ -754,13 +788,14 @@ def print_table(results: dict, table) -> None:
             lines.append("| " + " | ".join(cells) + " |")
     print("\n".join(lines))
     # Rows run on some folds only: every row's OA on those same folds, side by side.
-    subsets = sorted({tuple(r["folds"]) for r in results.values() if "per_fold" in r and len(r["folds"]) < N_FOLDS})
+    subsets = sorted({tuple(r["folds"]) for r in results.values() if "confusion" in r and "per_fold" in r
+                      and len(r["folds"]) < N_FOLDS})
     for subset in subsets:
         print(f"\nEvery row on folds {list(subset)} (the pixel map; OA of the superpixel map last):\n")
         print("| row | OA | macro recall | water recall | false water | OA superpixel |")
         print("|---|---:|---:|---:|---:|---:|")
         for name, r in results.items():
-            if "per_fold" not in r or not set(subset) <= {int(k) for k in r["per_fold"]}:
+            if "confusion" not in r or "per_fold" not in r or not set(subset) <= {int(k) for k in r["per_fold"]}:
                 continue
             summaries = {}
             for mode in ("pixel", "superpixel"):

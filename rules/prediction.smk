@@ -43,11 +43,12 @@ use rule predict_pixel as predict_pixel_resnet with:
 rule ensemble_pixel:
     input:
         unpack(get_ensemble_probabilities),
+        ensemble=lambda w: model_path(w.country, "ensemble"),
+        stack=rules.combine.output[0],
     output:
         classified=classified_path(model="ensemble", mode="pixel"),
         probabilities=tile_path("probabilities_ensemble.tif"),
     params:
-        weights=ENSEMBLE,
         block_size=config["prediction"]["block_size_px"],
         version=code_version("ensemble_pixel"),
         classes=CLASS_TABLE,

@@ -58,13 +58,19 @@ rule train_sklearn:
 
 
 rule ensemble_model:
+    # The members' weights and the water decision are chosen on the spatial validation samples
+    # (osmlulc.selection): the benchmark reports them on folds no choice looked at.
     input:
         unpack(get_ensemble_members),
+        validation=rules.samples.output.validation,
     output:
         country_path("models/ensemble.json"),
     params:
-        weights=ENSEMBLE,
+        settings=config["models"]["ensemble"],
+        index_definitions=BANDS["indices"],
+        rotations=config["prediction"]["rotations"],
         version=code_version("ensemble_model"),
+        classes=CLASS_TABLE,
     log:
         logs("ensemble_model/{country}"),
     benchmark:

@@ -247,8 +247,10 @@ class EnsembleClassifier(Classifier):
         return out
 
 
-def write_ensemble(members: dict, weights: dict, path) -> None:
-    """The ensemble's model file (JSON): member name -> model path and weight, as :func:`load_classifier` reads it."""
+def write_ensemble(members: dict, weights: dict, path, *, water=None, selection: dict | None = None) -> None:
+    """The ensemble's model file (JSON): member name -> model path and weight, as :func:`load_classifier` reads it;
+    ``water``: the water decision of the product (:class:`osmlulc.selection.WaterDecision`), ``selection``: the
+    validation figures the weights and the decision were chosen on (for the log and the report)."""
     import json
 
     from osmlulc.io import atomic_output
@@ -256,22 +258,34 @@ def write_ensemble(members: dict, weights: dict, path) -> None:
     if set(members) != set(weights) or not members:
         raise ValueError(f"ensemble: members {sorted(members)} and weights {sorted(weights)} must name the same models")
     spec = {"kind": "ensemble",
-            "members": [{"name": n, "path": str(members[n]), "weight": float(weights[n])} for n in members]}
+            "members": [{"name": n, "path": str(members[n]), "weight": float(weights[n])} for n in members],
+            "water": None if water is None else water.to_dict(), "selection": selection or {}}
     with atomic_output(path) as tmp:
         Path(tmp).write_text(json.dumps(spec, indent=2) + "\n")
 
 
-def _load_ensemble(path: Path, rotations: int) -> EnsembleClassifier:
+def read_ensemble(path) -> tuple[dict, dict, object]:
+    """An ensemble model file's members (name -> model path), weights (name -> weight) and water decision (or None)."""
     import json
 
+    from osmlulc.selection import WaterDecision
+
+    path = Path(path)
     try:
         spec = json.loads(path.read_text())
-        members = [(m["path"], float(m["weight"])) for m in spec["members"]]
+        members = {m["name"]: m["path"] for m in spec["members"]}
+        weights = {m["name"]: float(m["weight"]) for m in spec["members"]}
+        water = WaterDecision.from_dict(spec.get("water"))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputError(f"ensemble {path} cannot be read ({err}); rebuild it") from None
     if spec.get("kind") != "ensemble":
         raise InputError(f"model {path} is not an osmlulc ensemble; rebuild it")
-    return EnsembleClassifier([(load_classifier(p, rotations=rotations), w) for p, w in members])
+    return members, weights, water
+
+
+def _load_ensemble(path: Path, rotations: int) -> EnsembleClassifier:
+    members, weights, _ = read_ensemble(path)
+    return EnsembleClassifier([(load_classifier(members[n], rotations=rotations), weights[n]) for n in members])
 
 
 def load_classifier(path, *, rotations: int = 1) -> Classifier:

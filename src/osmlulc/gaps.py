@@ -99,3 +99,16 @@ def synthetic_cloud_mask(shape: tuple[int, int], cover: float, seed: int) -> np.
     field = value_noise(gx, gy, CLOUD_SCALES_PX[0], salts[0]) + 0.45 * value_noise(gx, gy, CLOUD_SCALES_PX[1],
                                                                                      salts[1])
     return field > np.quantile(field, 1 - cover)
+
+
+def fill_patch(patch: np.ndarray, valid: np.ndarray, radius: int) -> np.ndarray:
+    """A (P, P, B) sample patch with its gaps filled as prediction fills them (:func:`fill_gaps`), from the
+    patch's own valid pixels (prediction also sees the valid pixels beyond a patch's edge: near the edge a
+    training fill can differ a little from that of prediction).  Same dtype; a gap without a valid pixel
+    within ``radius`` stays 0."""
+    padded = np.pad(patch, ((radius, radius), (radius, radius), (0, 0)))
+    padded_valid = np.pad(valid, radius)
+    filled = fill_gaps(padded, padded_valid, radius)
+    if np.issubdtype(patch.dtype, np.integer):
+        filled = np.rint(filled)
+    return np.where(valid[..., None], patch, filled.astype(patch.dtype))

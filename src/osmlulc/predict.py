@@ -28,6 +28,7 @@ from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, op
 from osmlulc.gaps import fill_gaps as fill_gap_pixels
 from osmlulc.gaps import valid_pixels
 from osmlulc.logs import progress
+from osmlulc.sample_data import spectral_indices
 from osmlulc.windows import core_slices, grown_window
 from osmlulc.classifiers import Classifier, load_classifier
 
@@ -124,9 +125,11 @@ def _output_block_size(block_size: int) -> int:
 
 
 def _write_class_probabilities(grid: dict, windows, table: ClassTable, classified_path, probabilities_path,
-                               window_probabilities, what: str) -> None:
+                               window_probabilities, what: str, decide_classes=None) -> None:
     """Write the classified raster and the uint8 probabilities of ``window_probabilities(window)``
-    (-> float (h, w, n_classes) probabilities and the valid mask), window by window, atomically."""
+    (-> float (h, w, n_classes) probabilities and the valid mask), window by window, atomically.
+    ``decide_classes(window, probabilities, classes, valid)``: the classes of a window other than the argmax
+    (the ensemble's water decision)."""
     codes = table.codes
     with atomic_output(classified_path) as tmp_classified, atomic_output(probabilities_path) as tmp_prob, \
             rasterio.open(tmp_classified, "w", **raster_profile(**grid, dtype="uint8", nodata=table.nodata)) as dst, \
@@ -138,6 +141,8 @@ def _write_class_probabilities(grid: dict, windows, table: ClassTable, classifie
         for i, window in enumerate(windows, start=1):
             probabilities, valid = window_probabilities(window)
             classes = np.where(valid, codes[probabilities.argmax(axis=-1)], table.nodata).astype(np.uint8)
+            if decide_classes is not None:
+                classes = decide_classes(window, probabilities, classes, valid)
             scaled = np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8)
             dst.write(classes, 1, window=window)
             prob_dst.write(np.moveaxis(scaled, -1, 0), window=window)
@@ -175,13 +180,15 @@ def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_pa
 
 
 def blend_tile_probabilities(member_probabilities: dict, weights: dict, table: ClassTable, classified_path,
-                             probabilities_path, *, block_size: int) -> None:
+                             probabilities_path, *, block_size: int, water=None, stack_path=None) -> None:
     """The ensemble of a tile: the weighted mean of its members' stored probabilities, window by window.
 
     ``member_probabilities``: model name -> probabilities raster of :func:`predict_tile_pixels` (same
     grid); ``weights``: model name -> weight (normalised to sum 1).  Writes the same two rasters as
     :func:`predict_tile_pixels`; a pixel is nodata where a member has no probabilities.  The mean of the
     uint8-stored probabilities differs from that of the float ones by at most 1 / 510 per class.
+    ``water`` (:class:`osmlulc.selection.WaterDecision`, with the tile's band ``stack_path``): the classified
+    raster's water is the decision's (the probabilities stay the blend's).
     """
     names = list(member_probabilities)
     if not names or set(names) != set(weights):
@@ -212,11 +219,35 @@ def blend_tile_probabilities(member_probabilities: dict, weights: dict, table: C
             mixed[~valid] = 0
             return mixed, valid
 
+        decide_classes = None
+        if water is not None:
+            if stack_path is None:
+                raise ValueError("ensemble: a water decision needs the tile's band stack")
+            decide_classes = _water_decision(stack.enter_context(open_raster(stack_path, "band stack")), stack_path,
+                                             first, water, table)
         grid = dict(crs=first.crs, transform=first.transform, width=first.width, height=first.height,
                     block_size=_output_block_size(block_size))
         _write_class_probabilities(grid, list(block_windows(first.width, first.height, block_size)), table,
                                    classified_path, probabilities_path, window_probabilities,
-                                   f"ensemble of {', '.join(f'{n} x {weights[n]:g}' for n in names)}")
+                                   f"ensemble of {', '.join(f'{n} x {weights[n]:g}' for n in names)}", decide_classes)
+
+
+def _water_decision(stack_src, stack_path, grid_src, water, table: ClassTable):
+    """``decide_classes`` of :func:`_write_class_probabilities` for a :class:`osmlulc.selection.WaterDecision`."""
+    if not same_grid(stack_src, grid_src):
+        raise InputError(f"band stack {stack_path} is not on the grid of the probabilities it should decide water for")
+    names = list(stack_src.descriptions)
+    missing = [b for b in water.bands if b not in names]
+    if missing:
+        raise InputError(f"band stack {stack_path} lacks band(s) {missing} of the water index {water.index}")
+    a, b = (names.index(band) + 1 for band in water.bands)
+    water_column = table.codes.tolist().index(table.water_code())
+
+    def decide(window, probabilities, classes, valid):
+        index = spectral_indices(np.moveaxis(stack_src.read([a, b], window=window), 0, -1), [(0, 1)])[..., 0]
+        return water.apply(probabilities, classes, index, valid, water_column, table.water_code())
+
+    return decide
 
 
 def _segment_block(segments_src, window: Window, segments_path) -> np.ndarray:

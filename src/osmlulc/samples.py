@@ -37,6 +37,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from osmlulc.classes import ClassTable
+from osmlulc.gaps import fill_patch, valid_pixels
 from osmlulc.io import InputError, atomic_output, block_windows, open_raster, write_csv_rows
 from osmlulc.sample_cleaning import LabelFilter
 
@@ -66,6 +67,10 @@ class SampleSettings:
     superpixel_pixels: str = "centroid"
     #: Per-class spectral outlier rejection threshold in scaled MADs (None: off).
     outlier_mad: float | None = None
+    #: Least share of a sample's patch that must be valid (not masked or nodata); the gaps of a kept patch are
+    #: filled as prediction fills them (osmlulc.gaps.fill_patch), so that pixels near clouds are trained and
+    #: validated on what prediction shows the model.  1.0: a patch touching a gap is dropped.
+    min_valid_share: float = 1.0
     #: Edge (odd, px) of the label chip stored around each sample (``label_chips``): the ResNet then
     #: trains densely on every clean labelled pixel of the chip, not only the centre.  1: off.
     #: ``patch_size`` must hold it: model patch + chip_px - 1.
@@ -289,7 +294,8 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
                 chip_reader = functools.partial(read_chips, split=1 if s == 1 else 0)
             summary[SPLITS[s]] = _write_samples(picked[s], tiles, settings.patch_size, band_names, table, path,
                                                 outlier_mad=settings.outlier_mad, chip_reader=chip_reader,
-                                                candidates=counts[1 if s == 1 else 0])
+                                                candidates=counts[1 if s == 1 else 0],
+                                                min_valid_share=settings.min_valid_share)
     return summary
 
 
@@ -325,8 +331,24 @@ def _cut_per_tile(tile_col: np.ndarray, cut) -> np.ndarray | None:
     return out
 
 
+def _fill_or_drop_gaps(patches: np.ndarray, min_valid_share: float) -> np.ndarray:
+    """Which patches to keep: those with at least ``min_valid_share`` valid pixels and their centre valid; their
+    gaps are filled in place (:func:`osmlulc.gaps.fill_patch`); a gap left unfilled drops the patch."""
+    if not len(patches):
+        return np.zeros(0, bool)
+    valid = valid_pixels(patches)
+    share = valid.mean(axis=(1, 2))
+    centre = patches.shape[1] // 2
+    keep = (share >= min_valid_share) & valid[:, centre, centre] if min_valid_share < 1 else share == 1
+    for i in np.flatnonzero(keep & (share < 1)):
+        patches[i] = fill_patch(patches[i], valid[i], patches.shape[1] // 2)
+        keep[i] = bool((patches[i] > 0).all())
+    return keep
+
+
 def _write_samples(picked, tiles, size, band_names, table: ClassTable, path, *,
-                   outlier_mad: float | None = None, chip_reader=None, candidates=None) -> dict[int, int]:
+                   outlier_mad: float | None = None, chip_reader=None, candidates=None,
+                   min_valid_share: float = 1.0) -> dict[int, int]:
     """Cut the picked samples' patches (and label chips) and save them; ``candidates``: per class (table
     order) the number of clean labelled pixels the samples were drawn from, stored so that training can
     weight classes by their share of the labels (``class_weight: prior``) rather than of the samples."""
@@ -342,8 +364,9 @@ def _write_samples(picked, tiles, size, band_names, table: ClassTable, path, *,
     patches = _cut_per_tile(tile_col, cut_patches)
     if patches is None:
         patches = np.empty((0, size, size, n_bands), np.uint16)
-    # A patch touching nodata (swath edge, clouds) would teach the model zeros: drop it.
-    keep = (patches > 0).all(axis=(1, 2, 3))
+    # A patch touching nodata (swath edge, clouds) would teach the model zeros: its gaps are filled as
+    # prediction fills them, or the patch is dropped when less than min_valid_share of it is valid.
+    keep = _fill_or_drop_gaps(patches, min_valid_share)
     if outlier_mad is not None and len(labels):
         c = size // 2
         bad = spectral_outliers(patches[keep][:, c, c, :], labels[keep], float(outlier_mad))

@@ -1,0 +1,156 @@
+"""Choices made on the spatial validation samples, never on the data that reports them (issue 22): the
+ensemble's member weights and the water decision's threshold.
+
+The validation samples are drawn from spatial blocks held out of training (``samples.split_block_px``), so a
+choice made on them looks at no pixel of an outer benchmark fold, and a country run makes the same choice
+on its own validation samples.  Samples are weighted by their class's share of the labelled pixels
+(``prior``), so a weighted accuracy estimates the pixel-weighted overall accuracy of the map.
+
+The water decision: a pixel is water where the ensemble's most probable class is water, or where a water
+index (NDWI, MNDWI) is above 0 and the ensemble's water probability is at least ``t``.  The model
+vetoes the index where it is sure of land (wet fields, shadows), the index finds water the model misses
+(haze at a cloud's edge, a pond it never saw).  ``t`` is the largest threshold whose water recall on the
+validation samples reaches the index rule's minus ``recall_margin``: as much of the index's water as
+asked for, with the least false water.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from osmlulc.classes import ClassTable
+from osmlulc.sample_data import class_weights, index_pairs_for, spectral_indices
+
+LOG = logging.getLogger("osmlulc")
+
+
+@dataclass(frozen=True)
+class WaterDecision:
+    """Water where the argmax is water, or where ``index`` ((a - b) / (a + b) of ``bands``) > 0 and
+    p(water) >= ``threshold``."""
+
+    index: str
+    bands: tuple[str, str]
+    threshold: float
+
+    def apply(self, probabilities: np.ndarray, classes: np.ndarray, index_values: np.ndarray, valid: np.ndarray,
+              water_column: int, water_code: int) -> np.ndarray:
+        """(h, w) class codes with the decision's water set (probabilities (h, w, C), index (h, w))."""
+        water = valid & (index_values > 0) & (probabilities[..., water_column] >= self.threshold)
+        return np.where(water, np.uint8(water_code), classes).astype(np.uint8)
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "bands": list(self.bands), "threshold": self.threshold}
+
+    @classmethod
+    def from_dict(cls, spec: dict | None) -> WaterDecision | None:
+        if not spec:
+            return None
+        return cls(str(spec["index"]), tuple(spec["bands"]), float(spec["threshold"]))
+
+
+def prior_weights(targets: np.ndarray, n_classes: int, candidates) -> np.ndarray:
+    """Per-sample weights: the class's share of the labelled pixels over its share of the samples."""
+    per_class = class_weights(targets, n_classes, "prior", candidates)
+    return per_class[targets]
+
+
+def weighted_accuracy(probabilities: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> float:
+    return float(np.sum(weights * (probabilities.argmax(axis=1) == targets)) / np.sum(weights))
+
+
+def choose_member_weights(member_probabilities: dict, targets: np.ndarray, weights: np.ndarray, default: dict,
+                          first_shares) -> tuple[dict, list[dict]]:
+    """The ensemble weights with the best prior-weighted validation accuracy.
+
+    Two members: the first member's share is tried at each of ``first_shares`` (ties: the share nearest the
+    default's); other member counts, or no shares: the ``default`` weights.  Returns the weights and a row per
+    candidate (share, accuracy)."""
+    names = list(member_probabilities)
+    total = float(sum(default[n] for n in names))
+    default_share = default[names[0]] / total
+    if len(names) != 2 or not first_shares:
+        mixed = sum(member_probabilities[n] * (default[n] / total) for n in names)
+        return dict(default), [{"share": default_share, "accuracy": weighted_accuracy(mixed, targets, weights)}]
+    first, second = names
+    rows = []
+    for share in first_shares:
+        mixed = share * member_probabilities[first] + (1 - share) * member_probabilities[second]
+        rows.append({"share": float(share), "accuracy": weighted_accuracy(mixed, targets, weights)})
+    best = max(rows, key=lambda r: (round(r["accuracy"], 9), -abs(r["share"] - default_share)))
+    return {first: best["share"], second: 1 - best["share"]}, rows
+
+
+def choose_water_threshold(p_water: np.ndarray, argmax_water: np.ndarray, index_values: np.ndarray,
+                           is_water: np.ndarray, weights: np.ndarray, thresholds, recall_margin: float
+                           ) -> tuple[float | None, dict]:
+    """The largest of ``thresholds`` whose decision reaches the index rule's water recall minus ``recall_margin``
+    on the validation samples (the smallest threshold if none does); None without water samples.  Returns it
+    and the figures it was chosen on."""
+    if not is_water.any():
+        return None, {"reason": "no water among the validation samples"}
+    land = ~is_water
+
+    def rates(predicted):
+        recall = float(predicted[is_water].mean())
+        false_water = float(np.sum(weights[land] * predicted[land]) / max(np.sum(weights[land]), 1e-12))
+        return recall, false_water
+
+    index_recall, index_false_water = rates(index_values > 0)
+    rows = []
+    for t in sorted((float(t) for t in thresholds), reverse=True):
+        recall, false_water = rates(argmax_water | ((index_values > 0) & (p_water >= t)))
+        rows.append({"threshold": t, "recall": recall, "false_water": false_water})
+    chosen = next((r for r in rows if r["recall"] >= index_recall - recall_margin), rows[-1])
+    return chosen["threshold"], {"index_recall": index_recall, "index_false_water": index_false_water,
+                                 "candidates": rows, "chosen": chosen}
+
+
+def choose_ensemble(member_probabilities: dict, validation, table: ClassTable, settings: dict,
+                    index_definitions: dict) -> dict:
+    """Member weights and water decision of the ensemble from its members' probabilities of the validation
+    samples (``validation``: :class:`osmlulc.sample_data.Samples`).  ``settings``: ``models.ensemble``
+    (members, choose_weights, water {index, thresholds, recall_margin}).  Returns the ensemble's
+    ``weights``, ``water`` (a :class:`WaterDecision` or None) and ``selection`` (the figures)."""
+    weights = prior_weights(validation.targets, len(table), validation.candidates)
+    chosen, weight_rows = choose_member_weights(member_probabilities, validation.targets, weights,
+                                                settings["members"], settings.get("choose_weights") or [])
+    total = float(sum(chosen.values()))
+    mixed = sum(member_probabilities[n] * (chosen[n] / total) for n in chosen)
+    selection = {"samples": int(len(validation.targets)), "weights": weight_rows}
+    water_settings = settings.get("water") or {}
+    water = None
+    if water_settings.get("index", "none") != "none":
+        name = water_settings["index"]
+        pair = index_pairs_for(validation.bands, [name], index_definitions)
+        index_values = spectral_indices(validation.centre_spectra, pair)[:, 0]
+        water_column = table.codes.tolist().index(table.water_code())
+        threshold, figures = choose_water_threshold(
+            mixed[:, water_column], mixed.argmax(axis=1) == water_column, index_values,
+            validation.targets == water_column, weights, water_settings["thresholds"], water_settings["recall_margin"])
+        selection["water"] = figures
+        if threshold is None:
+            LOG.warning("water decision: %s; the ensemble's argmax alone decides water", figures["reason"])
+        else:
+            water = WaterDecision(name, tuple(index_definitions[name]), threshold)
+    return {"weights": chosen, "water": water, "selection": selection}
+
+
+def build_ensemble(member_models: dict, validation_path, table: ClassTable, settings: dict, index_definitions: dict,
+                   path, *, rotations: int = 1) -> dict:
+    """Rule ``ensemble_model``: classify the validation samples with each member (``member_models``: name -> model
+    file), choose the weights and the water decision (:func:`choose_ensemble`), write the ensemble's model file
+    (:func:`osmlulc.classifiers.write_ensemble`).  Returns what :func:`choose_ensemble` returns."""
+    from osmlulc.classifiers import load_classifier, write_ensemble
+    from osmlulc.predict import predict_patches
+    from osmlulc.sample_data import load_samples
+
+    validation = load_samples(validation_path, table)
+    probabilities = {name: predict_patches(load_classifier(model, rotations=rotations), validation.patches)
+                     for name, model in member_models.items()}
+    chosen = choose_ensemble(probabilities, validation, table, settings, index_definitions)
+    write_ensemble(member_models, chosen["weights"], path, water=chosen["water"], selection=chosen["selection"])
+    return chosen

@@ -1,0 +1,115 @@
+"""Choices on the validation samples (osmlulc.selection) and the product's water decision, on known answers."""
+
+import numpy as np
+import pytest
+import rasterio
+
+from osmlulc.classifiers import read_ensemble, write_ensemble
+from osmlulc.predict import blend_tile_probabilities
+from osmlulc.selection import (WaterDecision, choose_member_weights, choose_water_threshold, prior_weights,
+                               weighted_accuracy)
+
+from conftest import write_raster
+
+
+def test_prior_weights_give_each_class_its_share_of_the_labelled_pixels():
+    targets = np.array([0, 0, 1, 1])
+    weights = prior_weights(targets, 3, candidates=np.array([900, 100, 0]))
+    # Two samples each, but class 0 holds 90 % of the labelled pixels: a sample of it weighs 9 times more.
+    assert weights[0] / weights[2] == pytest.approx(9.0)
+    assert weighted_accuracy(np.array([[1, 0], [1, 0], [1, 0], [1, 0]]), targets, weights) == pytest.approx(0.9)
+
+
+def test_member_weights_follow_the_validation_accuracy():
+    targets = np.array([0, 1, 0, 1, 0, 1])
+    right = np.eye(2)[targets]
+    wrong = np.eye(2)[1 - targets]
+    # Member a is right on the first four samples, member b on all: b's larger share wins.
+    a = np.concatenate([right[:4], wrong[4:]])
+    weights, rows = choose_member_weights({"a": a, "b": 0.9 * right + 0.05}, targets, np.ones(6),
+                                          {"a": 0.5, "b": 0.5}, [0.3, 0.5, 0.7])
+    assert weights == {"a": 0.3, "b": pytest.approx(0.7)}
+    assert [r["share"] for r in rows] == [0.3, 0.5, 0.7]
+    # Equal members: every share ties, the one nearest the default's is kept.
+    weights, _ = choose_member_weights({"a": right, "b": right}, targets, np.ones(6), {"a": 0.6, "b": 0.4},
+                                       [0.3, 0.5, 0.7])
+    assert weights == {"a": 0.5, "b": 0.5}
+    # No candidates: the default weights.
+    assert choose_member_weights({"a": right, "b": right}, targets, np.ones(6), {"a": 2, "b": 1}, [])[0] == \
+        {"a": 2, "b": 1}
+
+
+def test_the_water_threshold_is_the_largest_that_reaches_the_index_recall():
+    # 10 water samples: the model's argmax finds 7 (p 0.9, one of them with index < 0); the index finds 9;
+    # the 3 the argmax misses have p(water) 0.3, 0.08, 0.01.  20 land samples, 4 with index > 0 and p(water) 0.02.
+    p_water = np.array([0.9] * 6 + [0.3, 0.08, 0.01, 0.9] + [0.02] * 4 + [0.0] * 16)
+    argmax_water = p_water >= 0.5
+    index = np.array([0.3] * 9 + [-0.1] + [0.1] * 4 + [-0.5] * 16)
+    is_water = np.arange(30) < 10
+    thresholds = [0.5, 0.2, 0.05, 0.01]
+    # Index recall 0.9; margin 0.1: recall 0.8 is enough, reached first (largest t) at t = 0.2 (adds the 0.3).
+    threshold, figures = choose_water_threshold(p_water, argmax_water, index, is_water, np.ones(30), thresholds,
+                                                recall_margin=0.1)
+    assert figures["index_recall"] == pytest.approx(0.9) and figures["index_false_water"] == pytest.approx(0.2)
+    assert threshold == 0.2
+    # Margin 0: recall 0.9 needs t = 0.05 (adds the 0.08); t = 0.01 would also take the 4 land samples at 0.02.
+    threshold, figures = choose_water_threshold(p_water, argmax_water, index, is_water, np.ones(30), thresholds,
+                                                recall_margin=0.0)
+    assert threshold == 0.05 and figures["chosen"]["recall"] == pytest.approx(0.9)
+    assert figures["chosen"]["false_water"] == 0.0
+    # None reaches it: the smallest threshold; no water sample: no decision.
+    assert choose_water_threshold(p_water, argmax_water, index, is_water, np.ones(30), [0.5, 0.2], 0.0)[0] == 0.2
+    assert choose_water_threshold(p_water, argmax_water, index, np.zeros(30, bool), np.ones(30), [0.5], 0.01)[0] is None
+
+
+def test_water_decision_sets_water_where_the_index_says_so_and_the_model_does_not_rule_it_out():
+    decision = WaterDecision("ndwi", ("B03", "B08"), 0.05)
+    probabilities = np.zeros((1, 4, 3), np.float32)
+    probabilities[0, :, 2] = [0.6, 0.1, 0.01, 0.1]          # water is the last column
+    probabilities[0, :, 0] = 1 - probabilities[0, :, 2]
+    classes = np.array([[12, 5, 5, 5]], np.uint8)
+    index = np.array([[-0.2, 0.3, 0.3, -0.1]])
+    valid = np.array([[True, True, True, True]])
+    np.testing.assert_array_equal(decision.apply(probabilities, classes, index, valid, 2, 12), [[12, 12, 5, 5]])
+    assert WaterDecision.from_dict(decision.to_dict()) == decision
+
+
+def test_ensemble_file_keeps_its_water_decision(tmp_path):
+    decision = WaterDecision("mndwi", ("B03", "B11"), 0.02)
+    write_ensemble({"a": "a.keras", "b": "b.joblib"}, {"a": 0.4, "b": 0.6}, tmp_path / "e.json", water=decision,
+                   selection={"samples": 3})
+    members, weights, water = read_ensemble(tmp_path / "e.json")
+    assert members == {"a": "a.keras", "b": "b.joblib"} and weights == {"a": 0.4, "b": 0.6} and water == decision
+    write_ensemble({"a": "a.keras"}, {"a": 1.0}, tmp_path / "f.json")
+    assert read_ensemble(tmp_path / "f.json")[2] is None
+
+
+def test_blend_applies_the_water_decision_to_the_classes_not_the_probabilities(tmp_path, table):
+    n = len(table)
+    water = table.codes.tolist().index(12)
+    forest = table.codes.tolist().index(8)
+    p = np.zeros((n, 2, 3), np.uint8)
+    p[forest] = 230
+    p[water] = [[25, 25, 0], [25, 25, 25]]                    # p(water) ~0.1, except one pixel at 0
+    member = write_raster(tmp_path / "p.tif", p)
+    green = np.full((2, 3), 900, np.uint16)
+    nir = np.array([[300, 2000, 300], [300, 300, 0]], np.uint16)   # NDWI > 0 except at (0, 1); (1, 2) nodata
+    stack = np.stack([green, nir, np.full((2, 3), 500, np.uint16)])
+    stack[:, 1, 2] = 0
+    stack_path = write_raster(tmp_path / "stack.tif", stack)
+    with rasterio.open(stack_path, "r+") as dst:
+        for i, band in enumerate(["B03", "B08", "B04"], start=1):
+            dst.set_band_description(i, band)
+    decision = WaterDecision("ndwi", ("B03", "B08"), 0.05)
+    blend_tile_probabilities({"m": member}, {"m": 1.0}, table, tmp_path / "c.tif", tmp_path / "pe.tif", block_size=64,
+                             water=decision, stack_path=stack_path)
+    with rasterio.open(tmp_path / "c.tif") as src:
+        classes = src.read(1)
+    # (0, 0), (1, 0), (1, 1): index > 0 and p(water) >= 0.05 -> water; (0, 1) index < 0 and (0, 2) p(water) 0: forest.
+    np.testing.assert_array_equal(classes[:, :2], [[12, 8], [12, 12]])
+    assert classes[0, 2] == 8
+    with rasterio.open(tmp_path / "pe.tif") as src:
+        assert src.read(water + 1)[0, 0] == 25                 # the probabilities stay the blend's
+    with pytest.raises(ValueError, match="band stack"):
+        blend_tile_probabilities({"m": member}, {"m": 1.0}, table, tmp_path / "c2.tif", tmp_path / "p2.tif",
+                                 block_size=64, water=decision)
