@@ -83,3 +83,24 @@ def test_synthetic_clouds_cover_the_asked_share_and_are_deterministic():
     assert (a != synthetic_cloud_mask((300, 200), 0.15, seed=8)).any()
     with pytest.raises(ValueError, match="cloud cover"):
         synthetic_cloud_mask((10, 10), 1.5, seed=1)
+
+
+def test_sample_patches_with_gaps_are_filled_or_dropped():
+    from osmlulc.gaps import fill_patch
+    from osmlulc.samples import _fill_or_drop_gaps
+
+    rng = np.random.default_rng(2)
+    patches = rng.integers(500, 3000, (4, 9, 9, 3)).astype(np.uint16)
+    patches[1, :3] = 0            # a third masked: kept and filled at min_valid_share 0.5
+    patches[2, :6] = 0            # two thirds masked: dropped
+    patches[3, 4, 4] = 0          # the sample pixel itself masked: dropped
+    original = patches.copy()
+    keep = _fill_or_drop_gaps(patches, 0.5)
+    np.testing.assert_array_equal(keep, [True, True, False, False])
+    assert (patches[1] > 0).all()
+    np.testing.assert_array_equal(patches[1, 3:], original[1, 3:])      # valid pixels untouched
+    np.testing.assert_array_equal(patches[1, :3], fill_patch(original[1], (original[1] > 0).all(-1), 4)[:3])
+    # 1.0 (the default): any gap drops the patch, nothing is changed.
+    again = original.copy()
+    np.testing.assert_array_equal(_fill_or_drop_gaps(again, 1.0), [True, False, False, False])
+    np.testing.assert_array_equal(again, original)
