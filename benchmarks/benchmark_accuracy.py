@@ -135,6 +135,8 @@ ROWS = {
     "ensemble_gap_samples": ("ensemble", {"benchmark": {"member_rows": {"resnet": "gap_samples",
                                                                         "logreg": "logreg_gap_samples"}}},
                              "the ensemble of the gap_samples rows, chosen on their validation samples"),
+    "ensemble_more_filters": ("ensemble", {"benchmark": {"member_rows": {"resnet": "more_filters"}}},
+                              "the ensemble with the 32-filter ResNet (row more_filters: 4 x the parameters)"),
     "ensemble_fixed": ("ensemble", {"models": {"ensemble": {"choose_weights": [], "water": {"index": "none"}}}},
                        "the ensemble with the config's weights and the argmax's water (no choice on validation)"),
     "ensemble_no_water_decision": ("ensemble", {"models": {"ensemble": {"water": {"index": "none"}}}},

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TILE = "32UNU"
 #: Stages of the per-tile chain (and the one-tile country chain after it), in order.
 STAGES = ["demo", "resample", "combine", "ndwi", "snic", "label", "samples", "train_resnet", "train_original",
-          "train_logreg", "predict_pixel", "predict_logreg", "ensemble_pixel",
+          "train_logreg", "predict_pixel", "predict_logreg", "ensemble_model", "ensemble_pixel",
           "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
           "product_merge", "extract_land_use", "sieve"]
 #: Comparisons (also separate processes): per-patch inference, superpixel algorithms.
@@ -85,6 +85,7 @@ class Paths:
         self.logreg_classified = self.tile / "classified_logreg_pixel.tif"
         self.logreg_probabilities = self.tile / "probabilities_logreg.tif"
         # The product's model (product.model: ensemble): the blend of the two above.
+        self.ensemble = self.tile / "ensemble.json"
         self.ensemble_classified = self.tile / "classified_ensemble_pixel.tif"
         self.ensemble_probabilities = self.tile / "probabilities_ensemble.tif"
         self.superpixels = self.tile / "classified_ensemble_superpixel.tif"
@@ -223,15 +224,24 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
 
         predict_tile_pixels(p.stack, p.logreg, table, p.logreg_classified, p.logreg_probabilities,
                             block_size=config["prediction"]["block_size_px"])
+    elif name == "ensemble_model":
+        from osmlulc.selection import build_ensemble
+
+        settings = config["models"]["ensemble"]
+        if set(settings["members"]) != {"resnet", "logreg"}:
+            raise SystemExit(f"benchmark_tile blends resnet and logreg; models.ensemble.members is "
+                             f"{settings['members']}")
+        chosen = build_ensemble({"resnet": p.resnet, "logreg": p.logreg}, p.validation, table, settings,
+                                config["bands"]["indices"], p.ensemble, rotations=config["prediction"]["rotations"])
+        info["note"] = f"weights {chosen['weights']}, water {chosen['water']} (chosen on the validation samples)"
     elif name == "ensemble_pixel":
+        from osmlulc.classifiers import read_ensemble
         from osmlulc.predict import blend_tile_probabilities
 
         members = {"resnet": p.probabilities, "logreg": p.logreg_probabilities}
-        weights = config["models"]["ensemble"]["members"]
-        if set(weights) != set(members):
-            raise SystemExit(f"benchmark_tile blends resnet and logreg; models.ensemble.members is {weights}")
+        _, weights, water = read_ensemble(p.ensemble)
         blend_tile_probabilities(members, weights, table, p.ensemble_classified, p.ensemble_probabilities,
-                                 block_size=config["prediction"]["block_size_px"])
+                                 block_size=config["prediction"]["block_size_px"], water=water, stack_path=p.stack)
         info["note"] = "the product's model: " + ", ".join(f"{m} x {w:g}" for m, w in weights.items())
     elif name == "predict_superpixel":
         from osmlulc.predict import predict_tile_superpixels
