@@ -45,6 +45,11 @@ class Classifier:
                             block_valid: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
 
+    def needs_filled_gaps(self, valid_windows: bool) -> bool:
+        """Whether the values of gap pixels reach the output (then prediction fills them first): a CNN sees
+        every pixel of its field; window statistics over valid pixels (``valid_windows``) do not."""
+        return True
+
     def predict_proba_patches(self, patches: np.ndarray, patch_valid: np.ndarray | None = None) -> np.ndarray:
         """(N, P, P, B) patches -> (N, n_classes): each patch classified on its own (``patch_valid`` (N, P, P):
         its real observations, as ``block_valid`` of :meth:`predict_proba_block`)."""
@@ -184,6 +189,9 @@ class SklearnClassifier(Classifier):
             out[flat_valid] = self._predict_features(features[flat_valid])
         return out.reshape(h, w, self.n_classes)
 
+    def needs_filled_gaps(self, valid_windows: bool) -> bool:
+        return not valid_windows
+
     def predict_proba_patches(self, patches: np.ndarray, patch_valid: np.ndarray | None = None) -> np.ndarray:
         start = patches.shape[1] // 2 - self.patch_size // 2
         crop = np.asarray(patches[:, start:start + self.patch_size, start:start + self.patch_size, :], np.float32)
@@ -236,6 +244,9 @@ class EnsembleClassifier(Classifier):
             proba = proba * np.float32(weight)
             out = proba if out is None else out + proba
         return out
+
+    def needs_filled_gaps(self, valid_windows: bool) -> bool:
+        return any(member.needs_filled_gaps(valid_windows) for member, _ in self.members)
 
     def predict_proba_patches(self, patches: np.ndarray, patch_valid: np.ndarray | None = None) -> np.ndarray:
         out = None

@@ -67,7 +67,7 @@ def predict_window_probabilities(src, classifier: Classifier, window: Window, *,
     """
     size = classifier.patch_size
     halo = size // 2
-    radius = halo if fill_gaps else 0
+    radius = halo if fill_gaps and classifier.needs_filled_gaps(valid_windows) else 0
     height, width = int(window.height), int(window.width)
     # An even patch has one pixel less of context below / right: drop the last halo row / column.
     grown = read_block_with_halo(src, window, halo + radius)[:height + size - 1 + 2 * radius,
@@ -95,7 +95,7 @@ def predict_patches(classifier: Classifier, patches: np.ndarray, *, fill_gaps: b
     :func:`predict_window_probabilities`, applied to each patch on its own.
     """
     size = classifier.patch_size
-    radius = size // 2 if fill_gaps else 0
+    radius = size // 2 if fill_gaps and classifier.needs_filled_gaps(valid_windows) else 0
     need, have = size + 2 * radius, patches.shape[1]
     if have < need or patches.shape[2] != have:
         raise ValueError(f"predict_patches: need square patches of at least {need} px, got {patches.shape[1:3]}")
