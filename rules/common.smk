@@ -24,7 +24,7 @@ from osmlulc.mgrs import tile_grid as mgrs_tile_grid
 from osmlulc.resnet import sample_patch_size
 from osmlulc.sklearn_models import SKLEARN_KINDS, pixel_model_patch_size
 from osmlulc.footprints import own_footprints, tile_footprints_3035
-from osmlulc.composite import resolve_products
+from osmlulc.composite import product_input_files, resolve_products
 from osmlulc.run_status import failures_in_logs, run_status, run_status_rst, write_run_status
 from osmlulc.validate import check_record, config_error_line
 
@@ -311,9 +311,9 @@ def resampled_band_path(band, country="{country}", tile="{tile}"):
     return tile_path(f"bands_10m/{band}.tif", country, tile)
 
 
-def composite_path(name, country="{country}", tile="{tile}"):
-    """A band or the valid mask of the tile's multi-date composite (rule composite)."""
-    return tile_path(f"composite/{name}.tif", country, tile)
+def composite_path(name, country="{country}", tile="{tile}", ext="tif"):
+    """A band, the valid mask or the record (products.json) of the tile's multi-date composite (rule composite)."""
+    return tile_path(f"composite/{name}.{ext}", country, tile)
 
 
 def classified_path(model="{model}", mode="{mode}", country="{country}", tile="{tile}"):
@@ -573,15 +573,42 @@ def remote_tile_grid(wildcards):
     return tile_grid(wildcards.country)[wildcards.tile]
 
 
+def get_product_files(wildcards):
+    """The files of the tile's one product (a band replaced inside the product folder makes the rules stale)."""
+    return product_input_files(get_product(wildcards))
+
+
+def get_composite_products(wildcards):
+    """The paths of the products a composite reads (local sources; none for STAC, read from the manifest)."""
+    source = country_cfg(wildcards.country)["source"]
+    if source == "demo":
+        return demo_products(wildcards.country, wildcards.tile)
+    if source == "sentinel2":
+        return tile_products(wildcards.country, wildcards.tile)
+    return []
+
+
 def get_composite_inputs(wildcards):
-    """What a composite reads: the STAC manifest (rule search_scenes), the demo's dated products, or the
-    tile's local products."""
+    """What a composite reads: the STAC manifest (rule search_scenes), the demo's dated products (folders
+    made by rule demo_dates), or the files of the tile's local products (each file, not the product
+    folder, whose mtime does not change when a band file inside it is replaced)."""
     source = country_cfg(wildcards.country)["source"]
     if source == "stac":
         return {"manifest": output_file(rules.search_scenes.output[0], country=wildcards.country, tile=wildcards.tile)}
     if source == "demo":
         return {"products": demo_products(wildcards.country, wildcards.tile)}
-    return {"products": tile_products(wildcards.country, wildcards.tile)}
+    products = tile_products(wildcards.country, wildcards.tile)
+    return {"product_files": [f for p in products for f in product_input_files(p)]}
+
+
+def get_composite_records(wildcards):
+    """The composite records (composited and dropped products) of the country's composited tiles."""
+    country = wildcards.country
+    return [
+        output_file(rules.composite.output.record, country=country, tile=t)
+        for t in tiles_of(country)
+        if composited(country, t)
+    ]
 
 
 def stac_settings(country):
@@ -710,7 +737,7 @@ def quicklook_products(country):
 
 def get_stac_item_inputs(wildcards):
     """Optional inputs of a country's STAC item: its valid-observations layer and the tiles' STAC manifests."""
-    inputs = {"manifests": get_tile_manifests(wildcards)}
+    inputs = {"manifests": get_tile_manifests(wildcards), "composite_records": get_composite_records(wildcards)}
     if has_valid_observations(wildcards.country):
         inputs["valid_observations"] = output_file(
             rules.valid_observations_product.output[0], country=wildcards.country
@@ -768,7 +795,13 @@ USER_FILE_SOURCES = ("rasters",)
 def get_checked_inputs(wildcards):
     """The tile's band files (as the per-tile rules get them), the label raster and the boundary."""
     cfg = country_cfg(wildcards.country)
+    record = {}
+    if composited(wildcards.country, wildcards.tile):  # a composite of no readable product leaves the tile out
+        record["composite_record"] = output_file(
+            rules.composite.output.record, country=wildcards.country, tile=wildcards.tile
+        )
     return {
+        **record,
         "bands": [band_source(wildcards.country, wildcards.tile, b) for b in CHECKED_BANDS],
         # Countries labelled from an OSM extract (osm_pbf) have no label raster to check.
         **({"label_raster": cfg["label_raster"]} if "label_raster" in cfg else {}),

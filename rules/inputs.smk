@@ -13,10 +13,11 @@ if any("osm_pbf" in country_cfg(cc) for cc in config["run_countries"]):
 
 rule sentinel2_band:
     input:
-        product=get_product,
+        product=get_product_files,
     output:
         band_path("{band}"),
     params:
+        product=get_product,
         resolution=lambda w: BANDS["resolution"][w.band],
         offset=reflectance_offset,
         version=code_version("sentinel2_band"),
@@ -34,10 +35,11 @@ rule sentinel2_band:
 
 rule sentinel2_mask:
     input:
-        product=get_product,
+        product=get_product_files,
     output:
         tile_path("valid_mask.tif"),
     params:
+        product=get_product,
         reference=BANDS["reference"],
         reference_resolution=lambda w: BANDS["resolution"][BANDS["reference"]],
         settings=SENTINEL2,
@@ -105,7 +107,12 @@ rule composite:
         bands=[composite_path(band) for band in COMPOSITE_BANDS],
         valid_mask=composite_path("valid_mask"),
         valid_observations=tile_path("valid_observations.tif"),
+        # the products composited and those dropped (unreadable), with the reason
+        record=composite_path("products", ext="json"),
     params:
+        products=get_composite_products,
+        drop_unreadable=COMPOSITE["drop_unreadable_products"],
+        grid=checked_tile_grid,
         bands={b: BANDS["resolution"][b] for b in COMPOSITE_BANDS},
         reference=BANDS["reference"],
         method=COMPOSITE["method"],

@@ -9,7 +9,6 @@ import rasterio
 from osmlulc import sentinel2 as s2
 from osmlulc.sentinel2_masks import write_valid_mask
 from osmlulc.composite import composite_tile, median_of_valid, medoid_index, window_size
-from osmlulc.io import InputError
 from s2_synthetic import BANDS, clear_values, product_arrays, write_product
 
 SIZE = 60
@@ -111,14 +110,16 @@ def test_median_and_medoid_of_small_arrays():
     assert medoid_index(stack, valid)[:, 0].tolist()[:2] == [2, 0]
 
 
-def test_products_of_other_grids_are_refused(tmp_path):
+def test_a_product_on_a_larger_grid_is_read_onto_the_tile_grid(tmp_path):
+    """Products of other grids were refused; now they are read onto the first product's grid (warped VRT)."""
     products = three_dates(tmp_path / "in")
     other = product_arrays(SIZE + 6, (slice(0, 2), slice(0, 2)))
     products.append(s2.open_product(write_product(tmp_path / "in", "20230609", other, baseline="05.09",
                                                   offset=None), "32UNU"))
-    with pytest.raises(InputError, match="is not on the grid of"):
-        run(products, tmp_path / "out")
-    assert not list((tmp_path / "out").glob("*.tif")) if (tmp_path / "out").exists() else True
+    run(products, tmp_path / "out")
+    count = read(tmp_path / "out" / "valid_observations.tif")
+    assert count.shape == (SIZE, SIZE)
+    assert (count[2:, 2:] == expected_count()[2:, 2:] + 1).all()
 
 
 @pytest.mark.integration

@@ -140,7 +140,7 @@ def test_search_writes_a_pinned_manifest_and_the_composite_reads_it_over_http(ca
     ranges = [line for line in gets if "bytes=" in line]
     assert [g for g in gets if "bytes=" not in g] == [] and all(line.endswith(" 206") for line in ranges)
     assert len(ranges) >= 3 * len(ASSETS)
-    assert [r["product"] for r in report] == [d[0] for d in DATES]
+    assert [r["product"] for r in report["masked"]] == [d[0] for d in DATES] and report["dropped"] == []
 
 
 def test_max_items_keeps_the_least_cloudy(catalogue, tmp_path):
@@ -177,6 +177,25 @@ def test_a_server_dying_mid_read_fails_in_one_line_naming_the_url(catalogue, tmp
     message = str(err.value)
     assert "\n" not in message and dying in message and "check the network" in message, message
     assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+
+
+def test_an_item_the_server_cannot_deliver_is_dropped_and_the_others_composited(catalogue, tmp_path):
+    """One item's assets fail after the retries (nothing listens at their URL): the item is left out with its
+    reason, the composite is made of the other two dates (issue 23)."""
+    with file_server(catalogue / "served") as (base, _, _):
+        with stac_api(write_items(tmp_path, base)) as (url, _, _):
+            stac.search_tile(settings(url), PERIOD, "32UNU", bbox(), tmp_path / "manifest.json")
+        manifest = json.loads((tmp_path / "manifest.json").read_text())
+        bad = manifest["items"][1]
+        bad["assets"] = {k: v.replace(base, "http://127.0.0.1:9/") for k, v in bad["assets"].items()}
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+        _, record = composite(tmp_path / "manifest.json", tmp_path / "out", settings(url)["http"])
+    assert [d["product"] for d in record["dropped"]] == [bad["id"]] and "127.0.0.1:9" in record["dropped"][0]["reason"]
+    assert record["products"] == [manifest["items"][0]["id"], manifest["items"][2]["id"]]
+    cloudy = np.zeros((3, SIZE, SIZE), bool)
+    for k, (r, c) in enumerate(CLOUDS):
+        cloudy[k, r, c] = True
+    assert (read(tmp_path / "out" / "valid_observations.tif") == (~cloudy[[0, 2]]).sum(axis=0)).all()
 
 
 def test_a_window_of_a_large_cog_is_read_without_fetching_the_file(tmp_path):

@@ -17,6 +17,20 @@ upper-left 10 m pixel, so every band of a pixel is reduced over the same dates. 
 any valid observation is nodata (0) in every band.  ``valid_observations.tif`` holds the count per
 10 m pixel (uint8; uint16 beyond 255 products), ``valid_mask.tif`` is 1 where the count is > 0.
 
+**Any grid.** The tile's 10 m grid is the reference band grid of the first product (on real data the
+tile's MGRS grid).  A product whose reference band is not on it, and a band that is not on its own
+grid of the tile (the reference grid coarsened by the band's factor: the 20 m bands of some real
+products are not a clean decimation of their 10 m grid), is read through a nearest-neighbour
+:class:`~rasterio.vrt.WarpedVRT` onto it, as the single-product path does; bands already on the grid
+are read directly (no warping).  A product that does not overlap the tile is an error naming it.
+
+**Unreadable products** (:func:`composite_products`): a product that cannot be opened or read
+(corrupt, truncated, an HTTP failure after the retries) is dropped with one warning line naming it
+and the reason, and the tile is composited from the others; the record of the composite lists it.
+Only when no product of the tile can be read does the composite fail (or, with
+``product.allow_missing_tiles``, write an all-nodata tile whose record says why, so the tile's input
+check leaves it out of the country products).  ``composite.drop_unreadable_products: false`` fails instead.
+
 Work is done window by window on the 10 m reference grid; windows are multiples of the coarsest
 band factor and sized so that the observations held at once (products x bands x window) stay
 within ``memory_mb``: memory does not grow with the number of products or the tile size.
@@ -29,6 +43,7 @@ anything is composited: a catalogue could declare any size.
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import math
 import os
@@ -39,10 +54,14 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.transform import from_origin
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from osmlulc.features import check_band
-from osmlulc.io import InputError, atomic_output, block_windows, raster_profile, same_grid
+from osmlulc.io import InputError, atomic_output, block_windows, raster_profile
 from osmlulc.logs import progress
 from osmlulc.sentinel2 import Product, open_image, read_reflectance
 from osmlulc.sentinel2_masks import ProductMask
@@ -155,34 +174,21 @@ def composite_tile(products: list[Product], *, bands: dict[str, float], referenc
     factors = {b: _factor(bands[b], reference_resolution) for b in names}
     with ExitStack() as stack:
         masks = []
-        for product in products:
-            masks.append(stack.enter_context(ProductMask(
-                product, reference_band=reference_band, reference_resolution=reference_resolution,
+        for k, product in enumerate(products):
+            masks.append(_unreadable_as(k, lambda p=product: stack.enter_context(ProductMask(
+                p, reference_band=reference_band, reference_resolution=reference_resolution,
                 scl_classes=scl_classes, l1c_detector=l1c_detector, l1c_screen=l1c_screen,
-                s2cloudless=s2cloudless, buffer_px=buffer_px)))
+                s2cloudless=s2cloudless, buffer_px=buffer_px))))
             if tile_grid is not None:
                 check_tile_grid(masks[-1].ref, tile_grid, f"product {product.path}")
         ref = masks[0].ref
-        for mask in masks[1:]:
-            if not same_grid(mask.ref, ref):
-                raise InputError(f"product {mask.product.path} is not on the grid of {products[0].path} "
-                                 f"({mask.ref.crs} {mask.ref.shape} vs {ref.crs} {ref.shape}); "
-                                 "composite products of one tile only")
+        for k, mask in enumerate(masks[1:], start=1):
+            _onto_tile_grid(k, mask, ref)
         sources: dict[str, list] = {}
         for band in names:
-            f = factors[band]
-            transform = ref.transform * Affine.scale(f)
-            shape = (-(-ref.height // f), -(-ref.width // f))
-            sources[band] = []
-            for product in products:
-                path = product.band_file(band, int(bands[band]))
-                src = stack.enter_context(open_image(path, product, band))
-                check_band(src, _display(path), expected_resolution=bands[band])
-                if src.crs != ref.crs or not src.transform.almost_equals(transform) or src.shape != shape:
-                    raise InputError(f"band {band} of product {product.path} ({_display(path)}) is not aligned with "
-                                     f"the product's {reference_band} grid (origin, {bands[band]} m pixels, "
-                                     f"{shape[1]} x {shape[0]}); composites need products on the tile's MGRS grid")
-                sources[band].append(src)
+            sources[band] = [_unreadable_as(k, _band_on_tile_grid, stack, product, band, bands[band], ref,
+                                            factors[band])
+                             for k, product in enumerate(products)]
         multiple = math.lcm(*factors.values(), *(m.s2cloudless["resolution"] // 10 for m in masks
                                                  if m.method == "s2cloudless"))
         edge = window_size(len(products), len(names), memory_mb, multiple)
@@ -227,12 +233,13 @@ def composite_tile(products: list[Product], *, bands: dict[str, float], referenc
 
 def _composite_window(window, masks, sources, factors, names, method, writers, count_dst, mask_dst, count_dtype):
     h, w = window.height, window.width
-    valid = np.stack([~m.masked(window) for m in masks])          # (products, h, w) on the 10 m grid
+    valid = np.stack([~_unreadable_as(k, m.masked, window) for k, m in enumerate(masks)])   # (products, h, w), 10 m
     coarse, fine = {}, {}
     for band in names:
         f = factors[band]
         cw = Window(window.col_off // f, window.row_off // f, -(-w // f), -(-h // f))
-        data = np.stack([read_reflectance(src, m.product, band, cw) for src, m in zip(sources[band], masks)])
+        data = np.stack([_unreadable_as(k, read_reflectance, src, m.product, band, cw)
+                         for k, (src, m) in enumerate(zip(sources[band], masks))])
         coarse[band] = data
         fine[band] = data if f == 1 else np.repeat(np.repeat(data, f, axis=1), f, axis=2)[:, :h, :w]
         valid &= fine[band] > 0
@@ -256,15 +263,145 @@ def _composite_window(window, masks, sources, factors, names, method, writers, c
         mask_dst.write((count > 0).astype(np.uint8), 1, window=window)
 
 
+# --------------------------------------------------------------------------- products on any grid of the tile
+
+
+class ProductUnreadable(Exception):
+    """A product of a composite cannot be read; ``index`` is its place in the product list."""
+
+    def __init__(self, index: int, reason: str):
+        super().__init__(reason)
+        self.index, self.reason = index, reason
+
+
+class NoReadableProduct(InputError):
+    """No product of a composite can be read; ``dropped`` lists them with their reasons."""
+
+    def __init__(self, dropped: list[dict]):
+        super().__init__("no product of the tile can be read: "
+                         + "; ".join(f"{d['product']} ({d['reason']})" for d in dropped))
+        self.dropped = dropped
+
+
+def _unreadable_as(index: int, read, *args):
+    """``read(*args)``; a failure to open or read product ``index`` becomes :class:`ProductUnreadable`."""
+    try:
+        return read(*args)
+    except (InputError, rasterio.errors.RasterioError) as err:
+        raise ProductUnreadable(index, str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+
+
+def _overlaps(src, grid) -> bool:
+    bounds = src.bounds if src.crs == grid.crs else transform_bounds(src.crs, grid.crs, *src.bounds)
+    g = grid.bounds
+    return bounds[0] < g[2] and bounds[2] > g[0] and bounds[1] < g[3] and bounds[3] > g[1]
+
+
+def _onto_tile_grid(index: int, mask: ProductMask, grid) -> None:
+    """Put product ``index``'s mask (and so its reference band) onto the tile's 10 m grid; an error (not a
+    dropped product) if the product lies elsewhere."""
+    if not _overlaps(mask.ref, grid):
+        raise InputError(f"product {mask.product.path} does not overlap the tile's grid ({grid.crs}, bounds "
+                         f"{tuple(round(v) for v in grid.bounds)}); composite products of one tile only")
+    _unreadable_as(index, mask.onto, grid)
+
+
+def _band_on_tile_grid(stack: ExitStack, product: Product, band: str, resolution: float, grid, factor: int):
+    """A product's band on its grid of the tile (the 10 m grid coarsened ``factor`` times): the file itself
+    if it is on it (the fast path), else a nearest-neighbour WarpedVRT of it (nodata outside the product)."""
+    path = product.band_file(band, int(resolution))
+    src = stack.enter_context(open_image(path, product, band))
+    check_band(src, _display(path), expected_resolution=resolution)
+    transform = grid.transform * Affine.scale(factor)
+    shape = (-(-grid.height // factor), -(-grid.width // factor))
+    if src.crs == grid.crs and src.transform.almost_equals(transform) and src.shape == shape:
+        return src
+    if not _overlaps(src, grid):
+        raise InputError(f"band {band} of product {product.path} ({_display(path)}) does not overlap the tile's "
+                         "grid; composite products of one tile only")
+    log.info("band %s of product %s is not on the tile's %g m grid: read through a warped VRT", band,
+             product.path, resolution)
+    return stack.enter_context(WarpedVRT(src, crs=grid.crs, transform=transform, width=shape[1], height=shape[0],
+                                         resampling=Resampling.nearest, src_nodata=product.nodata,
+                                         nodata=product.nodata))
+
+
+# --------------------------------------------------------------------------- unreadable products are dropped
+
+
+def composite_readable(products: list, *, drop_unreadable: bool = True, **kwargs) -> dict:
+    """:func:`composite_tile` of the products that can be read; returns the composite's record.
+
+    ``products`` holds opened products and, for those that could not even be opened, ``(path, reason)``
+    pairs. A product that fails while it is read is dropped and the composite starts again without it.
+    The record: ``ok``, ``products`` (composited), ``dropped`` (``product``, ``reason``), ``masked``
+    (per composited product). Raises :class:`InputError` if no product can be read, or, with
+    ``drop_unreadable`` false, at the first that cannot.
+    """
+    dropped = []
+    readable = []
+    for item in products:
+        if isinstance(item, tuple):
+            dropped.append(_drop(item[0], item[1], drop_unreadable))
+        else:
+            readable.append(item)
+    while readable:
+        try:
+            report = composite_tile(readable, **kwargs)
+        except ProductUnreadable as err:
+            dropped.append(_drop(readable.pop(err.index).path, err.reason, drop_unreadable))
+            continue
+        return {"ok": True, "products": [p.path for p in readable], "dropped": dropped, "masked": report}
+    raise NoReadableProduct(dropped)
+
+
+def _drop(path: str, reason: str, drop_unreadable: bool) -> dict:
+    if not drop_unreadable:
+        raise InputError(f"product {path} cannot be read ({reason}); composite.drop_unreadable_products is "
+                         "false: fix or re-download it, or set it true to composite the tile without it")
+    log.warning("dropped product %s: %s", path, reason)
+    return {"product": str(path), "reason": reason}
+
+
+def write_nodata_composite(grid: dict, *, bands: dict[str, float], band_outputs: dict, valid_observations,
+                           valid_mask=None) -> None:
+    """All-nodata outputs of a composite on the tile's configured ``grid`` ({crs, bounds}): no product could be
+    read (``product.allow_missing_tiles``; the tile's input check leaves it out of the country products)."""
+    left, bottom, right, top = grid["bounds"]
+    outputs = [(band_outputs[b], bands[b], "uint16", 0) for b in band_outputs]
+    outputs += [(valid_observations, 10.0, "uint8", None)] + ([(valid_mask, 10.0, "uint8", None)] if valid_mask else [])
+    for path, res, dtype, nodata in outputs:
+        width, height = int(round((right - left) / res)), int(round((top - bottom) / res))
+        with atomic_output(path) as tmp, rasterio.open(tmp, "w", **raster_profile(
+                crs=grid["crs"], transform=from_origin(left, top, res, res), width=width, height=height,
+                dtype=dtype, nodata=nodata)) as dst:
+            for window in block_windows(width, height):
+                dst.write(np.zeros((window.height, window.width), dtype), 1, window=window)
+
+
+def write_composite_record(record: dict, path) -> None:
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def read_composite_record(path) -> dict:
+    """A tile's composite record (composited and dropped products); ``ok`` false if none could be read."""
+    return json.loads(Path(path).read_text())
+
+
 def composite_products(tile: str, *, manifest: str | os.PathLike | None = None, products: list | None = None,
                        offset: float | None = None, http: dict | None = None, mask_settings: dict | None = None,
-                       stac_settings: dict | None = None, **kwargs) -> list[dict]:
-    """:func:`composite_tile` of the tile's local ``products`` (paths) or of a STAC ``manifest``'s items.
+                       stac_settings: dict | None = None, record: str | os.PathLike | None = None,
+                       drop_unreadable: bool = True, missing_grid: dict | None = None, **kwargs) -> dict:
+    """:func:`composite_readable` of the tile's local ``products`` (paths) or of a STAC ``manifest``'s items.
 
     ``mask_settings`` is the config's ``sentinel2`` section (SCL classes, L1C detector and its
     settings, buffer); ``http`` the retries and time-outs of reading over HTTP (osmlulc.stac);
     ``stac_settings`` the country's stac section, whose opt-ins decide which asset hrefs are read
     (:mod:`osmlulc.hrefs`; https URLs only without it).
+    ``record`` (JSON) gets the composited and the dropped products. ``missing_grid`` ({crs, bounds}, with
+    ``product.allow_missing_tiles``): if no product can be read, write all-nodata outputs on it and a
+    record with ``ok`` false instead of failing.
     """
     from osmlulc import stac
     from osmlulc.hrefs import HrefPolicy
@@ -283,10 +420,45 @@ def composite_products(tile: str, *, manifest: str | os.PathLike | None = None, 
         if manifest is not None:
             items = stac.manifest_products(stac.read_manifest(manifest), HrefPolicy.from_settings(stac_settings))
         else:
-            items = [open_product(path, tile, offset=offset) for path in products]
+            items = []
+            for path in products:
+                try:
+                    items.append(open_product(path, tile, offset=offset))
+                except InputError as err:
+                    items.append((str(path), str(err)))
         n_files = len(items) * (len(kwargs.get("band_outputs", ())) + 2)   # + the mask's reference band and SCL
-        with rasterio.Env(**gdal_cache_options(kwargs.get("memory_mb", 512), n_files)):
-            return composite_tile(items, **kwargs, **mask_kwargs)
+        try:
+            with rasterio.Env(**gdal_cache_options(kwargs.get("memory_mb", 512), n_files)):
+                result = composite_readable(items, drop_unreadable=drop_unreadable, **kwargs, **mask_kwargs)
+        except NoReadableProduct as err:
+            if missing_grid is None:
+                raise
+            log.warning("tile %s: %s; its composite is all nodata (product.allow_missing_tiles)", tile, err)
+            write_nodata_composite(missing_grid, bands=kwargs["bands"], band_outputs=kwargs["band_outputs"],
+                                   valid_observations=kwargs["valid_observations"],
+                                   valid_mask=kwargs.get("valid_mask"))
+            result = {"ok": False, "products": [], "masked": [], "dropped": err.dropped,
+                      "message": f"tile {tile}: {err}"}
+    result = {"tile": tile, **result}
+    if result["dropped"] and result["ok"]:
+        log.info("tile %s composited from %d of %d products; dropped: %s", tile, len(result["products"]),
+                 len(result["products"]) + len(result["dropped"]), [d["product"] for d in result["dropped"]])
+    if record is not None:
+        write_composite_record(result, record)
+    return result
+
+
+def product_input_files(path: str | os.PathLike) -> list[str]:
+    """The files a rule reading a product depends on: every file in a product folder (SAFE or folder of
+    bands), or the file itself (a zip). A band replaced in place inside a folder changes no folder mtime,
+    but its own: listing the files makes the rules that read it stale. A path that does not exist is kept
+    (snakemake names it as a missing input)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [str(path)]
+    files = sorted(str(Path(root) / name) for root, _, names in os.walk(path) for name in names
+                   if not name.startswith("."))
+    return files or [str(path)]
 
 
 def resolve_products(products, tile: str) -> list[str]:

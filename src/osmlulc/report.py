@@ -349,6 +349,16 @@ def missing_tiles(tiles_passed_json=None) -> list[str]:
         return sorted(json.load(f)["missing"])
 
 
+def dropped_products(composite_records) -> list[dict]:
+    """Products left out of the tiles' composites because they could not be read: tile, product, reason."""
+    dropped = []
+    for path in composite_records or []:
+        with open(path) as f:
+            record = json.load(f)
+        dropped += [{"tile": record.get("tile"), **d} for d in record.get("dropped", [])]
+    return dropped
+
+
 def country_stac_item(country: str, name: str, products: dict[str, str], table: ClassTable, item_path, *,
                       quicklook_png=None, period: dict | None = None,
                       extra_properties: dict | None = None, source_items: list[dict] | None = None) -> dict:

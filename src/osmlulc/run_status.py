@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import re
@@ -101,7 +102,8 @@ def run_status(tiles: dict[str, list[str]], failures: list[dict],
                 rows.append({"country": country, "tile": tile, "status": failed[0].get("status", "failed"),
                              "rule": failed[0]["rule"], "message": failed[0]["message"]})
             elif record is not None:
-                rows.append({"country": country, "tile": tile, "status": "ok", "rule": "", "message": ""})
+                rows.append({"country": country, "tile": tile, "status": "ok", "rule": "", "message": "",
+                             **dropped_products_row(Path(results_dir) / country / "tiles" / tile)})
             else:
                 rows.append({"country": country, "tile": tile, "status": "not checked", "rule": "", "message": ""})
         for f in mine:
@@ -109,6 +111,21 @@ def run_status(tiles: dict[str, list[str]], failures: list[dict],
                 rows.append({"country": country, "tile": "-", "status": f.get("status", "failed"), "rule": f["rule"],
                              "message": f["message"]})
     return rows
+
+
+def dropped_products_row(tile_dir: str | os.PathLike) -> dict:
+    """rule and message of a good tile's run-status row if its composite left out unreadable products, else {}."""
+    path = Path(tile_dir) / "composite" / "products.json"
+    if not path.exists():
+        return {}
+    record = json.loads(path.read_text())
+    dropped = record.get("dropped", [])
+    if not dropped or not record.get("ok", True):
+        return {}
+    used = len(record.get("products", []))
+    listed = "; ".join(f"{Path(d['product']).name} ({d['reason']})" for d in dropped)
+    return {"rule": "composite", "message": f"{len(dropped)} of {used + len(dropped)} products dropped "
+                                           f"(cannot be read): {listed}"}
 
 
 def write_run_status(rows: list[dict], path: str | os.PathLike) -> None:
@@ -133,14 +150,17 @@ def run_status_rst(status_csvs: dict[str, str | os.PathLike]) -> str:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
         failed = [r for r in rows if r["status"] in ("failed", "killed", "missing")]
-        ok = sum(r["status"] == "ok" for r in rows)
+        ok = sum(r["status"] == "ok" and r["rule"] != "composite" for r in rows)
         lines.append(f"- **{name}**: {ok} tile(s) passed their input check, {len(failed)} failed"
                      f" (last run; details in {shown}).")
-        if failed:
+        composited = [r for r in rows if r["status"] == "ok" and r["rule"] == "composite"]
+        if failed or composited:
             lines.append("")   # a nested list follows its item after a blank line
         for r in failed:
             where = rst_text(r["tile"] or "country level")
             what = "failed, tile missing" if r["status"] == "missing" else rst_text(r["status"])
             lines.append(f"  - {where}: rule *{rst_text(r['rule'])}* {what}: {rst_text(r['message'])}")
+        for r in composited:   # composited without the products it could not read
+            lines.append(f"  - {rst_text(r['tile'])}: rule *composite*: {rst_text(r['message'])}")
         lines.append("")
     return "\n".join(lines)

@@ -102,6 +102,20 @@ class ProductMask:
     def __exit__(self, *exc):
         self._stack.close()
 
+    def onto(self, grid) -> None:
+        """Read the product on ``grid`` (an open raster: the tile's 10 m grid) instead of its own reference grid.
+
+        The reference band is read through a nearest-neighbour WarpedVRT (outside the product: its nodata,
+        so masked); the other bands follow it (:meth:`on_grid`). Nothing changes if it is on ``grid`` already.
+        """
+        ref = self.ref
+        if (ref.crs, ref.transform, ref.width, ref.height) == (grid.crs, grid.transform, grid.width, grid.height):
+            return
+        self.ref = self._stack.enter_context(WarpedVRT(
+            ref, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
+            resampling=Resampling.nearest, src_nodata=self.product.nodata, nodata=self.product.nodata))
+        self._on_grid = {(self.reference_band, 1): self.ref}
+
     @property
     def flag_reason(self) -> str:
         return {"SCL": "scl", "screen": "cloud_screen", "s2cloudless": "s2cloudless"}.get(self.method, "scl")
@@ -112,7 +126,8 @@ class ProductMask:
         if key not in self._on_grid:
             ref = self.ref
             src = self._stack.enter_context(open_image(self.product.band_file(band), self.product, band))
-            if src.crs != ref.crs:
+            # (a product put onto a tile grid of another CRS by onto() has all its bands warped)
+            if src.crs != ref.crs and not isinstance(ref, WarpedVRT):
                 raise InputError(f"band {band} of {self.product.path} is in {src.crs}, the reference band in {ref.crs}")
             transform = ref.transform * Affine.scale(factor)
             width, height = -(-ref.width // factor), -(-ref.height // factor)

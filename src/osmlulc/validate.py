@@ -93,6 +93,7 @@ class TileInputs:
     training: bool = False  # a training tile must hold labelled pixels
     grid: dict | None = None  # expected {"crs", "bounds"} of the tile, if known
     hints: dict = field(default_factory=dict)  # config keys to name in "what to do" (bands, tiles)
+    composite_record: str | None = None  # a composited tile's record (osmlulc.composite): ok false if no product read
 
 
 def _hint(inputs: TileInputs, key: str, default: str) -> str:
@@ -227,6 +228,16 @@ def _check_boundary(inputs: TileInputs, tile_crs, tile_bounds) -> None:
                          f"{_hint(inputs, 'tiles', 'the tile list')} or check the boundary file and its CRS")
 
 
+def _check_composite_record(inputs: TileInputs) -> None:
+    """A composite none of whose products could be read (all nodata, product.allow_missing_tiles): say why."""
+    if inputs.composite_record is None:
+        return
+    record = json.loads(Path(inputs.composite_record).read_text())
+    if not record.get("ok", True):
+        raise InputError(f"{record['message']}; fix or re-download the products (the tile is rebuilt once one "
+                         "can be read)")
+
+
 def check_tile_inputs(inputs: TileInputs, table: ClassTable, dst_path, *, min_valid_fraction: float = 0.0) -> dict:
     """Check every input of one tile; write a small JSON summary to ``dst_path`` only if all pass.
 
@@ -238,6 +249,7 @@ def check_tile_inputs(inputs: TileInputs, table: ClassTable, dst_path, *, min_va
     """
     if inputs.reference not in inputs.bands:
         raise ValueError(f"check_tile_inputs: the reference band {inputs.reference} is not among the bands")
+    _check_composite_record(inputs)
     summary = {"country": inputs.country, "tile": inputs.tile, "training": inputs.training}
     summary.update(_check_bands(inputs, min_valid_fraction))
     tile_crs, tile_bounds = summary["crs"], summary["bounds"]

@@ -16,6 +16,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         training=p.training,
         grid=p.grid,
         hints=p.hints,
+        composite_record=snakemake.input.get("composite_record"),
     )
     table = ClassTable.from_config(snakemake.config)
     # Not a param on purpose: a good tile's record is the same either way (switching it reruns nothing).

@@ -7,7 +7,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
     composite_products(
         w.tile,
         manifest=i.get("manifest"),
-        products=i.get("products", []),
+        products=p.products,
         offset=p.offset,
         http=http_settings(snakemake.config, w.country),
         stac_settings=stac_config(snakemake.config, w.country),
@@ -20,4 +20,8 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         method=p.method,
         memory_mb=p.memory_mb,
         mask_settings=p.settings,
+        record=o.record,
+        drop_unreadable=p.drop_unreadable,
+        # product.allow_missing_tiles: a tile of no readable product is all nodata, left out by its check
+        missing_grid=p.grid if snakemake.config["product"]["allow_missing_tiles"] else None,
     )

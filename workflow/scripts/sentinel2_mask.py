@@ -6,7 +6,7 @@ w, p = snakemake.wildcards, snakemake.params
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile) as log:
     screen = p.settings.get("l1c_cloud_screen")
     masked = write_valid_mask(
-        open_product(snakemake.input.product, w.tile, offset=p.offset),
+        open_product(p.product, w.tile, offset=p.offset),
         snakemake.output[0],
         reference_band=p.reference,
         reference_resolution=p.reference_resolution,

@@ -1,6 +1,6 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.report import country_stac_item, missing_tiles
+from osmlulc.report import country_stac_item, dropped_products, missing_tiles
 from osmlulc.stac import acquisitions
 
 i, p, w = snakemake.input, snakemake.params, snakemake.wildcards
@@ -19,6 +19,8 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country):
                           "osmlulc:mode": p.product["mode"],
                           # product.allow_missing_tiles: tiles left out (nodata in the products)
                           "osmlulc:missing_tiles": missing_tiles(i.get("tiles_passed")),
+                          # products left out of the composites (unreadable): tile, product, reason
+                          "osmlulc:dropped_products": dropped_products(list(i.composite_records)),
                           **({"osmlulc:composite_method": p.composite["method"]}
                              if "valid_observations" in i.keys() else {})},
         source_items=acquisitions(list(i.manifests)),
