@@ -216,7 +216,7 @@ def _check_config():
             except InputError as err:
                 raise ValueError(f"config: countries.{cc}: {err}") from None
         if country["source"] == "demo":
-            try:  # rule demo_data writes these paths: only under resources/demo/
+            try:  # the demo rule writes these paths, so only under resources/demo/
                 check_demo_outputs(cc, demo_output_paths(country, config["demo"]["tiles"], STACK_ORDER))
             except InputError as err:
                 raise ValueError(f"config: {err}") from None
