@@ -160,7 +160,7 @@ def _check_config():
     if "ensemble" in MODELS and sum(ENSEMBLE.values()) <= 0:
         raise ValueError("config: models.ensemble.members: the weights sum to 0; give a member a positive weight")
     water_index = config["models"]["ensemble"]["water"]["index"]
-    if water_index != "none" and water_index not in index_definitions:
+    if "ensemble" in MODELS and water_index != "none" and water_index not in index_definitions:
         raise ValueError(f"config: models.ensemble.water.index {water_index} is not defined in bands.indices")
     for model in ("resnet", *SKLEARN_KINDS):
         for name in config["models"][model]["indices"]:

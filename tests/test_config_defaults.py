@@ -28,8 +28,11 @@ def test_defaults_are_filled_in_nested_objects():
     config = demo_config()
     for key in ("osm_classes", "gdal_cache_mb", "sentinel2", "composite", "checks"):
         config.pop(key, None)
-    for key in ("chip_px", "method", "validation_buffer_px"):
+    for key in ("chip_px", "method", "validation_buffer_px", "min_valid_share"):
         config["samples"].pop(key, None)
+    for key in ("choose_weights", "water"):
+        config["models"]["ensemble"].pop(key, None)
+    config["prediction"].pop("gaps", None)
     for key in ("architecture", "indices"):
         config["models"]["resnet"].pop(key, None)
     config["models"]["svm"].pop("indices", None)
@@ -52,7 +55,7 @@ def test_defaults_are_filled_in_nested_objects():
     assert config["sentinel2"]["s2cloudless"] == {"threshold": 0.4, "average_over": 4, "dilation_size": 2,
                                                   "resolution": 60}
     assert "l1c_cloud_screen" not in config["sentinel2"]  # optional: off unless given
-    assert config["composite"] == {"method": "median", "memory_mb": 1000}
+    assert config["composite"] == {"method": "median", "memory_mb": 1000, "drop_unreadable_products": True}
     assert config["checks"]["min_valid_fraction"] == 0.0
     assert config["samples"]["chip_px"] == 1
     assert config["samples"]["method"] == "pixel"
@@ -61,6 +64,12 @@ def test_defaults_are_filled_in_nested_objects():
     assert config["models"]["resnet"]["indices"] == [] and config["models"]["svm"]["indices"] == []
     assert config["bands"]["indices"] == {}
     assert config["prediction"]["rotations"] == 1
+    assert config["prediction"]["gaps"] == {"fill": True, "valid_windows": True}
+    assert config["samples"]["min_valid_share"] == 1.0
+    assert config["models"]["ensemble"]["choose_weights"] == []
+    assert config["models"]["ensemble"]["water"] == {"index": "ndwi", "recall_margin": 0.01,
+                                                     "thresholds": [0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005,
+                                                                    0.002]}
     assert config["segmentation"]["colour_space"] == "lab"
     assert config["product"]["allow_missing_tiles"] is False
     assert config["demo"]["dates"] == 0
