@@ -21,7 +21,8 @@ the cached west rasters) it
 4. scores every variant on ``test_masks[k]`` & valid stack: pooled confusion (OA, macro recall, water
    recall, false water) and per-fold OA.
 
-The DW model is extracted from a git clone of its repository (``DYNAMIC_WORLD_REPO``) into ``benchmarks/.accuracy/dynamic_world_model/`` and
+The DW model is extracted from a git clone of its repository (``DYNAMIC_WORLD_REPO``) into
+``benchmarks/.accuracy/dynamic_world_model/`` and
 the outputs go to ``benchmarks/.accuracy/dynamic_world/`` (both gitignored).  Not run by CI.
 """
 
