@@ -607,6 +607,19 @@ def window_features(stack: np.ndarray) -> np.ndarray:
     return np.concatenate(feats, axis=-1)
 
 
+def draw_pixels_per_class(train_label: np.ndarray, valid: np.ndarray, per_class: int,
+                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of at most ``per_class`` random valid pixels of each class of a training label raster
+    (classes in code order; the draws in that order, so a seeded ``rng`` gives the same pixels)."""
+    rows, cols = [], []
+    for code in np.unique(train_label[train_label > 0]):
+        r, c = np.nonzero((train_label == code) & valid)
+        pick = rng.choice(len(r), size=min(per_class, len(r)), replace=False)
+        rows.append(r[pick])
+        cols.append(c[pick])
+    return np.concatenate(rows), np.concatenate(cols)
+
+
 def run_gradient_boosting(work: Path, config: dict, table, paths: dict, per_class: int = 3000) -> dict:
     import rasterio
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -624,13 +637,7 @@ def run_gradient_boosting(work: Path, config: dict, table, paths: dict, per_clas
     with rasterio.open(paths["label"]) as ref:
         profile = dict(ref.profile, count=len(table), nodata=None)
     for k in range(N_FOLDS):
-        rows, cols = [], []
-        for code in np.unique(train_labels[k][train_labels[k] > 0]):
-            r, c = np.nonzero((train_labels[k] == code) & valid)
-            pick = rng.choice(len(r), size=min(per_class, len(r)), replace=False)
-            rows.append(r[pick])
-            cols.append(c[pick])
-        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        rows, cols = draw_pixels_per_class(train_labels[k], valid, per_class, rng)
         gb = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, class_weight="balanced",
                                             random_state=config["models"]["seed"])
         gb.fit(feats[rows, cols], train_labels[k][rows, cols])

@@ -257,13 +257,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     for k in range(ba.N_FOLDS):
         t0 = time.perf_counter()
-        rows, cols = [], []
-        for code in np.unique(train_labels[k][train_labels[k] > 0]):
-            r, c = np.nonzero((train_labels[k] == code) & valid)
-            pick = rng.choice(len(r), size=min(PER_CLASS, len(r)), replace=False)
-            rows.append(r[pick])
-            cols.append(c[pick])
-        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        rows, cols = ba.draw_pixels_per_class(train_labels[k], valid, PER_CLASS, rng)
         y = train_labels[k][rows, cols]
         test = test_masks[k] & valid
         probs = {name: fit_predict(f, rows, cols, y, test, table) for name, f in variants.items()}
