@@ -25,6 +25,7 @@ from osmlulc.resnet import sample_patch_size
 from osmlulc.sklearn_models import SKLEARN_KINDS, pixel_model_patch_size
 from osmlulc.footprints import own_footprints, tile_footprints_3035
 from osmlulc.composite import product_input_files, resolve_products
+from osmlulc.coverage import coverage_rst
 from osmlulc.run_status import failures_in_logs, run_status, run_status_rst, write_run_status
 from osmlulc.validate import check_record, config_error_line
 
@@ -435,13 +436,16 @@ def tile_grid(country):
 _OWN_FOOTPRINTS = {}
 
 
-def own_footprint_wkt(wildcards):
-    """The part of the tile that is its own (overlaps with neighbours split at the midline), EPSG:3035 WKT."""
-    country = wildcards.country
+def own_footprints_wkt(country):
+    """Tile -> the part of the tile that is its own (overlaps with neighbours split at the midline), EPSG:3035 WKT."""
     if country not in _OWN_FOOTPRINTS:
         grid = {t: g for t, g in tile_grid(country).items() if t in tiles_of(country)}
         _OWN_FOOTPRINTS[country] = {t: p.wkt for t, p in own_footprints(tile_footprints_3035(grid)).items()}
-    return _OWN_FOOTPRINTS[country][wildcards.tile]
+    return _OWN_FOOTPRINTS[country]
+
+
+def own_footprint_wkt(wildcards):
+    return own_footprints_wkt(wildcards.country)[wildcards.tile]
 
 
 # product.allow_missing_tiles: the country products are built from the tiles whose inputs passed their
@@ -719,6 +723,9 @@ def report_description():
     """
     page = Path(".snakemake/osmlulc/workflow.rst")
     status = run_status_rst({cc: run_status_path(cc) for cc in config["run_countries"]})
+    # the share of each country the products classify, fill from labels or leave nodata, and why
+    coverage = {cc: output_file(rules.product_coverage.output[0], country=cc) for cc in config["run_countries"]}
+    status = f"{coverage_rst(coverage)}\n{status}"
     text = (REPORT_DIR / "workflow.rst").read_text()
     # raw: a message from a log must not be read as a Jinja template.
     with atomic_output(page) as tmp:
@@ -756,6 +763,7 @@ def report_targets(country):
         output_file(rules.confusion_plot.output[0], country=country, assessment="validation"),
         output_file(rules.run_config.output[0], country=country),
         output_file(rules.stac_item.output[0], country=country),
+        output_file(rules.product_coverage.output[0], country=country),
     ]
     if has_reference(country):
         targets.append(output_file(rules.confusion_plot.output[0], country=country, assessment="reference"))

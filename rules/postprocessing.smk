@@ -71,13 +71,19 @@ rule clip_boundary:
 
 rule label_transfer:
     input:
+        unpack(get_missing_tiles_record),
         labels=get_label_raster,
         grid=rules.clip_boundary.output[0],
+        boundary=get_boundary,
     output:
         product_path("label"),
     params:
         coding=label_coding,
-        version=code_version("transfer_labels"),
+        # product.fill_gaps_with_labels: labels also where the classification has a gap (inside the
+        # boundary, outside missing tiles), so product_merge can fill it
+        fill_gaps=PRODUCT["fill_gaps_with_labels"],
+        footprints=lambda w: own_footprints_wkt(w.country),
+        version=code_version("transfer_country_labels"),
         classes=CLASS_TABLE,
     log:
         logs("label_transfer/{country}"),
@@ -88,7 +94,7 @@ rule label_transfer:
     conda:
         RASTER_ENV
     script:
-        "../workflow/scripts/transfer_labels.py"
+        "../workflow/scripts/transfer_country_labels.py"
 
 
 rule product_merge:
@@ -98,6 +104,7 @@ rule product_merge:
     output:
         product_path("product"),
     params:
+        fill_gaps=PRODUCT["fill_gaps_with_labels"],
         version=code_version("product_merge"),
         classes=CLASS_TABLE,
     log:

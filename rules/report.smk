@@ -128,6 +128,35 @@ rule observations_histogram:
         "../workflow/scripts/observations_histogram.py"
 
 
+rule product_coverage:
+    input:
+        unpack(get_missing_tiles_record),
+        classified=rules.clip_boundary.output[0],
+        product=rules.product_merge.output[0],
+        boundary=get_boundary,
+    output:
+        report(
+            report_path("product_coverage.csv"),
+            caption="../report/product_coverage.rst",
+            category="Products",
+            labels={"country": "{country}", "table": "coverage: classified, filled from labels, nodata and why"},
+        ),
+    params:
+        footprints=lambda w: own_footprints_wkt(w.country),
+        pixel_area_m2=PRODUCT["resolution"] ** 2,
+        version=code_version("product_coverage"),
+    log:
+        logs("product_coverage/{country}"),
+    benchmark:
+        benchmarks("product_coverage/{country}")
+    resources:
+        mem_mb=scaled_mem_mb(1000),
+    conda:
+        RASTER_ENV
+    script:
+        "../workflow/scripts/product_coverage.py"
+
+
 rule stac_item:
     input:
         unpack(get_missing_tiles_record),

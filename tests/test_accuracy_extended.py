@@ -248,8 +248,8 @@ def test_continuous_layer_through_clip_and_merge(tmp_path):
         dst.update_tags(1, UNITS="percent")
     with rasterio.open(path) as src:
         left, bottom, right, top = src.bounds
-    from osmlulc.footprints import _reproject_geometry
-    half = _reproject_geometry(box(left, bottom, (left + right) / 2, top), "EPSG:32632", "EPSG:3035")
+    from osmlulc.footprints import reproject_geometry
+    half = reproject_geometry(box(left, bottom, (left + right) / 2, top), "EPSG:32632", "EPSG:3035")
     clip_to_footprint(path, half, tmp_path / "clip.tif", None)
     merge_tiles([str(tmp_path / "clip.tif")], tmp_path / "mosaic.tif", None)
     for name in ("clip.tif", "mosaic.tif"):

@@ -51,7 +51,7 @@ def _transformer(src_crs: str, dst_crs: str) -> pyproj.Transformer | None:
     return pyproj.Transformer.from_crs(src_crs, dst_crs, always_xy=True)
 
 
-def _reproject_geometry(geometry, src_crs, dst_crs):
+def reproject_geometry(geometry, src_crs, dst_crs):
     """Reproject a shapely geometry, densifying it first so curved images of straight edges are followed."""
     transformer = _transformer(str(src_crs), str(dst_crs))
     if transformer is None:
@@ -79,7 +79,7 @@ def tile_footprints_3035(tile_grid: dict[str, dict]) -> dict[str, Polygon]:
         left, bottom, right, top = (float(v) for v in grid["bounds"])
         if not (right > left and top > bottom):
             raise InputError(f"tile {tile}: bounds {grid['bounds']} are not [left, bottom, right, top]")
-        footprints[tile] = _reproject_geometry(box(left, bottom, right, top), grid["crs"], FOOTPRINT_CRS)
+        footprints[tile] = reproject_geometry(box(left, bottom, right, top), grid["crs"], FOOTPRINT_CRS)
     return footprints
 
 
@@ -135,7 +135,7 @@ def own_footprints(footprints: dict[str, Polygon]) -> dict[str, Polygon]:
     return own
 
 
-def _outside_mask(geometry, transform: Affine, shape_: tuple[int, int]) -> np.ndarray:
+def outside_mask(geometry, transform: Affine, shape_: tuple[int, int]) -> np.ndarray:
     """Boolean mask, True where a pixel centre lies outside ``geometry`` (a prepared shapely geometry).
 
     Windows fully inside or outside are answered without rasterizing; otherwise only the part
@@ -187,14 +187,14 @@ def clip_to_footprint(src_path, footprint_3035: Polygon, dst_path, table: ClassT
     """
     with open_raster(src_path, "classified tile") as src:
         require_crs(src, src_path, "classified tile")
-        footprint = _reproject_geometry(footprint_3035, FOOTPRINT_CRS, src.crs)
+        footprint = reproject_geometry(footprint_3035, FOOTPRINT_CRS, src.crs)
         shapely.prepare(footprint)
         profile = class_profile(src.crs, src.transform, src.width, src.height, table)
         with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             describe_class_raster(dst, table, src)
             for window in block_windows(src.width, src.height, block_size):
                 data = src.read(1, window=window)
-                outside = _outside_mask(footprint, src.window_transform(window), data.shape)
+                outside = outside_mask(footprint, src.window_transform(window), data.shape)
                 data[outside] = class_nodata(table)
                 dst.write(data, 1, window=window)
 
@@ -224,5 +224,5 @@ def clip_to_boundary(src_path, boundary_path, dst_path, table: ClassTable | None
                 src_window = Window(window.col_off + crop.col_off, window.row_off + crop.row_off,
                                     window.width, window.height)
                 data = src.read(1, window=src_window)
-                data[_outside_mask(boundary, dst.window_transform(window), data.shape)] = class_nodata(table)
+                data[outside_mask(boundary, dst.window_transform(window), data.shape)] = class_nodata(table)
                 dst.write(data, 1, window=window)

@@ -29,6 +29,7 @@ from rasterio.transform import array_bounds
 from rasterio.vrt import WarpedVRT
 
 from osmlulc.classes import ClassTable
+from osmlulc.footprints import outside_mask
 from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, class_profile, open_raster,
                         raster_profile, require_crs, write_class_colormap)
 from osmlulc.osm import LANDUSE_LAYER
@@ -95,9 +96,10 @@ def burn_order(priority: np.ndarray, area: np.ndarray, fid: np.ndarray) -> np.nd
     return np.lexsort((-fid, -area, priority))
 
 
-def rasterize_landuse(landuse_path, grid_path, dst_path, table: ClassTable, *,
+def rasterize_landuse(landuse_path, grid_path, dst_path, table: ClassTable, *, area=None,
                       block_size: int = BLOCK_SIZE * 2) -> None:
-    """Burn the extracted OSM areas onto the grid of ``grid_path``, window by window (module docstring)."""
+    """Burn the extracted OSM areas onto the grid of ``grid_path``, window by window (module docstring).
+    ``area``: see :func:`labelled_area`."""
     try:
         info = pyogrio.read_info(landuse_path, layer=LANDUSE_LAYER)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as err:
@@ -118,7 +120,7 @@ def rasterize_landuse(landuse_path, grid_path, dst_path, table: ClassTable, *,
             write_class_colormap(dst, table)
             for window in block_windows(grid.width, grid.height, block_size):
                 shape_ = (window.height, window.width)
-                valid = grid.read_masks(1, window=window) > 0
+                valid = labelled_area(grid, window, area)
                 labels = np.full(shape_, table.nodata, dtype=np.uint8)
                 transform = grid.window_transform(window)
                 bounds = array_bounds(window.height, window.width, transform)
@@ -140,7 +142,17 @@ def rasterize_landuse(landuse_path, grid_path, dst_path, table: ClassTable, *,
 
 
 
-def labels_onto_grid(source, grid_path, dst_path, table: ClassTable, *, coding: str,
+def labelled_area(grid, window, area=None) -> np.ndarray:
+    """Where a label raster on ``grid`` has labels, in ``window``: where the grid has data (``area`` None),
+    or inside ``area`` (a prepared shapely geometry in the grid's CRS), whatever the grid holds there.
+    The country product passes the area it covers, so labels also exist in its gaps
+    (``product.fill_gaps_with_labels``, :func:`osmlulc.coverage.product_area`)."""
+    if area is None:
+        return grid.read_masks(1, window=window) > 0
+    return ~outside_mask(area, grid.window_transform(window), (window.height, window.width))
+
+
+def labels_onto_grid(source, grid_path, dst_path, table: ClassTable, *, coding: str, area=None,
                      block_size: int = BLOCK_SIZE * 2) -> None:
     """The label raster on a grid, from whichever label source the country has.
 
@@ -148,18 +160,18 @@ def labels_onto_grid(source, grid_path, dst_path, table: ClassTable, *, coding: 
     ``"corine"``: a prepared label raster (:func:`transfer_labels`).
     """
     if coding == "osm":
-        rasterize_landuse(source, grid_path, dst_path, table, block_size=block_size)
+        rasterize_landuse(source, grid_path, dst_path, table, area=area, block_size=block_size)
     else:
-        transfer_labels(source, grid_path, dst_path, table, coding=coding, block_size=block_size)
+        transfer_labels(source, grid_path, dst_path, table, coding=coding, area=area, block_size=block_size)
 
 
-def transfer_labels(label_path, grid_path, dst_path, table: ClassTable, *, coding: str = "classes",
+def transfer_labels(label_path, grid_path, dst_path, table: ClassTable, *, coding: str = "classes", area=None,
                     block_size: int = BLOCK_SIZE * 2) -> None:
     """Put a label raster (any CRS) onto the grid of ``grid_path`` (nearest neighbour), as class codes.
 
     ``coding="classes"``: the label values are class codes (other values become nodata);
     ``coding="corine"``: they are CORINE level-3 codes, remapped with ``table.corine_lookup()``.
-    Pixels where the grid raster's first band is nodata become nodata.
+    Pixels where the grid raster's first band is nodata become nodata (``area``: see :func:`labelled_area`).
     """
     lut = label_lookup(table, coding)
     with open_raster(label_path, "label raster") as label, open_raster(grid_path, "grid raster") as grid:
@@ -177,5 +189,5 @@ def transfer_labels(label_path, grid_path, dst_path, table: ClassTable, *, codin
             write_class_colormap(dst, table)
             for window in block_windows(grid.width, grid.height, block_size):
                 codes = _apply_lut(vrt.read(1, window=window), lut, table.nodata)
-                codes[grid.read_masks(1, window=window) == 0] = table.nodata
+                codes[~labelled_area(grid, window, area)] = table.nodata
                 dst.write(codes, 1, window=window)

@@ -98,12 +98,13 @@ def merge_tiles(src_paths: list[str], dst_path, table: ClassTable | None, *, crs
 
 
 
-def merge_product(classified_path, label_path, dst_path, table: ClassTable, *,
+def merge_product(classified_path, label_path, dst_path, table: ClassTable, *, fill_gaps: bool = False,
                   block_size: int = BLOCK_SIZE * 2) -> None:
     """The OSMLULC product: the OSM label where there is one, the classification elsewhere.
 
-    Both rasters must be on the same grid (see :func:`transfer_labels`); the product is
-    nodata wherever the classification is nodata.
+    Both rasters must be on the same grid (see :func:`transfer_labels`).  The product is nodata wherever
+    the classification is nodata, unless ``fill_gaps``: then a label fills it (``product.fill_gaps_with_labels``;
+    the label raster holds labels only where the product may have them, :func:`osmlulc.coverage.product_area`).
     """
     valid_code = table.index_of_code() >= 0
     with open_raster(classified_path, "classification") as cls, open_raster(label_path, "label raster") as label:
@@ -116,8 +117,10 @@ def merge_product(classified_path, label_path, dst_path, table: ClassTable, *,
             for window in block_windows(cls.width, cls.height, block_size):
                 classified = cls.read(1, window=window)
                 labels = label.read(1, window=window)
-                product = np.where(valid_code[labels], labels, classified).astype(np.uint8)
-                product[classified == table.nodata] = table.nodata
+                labelled = valid_code[labels]
+                product = np.where(labelled, labels, classified).astype(np.uint8)
+                gap = classified == table.nodata
+                product[gap & ~labelled if fill_gaps else gap] = table.nodata
                 dst.write(product, 1, window=window)
 
 

@@ -340,15 +340,6 @@ def write_stac_item(item: dict, path) -> None:
         Path(tmp).write_text(json.dumps(item, indent=2) + "\n")
 
 
-def missing_tiles(tiles_passed_json=None) -> list[str]:
-    """Tiles left out of the country products (``product.allow_missing_tiles``), from the record written by
-    :func:`osmlulc.validate.tiles_passed`; none without one."""
-    if tiles_passed_json is None:
-        return []
-    with open(tiles_passed_json) as f:
-        return sorted(json.load(f)["missing"])
-
-
 def dropped_products(composite_records) -> list[dict]:
     """Products left out of the tiles' composites because they could not be read: tile, product, reason."""
     dropped = []

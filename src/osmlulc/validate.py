@@ -290,6 +290,15 @@ def check_record(path: str | os.PathLike) -> dict:
     return record
 
 
+def missing_tiles(tiles_passed_json=None) -> list[str]:
+    """Tiles left out of the country products (``product.allow_missing_tiles``), from the record written by
+    :func:`tiles_passed`; none without one."""
+    if tiles_passed_json is None:
+        return []
+    with open(tiles_passed_json) as f:
+        return sorted(json.load(f)["missing"])
+
+
 def tiles_passed(records: dict[str, str | os.PathLike], dst_path) -> list[str]:
     """Write (JSON) and return the tiles, in the given order, whose check record (tile -> path) is ok."""
     passed = [tile for tile, path in records.items() if check_record(path)["ok"]]

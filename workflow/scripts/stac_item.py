@@ -1,6 +1,7 @@
 from osmlulc.classes import ClassTable
 from osmlulc.logs import run_logged
-from osmlulc.report import country_stac_item, dropped_products, missing_tiles
+from osmlulc.report import country_stac_item, dropped_products
+from osmlulc.validate import missing_tiles
 from osmlulc.stac import acquisitions
 
 i, p, w = snakemake.input, snakemake.params, snakemake.wildcards
