@@ -289,8 +289,9 @@ def logs(name):
 
 
 def benchmarks(name):
-    """A job's benchmark: benchmarks/<rule>/<wildcards>.tsv."""
-    return f"benchmarks/{name}.tsv"
+    """A job's benchmark: logs/benchmarks/<rule>/<wildcards>.tsv (run output, beside the logs; benchmarks/ is
+    the source folder of the benchmark scripts)."""
+    return f"logs/benchmarks/{name}.tsv"
 
 
 def output_file(pattern, **wildcards):

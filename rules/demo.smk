@@ -16,7 +16,7 @@ if DEMO_COUNTRIES:
         log:
             "logs/demo_data/demo_data.log",
         benchmark:
-            "benchmarks/demo_data/demo_data.tsv"
+            benchmarks("demo_data/demo_data")
         resources:
             mem_mb=scaled_mem_mb(3000),
         conda:
@@ -39,7 +39,7 @@ if DEMO_COUNTRIES:
         log:
             "logs/demo_dates/{country}_{tile}.log",
         benchmark:
-            "benchmarks/demo_dates/{country}_{tile}.tsv"
+            benchmarks("demo_dates/{country}_{tile}")
         resources:
             mem_mb=scaled_mem_mb(1500),
         conda:

@@ -68,7 +68,7 @@ def _bad_tile_pixels(workdir, mosaic) -> np.ndarray:
 def test_one_bad_tile_is_nodata_and_listed_and_its_fix_rebuilds_only_it(tmp_path):
     workdir = linked_workflow(tmp_path / "run", small_config=True)
     # One clear image per tile (demo.dates 0): the band file is then what check_inputs reads. A product of
-    # a composited tile that cannot be read stops the composite rule, before any check (see the README).
+    # a composited tile that cannot be read stops the composite rule, before any check (see docs/bad-inputs.md).
     (workdir / "missing.yaml").write_text("product:\n  allow_missing_tiles: true\ndemo:\n  dates: 0\n")
     # The demo's inputs, then one band of one tile replaced by what a failed download leaves.
     made = _snakemake(workdir, "resources/demo/XD/XD_boundary.geojson")

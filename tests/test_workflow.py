@@ -179,7 +179,7 @@ def test_every_rule_logged_and_benchmarked(run):
                  "predict_pixel", "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
                  "product_merge", "extract_land_use", "sieve_classified", "sieve_land_use", "accuracy"):
         assert any((run / "logs").glob(f"{rule}/*.log")), rule
-    assert any((run / "benchmarks").glob("predict_pixel/*.tsv"))
+    assert any((run / "logs" / "benchmarks").glob("predict_pixel/*.tsv"))
     # every job runs with GDAL's block cache bounded by the config (not 5 % of the machine's memory)
     for log in (run / "logs").glob("*/*.log"):
         first = log.read_text().splitlines()[0] if log.stat().st_size else ""
