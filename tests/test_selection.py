@@ -39,6 +39,25 @@ def test_member_weights_follow_the_validation_accuracy():
         {"a": 2, "b": 1}
 
 
+
+def test_balanced_criterion_weighs_a_rare_class_like_a_common_one():
+    # Class 1 is rare (one sample in ten, weight as its share). Member a finds the common class always and the
+    # rare one never; member b finds the rare one and misses one common sample.
+    targets = np.array([0] * 9 + [1])
+    right = np.eye(2)[targets]
+    a = np.tile([0.9, 0.1], (10, 1))
+    b = right.copy()
+    b[0] = [0.0, 1.0]
+    members = {"a": a, "b": b}
+    by_accuracy, rows = choose_member_weights(members, targets, np.ones(10), {"a": 0.9, "b": 0.1}, [0.2, 0.9])
+    # share 0.9 of a: argmax follows a (accuracy 0.9, macro recall 0.5); 0.2: follows b (0.9, 0.94)
+    assert [r["macro_recall"] for r in rows] == pytest.approx([(8 / 9 + 1) / 2, 0.5])
+    assert [r["accuracy"] for r in rows] == pytest.approx([0.9, 0.9])
+    assert by_accuracy["a"] == 0.9    # a tie on accuracy: the share nearest the default's
+    balanced, rows = choose_member_weights(members, targets, np.ones(10), {"a": 0.9, "b": 0.1}, [0.2, 0.9],
+                                           "balanced")
+    assert balanced["a"] == 0.2 and rows[0]["score"] > rows[1]["score"]
+
 def test_the_water_threshold_is_the_largest_that_reaches_the_index_recall():
     # 10 water samples: the model's argmax finds 7 (p 0.9, one of them with index < 0); the index finds 9;
     # the 3 the argmax misses have p(water) 0.3, 0.08, 0.01.  20 land samples, 4 with index > 0 and p(water) 0.02.

@@ -140,9 +140,21 @@ def test_confidence_layer_and_stac_item(run):
         assert conf.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and conf.overviews(1)
         assert conf.nodata == 0 and conf.tags(1)["UNITS"] == "percent"
         confidence, classes = conf.read(1), cls.read(1)
-    # Confidence (max probability of 12 classes, percent) exactly where the map has a class.
-    assert np.array_equal(confidence > 0, classes > 0)
-    assert confidence[classes > 0].min() >= 100 // 12 and confidence.max() <= 100
+    with rasterio.open(product(run, "classified_clipped")) as clp:
+        classified = clp.read(1)
+    # Confidence (max probability of 12 classes, percent) exactly where the model classified; the map
+    # also has a class where a pixel with no valid observation took its OSM label (confidence 0).
+    assert np.array_equal(confidence > 0, classified > 0)
+    assert confidence[classified > 0].min() >= 100 // 12 and confidence.max() <= 100
+    filled = (classes > 0) & (classified == 0)
+    assert ((classes > 0) | ~(classified > 0)).all()     # the sieve leaves no classified pixel nodata
+    coverage = pd.read_csv(run / "results" / COUNTRY / "report" / f"{COUNTRY}_product_coverage.csv",
+                           index_col="cause")
+    assert coverage["pixels"].sum() == classified.size
+    assert coverage.loc["classified", "pixels"] == (classified > 0).sum()
+    # the demo's cloudy dates leave pixels with no valid observation; the labels fill some of them
+    assert coverage.loc["filled from labels", "pixels"] == filled.sum() > 0
+    assert coverage.loc["no observation", "pixels"] > 0 and coverage.loc["missing tile", "pixels"] == 0
     item = json.loads((run / "results" / COUNTRY / f"{COUNTRY}_10m_3035_stac_item.json").read_text())
     assert set(item["assets"]) == {"classified", "lu12", "confidence", "valid_observations", "thumbnail"}
     for asset in item["assets"].values():

@@ -62,25 +62,44 @@ def weighted_accuracy(probabilities: np.ndarray, targets: np.ndarray, weights: n
     return float(np.sum(weights * (probabilities.argmax(axis=1) == targets)) / np.sum(weights))
 
 
+def macro_recall(probabilities: np.ndarray, targets: np.ndarray) -> float:
+    """The mean over the classes present of their recall (every class counts the same)."""
+    hit = probabilities.argmax(axis=1) == targets
+    return float(np.mean([hit[targets == c].mean() for c in np.unique(targets)]))
+
+
+#: What a candidate of ``models.ensemble.choose_weights`` is scored by on the validation samples:
+#: ``accuracy``: the prior-weighted accuracy (an estimate of the map's overall accuracy); ``balanced``:
+#: the mean of it and the macro recall, so a rare class the map loses counts as much as a common one.
+WEIGHT_CRITERIA = {
+    "accuracy": lambda p, targets, weights: weighted_accuracy(p, targets, weights),
+    "balanced": lambda p, targets, weights: (weighted_accuracy(p, targets, weights) + macro_recall(p, targets)) / 2,
+}
+
+
 def choose_member_weights(member_probabilities: dict, targets: np.ndarray, weights: np.ndarray, default: dict,
-                          first_shares) -> tuple[dict, list[dict]]:
-    """The ensemble weights with the best prior-weighted validation accuracy.
+                          first_shares, criterion: str = "accuracy") -> tuple[dict, list[dict]]:
+    """The ensemble weights with the best validation score (``criterion``: a key of :data:`WEIGHT_CRITERIA`).
 
     Two members: the first member's share is tried at each of ``first_shares`` (ties: the share nearest the
     default's); other member counts, or no shares: the ``default`` weights.  Returns the weights and a row per
-    candidate (share, accuracy)."""
+    candidate (share, accuracy, macro recall, score)."""
+    score = WEIGHT_CRITERIA[criterion]
     names = list(member_probabilities)
     total = float(sum(default[n] for n in names))
     default_share = default[names[0]] / total
+
+    def row(share, mixed):
+        return {"share": float(share), "accuracy": weighted_accuracy(mixed, targets, weights),
+                "macro_recall": macro_recall(mixed, targets), "score": score(mixed, targets, weights)}
+
     if len(names) != 2 or not first_shares:
         mixed = sum(member_probabilities[n] * (default[n] / total) for n in names)
-        return dict(default), [{"share": default_share, "accuracy": weighted_accuracy(mixed, targets, weights)}]
+        return dict(default), [row(default_share, mixed)]
     first, second = names
-    rows = []
-    for share in first_shares:
-        mixed = share * member_probabilities[first] + (1 - share) * member_probabilities[second]
-        rows.append({"share": float(share), "accuracy": weighted_accuracy(mixed, targets, weights)})
-    best = max(rows, key=lambda r: (round(r["accuracy"], 9), -abs(r["share"] - default_share)))
+    rows = [row(share, share * member_probabilities[first] + (1 - share) * member_probabilities[second])
+            for share in first_shares]
+    best = max(rows, key=lambda r: (round(r["score"], 9), -abs(r["share"] - default_share)))
     return {first: best["share"], second: 1 - best["share"]}, rows
 
 
@@ -113,11 +132,12 @@ def choose_ensemble(member_probabilities: dict, validation, table: ClassTable, s
                     index_definitions: dict) -> dict:
     """Member weights and water decision of the ensemble from its members' probabilities of the validation
     samples (``validation``: :class:`osmlulc.sample_data.Samples`).  ``settings``: ``models.ensemble``
-    (members, choose_weights, water {index, thresholds, recall_margin}).  Returns the ensemble's
+    (members, choose_weights, choose_weights_by, water {index, thresholds, recall_margin}).  Returns the ensemble's
     ``weights``, ``water`` (a :class:`WaterDecision` or None) and ``selection`` (the figures)."""
     weights = prior_weights(validation.targets, len(table), validation.candidates)
     chosen, weight_rows = choose_member_weights(member_probabilities, validation.targets, weights,
-                                                settings["members"], settings.get("choose_weights") or [])
+                                                settings["members"], settings.get("choose_weights") or [],
+                                                settings.get("choose_weights_by", "accuracy"))
     total = float(sum(chosen.values()))
     mixed = sum(member_probabilities[n] * (chosen[n] / total) for n in chosen)
     selection = {"samples": int(len(validation.targets)), "weights": weight_rows}
