@@ -19,7 +19,7 @@ from osmlulc.classifiers import load_classifier
 from osmlulc.resnet import (build_resnet, dense_patch_size, DIHEDRAL, dihedral, resnet_input_patch_size,
                             resnet_patch_size)
 from osmlulc.resnet_training import augment_batch, average_weights, best_epochs, train_resnet
-from osmlulc.sample_data import index_pairs_for, spectral_indices
+from osmlulc.indices import index_pairs_for, spectral_indices
 from osmlulc.sklearn_models import train_sklearn
 from osmlulc.predict import predict_patches, predict_window_probabilities
 from osmlulc.samples import draw_samples, spectral_outliers
