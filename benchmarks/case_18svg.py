@@ -12,7 +12,7 @@ single L1C product does: ``osmlulc.sentinel2.open_product`` / ``write_band``, th
 ``osmlulc.sentinel2_masks.write_valid_mask`` with ``config["sentinel2"]`` exactly as rule ``sentinel2_mask``
 calls it (s2cloudless for L1C), ``osmlulc.features.resample_to_grid`` for the 20 m bands, ``stack_bands`` with
 the mask in ``bands.stack_order``, ``ndwi``, an MNDWI raster (green vs SWIR1 B11, float32, nodata -9999 like the
-NDWI, through ``osmlulc.features.normalized_difference``) and the superpixels of ``osmlulc.segmentation.segment_tile``.
+NDWI, through ``osmlulc.indices.normalized_difference``) and the superpixels of ``osmlulc.segmentation.segment_tile``.
 
 Labels: OSM land polygons (osmdata.openstreetmap.de, derived from the OSM coastline) as shipped by the PyPI
 package ``roaring-landmask`` (``RoaringLandmask.new_with_provider(LandmaskProvider.Osm)``, not its default GSHHG

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from osmlulc.features import ndwi, normalized_difference, resample_to_grid, stack_bands
+from osmlulc.features import ndwi, resample_to_grid, stack_bands
+from osmlulc.indices import normalized_difference
 from osmlulc.io import InputError
 
 from conftest import write_raster

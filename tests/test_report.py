@@ -9,15 +9,21 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pystac
 import pytest
 import rasterio
 from matplotlib.image import imread
+from pystac.extensions.classification import ClassificationExtension
+from pystac.extensions.file import FileExtension
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import RasterExtension
 
 from osmlulc import report
 from osmlulc.assess import confusion_table
 from osmlulc.io import to_cog, write_class_colormap
 
 from conftest import ROOT, write_raster
+from stac_schemas import LocalSchemas
 
 
 def _class_raster(tmp_path, table, name="classes.tif"):
@@ -83,14 +89,18 @@ def test_stac_item_structure(tmp_path, table):
     report.quicklook(classified, png, title="q")
     item = report.country_stac_item("XD", "Demoland", {"classified": classified, "confidence": confidence,
                                                        "lu12": classified}, table, tmp_path / "item.json",
-                                    quicklook_png=png, period={"start": "2020-06-01", "end": "2020-08-31"})
+                                    quicklook_png=png, period={"start": "2020-06-01", "end": "2020-08-31"},
+                                    source_items=[{"id": "S2B_32UNU_20200603_0_L2A", "tile": "32UNU",
+                                                   "datetime": "2020-06-03T10:27:01Z",
+                                                   "href": "https://example.org/items/S2B_32UNU_20200603_0_L2A"}])
     assert json.loads((tmp_path / "item.json").read_text()) == item
-    assert item["type"] == "Feature" and item["stac_version"] == "1.0.0" and item["id"] == "osmlulc-XD-10m-3035"
+    assert item["type"] == "Feature" and item["stac_version"] == pystac.get_stac_version()
+    assert item["id"] == "osmlulc-XD-10m-3035"
     assert item["properties"]["datetime"] is None
     assert item["properties"]["start_datetime"] == "2020-06-01T00:00:00Z"
     assert item["properties"]["end_datetime"] == "2020-08-31T23:59:59Z"
     props = item["properties"]
-    assert props["proj:epsg"] == 3035 and props["proj:shape"] == [120, 200] and props["gsd"] == 10.0
+    assert props["proj:code"] == "EPSG:3035" and props["proj:shape"] == [120, 200] and props["gsd"] == 10.0
     assert props["proj:transform"] == [10.0, 0.0, 4300000.0, 0.0, -10.0, 2900000.0]
     # Geometry and bbox in WGS84 around the raster (EPSG:3035 origin 4321000, 3210000 lies at 10E, 52N).
     west, south, east, north = item["bbox"]
@@ -102,15 +112,48 @@ def test_stac_item_structure(tmp_path, table):
     assert assets["classified"]["file:checksum"] == report.file_checksum(classified)
     assert assets["classified"]["file:size"] == os.path.getsize(classified)
     classes = {c["value"]: c for c in assets["classified"]["classification:classes"]}
-    assert classes[12]["name"] == "water bodies" and classes[12]["color_hint"] == "00CCF2" and len(classes) == 12
+    assert classes[12] == {"value": 12, "name": "water_bodies", "title": "water bodies", "color_hint": "00CCF2"}
+    assert len(classes) == 12
     assert [c["value"] for c in assets["lu12"]["classification:classes"]] == [0, 1]
     assert assets["confidence"]["raster:bands"][0] == {"data_type": "uint8", "spatial_resolution": 10.0,
                                                        "nodata": 0, "unit": "percent"}
     assert assets["thumbnail"]["roles"] == ["thumbnail"] and assets["thumbnail"]["type"] == "image/png"
     assert all(url.startswith("https://stac-extensions.github.io/") for url in item["stac_extensions"])
-    pystac = pytest.importorskip("pystac")
-    parsed = pystac.Item.from_dict(item)
+
+    # Read back by pystac: the extensions' fields as pystac sees them.
+    parsed = pystac.Item.from_file(str(tmp_path / "item.json"))
     assert parsed.id == item["id"] and set(parsed.assets) == set(assets)
+    proj = ProjectionExtension.ext(parsed)
+    assert proj.epsg == 3035 and proj.shape == [120, 200] and parsed.common_metadata.gsd == 10.0
+    classified_asset = parsed.assets["classified"]
+    assert FileExtension.ext(classified_asset).checksum == report.file_checksum(classified)
+    assert RasterExtension.ext(parsed.assets["confidence"]).bands[0].unit == "percent"
+    water = {c.value: c for c in ClassificationExtension.ext(classified_asset).classes}[12]
+    assert water.title == "water bodies" and water.color_hint == "00CCF2"
+    assert props["osmlulc:acquisition_dates"] == ["2020-06-03"]
+    source = parsed.get_single_link("derived_from")
+    assert source.href == "https://example.org/items/S2B_32UNU_20200603_0_L2A"
+    assert source.title == "S2B_32UNU_20200603_0_L2A" and source.media_type == "application/geo+json"
+    # Full JSON-schema validation: core (pystac's own copy) and the four extensions (tests/data/stac_schemas).
+    validated = parsed.validate(validator=LocalSchemas())
+    assert len(validated) == 5, validated
+
+
+def test_stac_item_of_a_raster_without_epsg_code_and_no_period(tmp_path):
+    """A CRS without an EPSG code goes into proj:wkt2; without a period the item's datetime is the file's time."""
+    path = write_raster(tmp_path / "classified.tif", np.ones((20, 30), np.uint8),
+                        crs="+proj=laea +lat_0=52 +lon_0=10 +x_0=4321000 +y_0=3210000 +ellps=GRS80 +units=m",
+                        origin=(4300000.0, 2900000.0))
+    os.utime(path, (1600000000.5, 1600000000.5))
+    item = report.stac_item("XD", "Demoland", {"classified": dict(path=path, title="t", roles=["data"])},
+                            tmp_path / "item.json")
+    data = report.write_stac_item(item, tmp_path / "item.json")
+    assert data["properties"]["datetime"] == "2020-09-13T12:26:40Z"
+    assert "proj:wkt2" in data["properties"] and data["properties"].get("proj:code") is None
+    assert pystac.Item.from_file(str(tmp_path / "item.json")).validate(validator=LocalSchemas())
+    with pytest.raises(ValueError, match="GeoTIFF"):
+        report.stac_item("XD", "Demoland", {"q": dict(path=tmp_path / "item.json", title="t", roles=["x"])},
+                         tmp_path / "other.json")
 
 
 # --------------------------------------------------------------------------- the report of a real run

@@ -19,7 +19,7 @@ from osmlulc.classifiers import load_classifier
 from osmlulc.resnet import (build_resnet, dense_patch_size, DIHEDRAL, dihedral, resnet_input_patch_size,
                             resnet_patch_size)
 from osmlulc.resnet_training import augment_batch, average_weights, best_epochs, train_resnet
-from osmlulc.sample_data import index_pairs_for, spectral_indices
+from osmlulc.indices import index_pairs_for, spectral_indices
 from osmlulc.sklearn_models import train_sklearn
 from osmlulc.predict import predict_patches, predict_window_probabilities
 from osmlulc.samples import draw_samples, spectral_outliers
@@ -334,6 +334,17 @@ def _edge_padded_patches(image: np.ndarray, pixels, size: int) -> np.ndarray:
     return np.stack([padded[r:r + size, c:c + size] for r, c in pixels])
 
 
+def _dense_equals_patches(tmp_path, classifier, shape, pixels, *, seed):
+    """A random (rows, cols) stack: the classifier's dense probabilities at ``pixels`` equal its output on their
+    edge-padded patches.  Returns the stack's path, the patches and the dense probabilities."""
+    image = np.random.default_rng(seed).normal(1500, 500, (*shape, len(BANDS))).clip(1, 10000).astype(np.uint16)
+    stack = _raster(tmp_path / "stack.tif", np.moveaxis(image, -1, 0))
+    patches = _edge_padded_patches(image, pixels, classifier.patch_size)
+    dense = _dense_probabilities(stack, classifier)
+    np.testing.assert_allclose(dense[tuple(np.array(pixels).T)], predict_patches(classifier, patches), atol=1e-5)
+    return stack, patches, dense
+
+
 def test_dilated_resnet_with_indices_stays_exact_in_dense_inference(table, tmp_path):
     dilations = [1, 2]
     assert resnet_patch_size(2, 3, dilations) == 1 + 2 * (1 + 2 * 3) == 15
@@ -344,13 +355,8 @@ def test_dilated_resnet_with_indices_stays_exact_in_dense_inference(table, tmp_p
     model.save(tmp_path / "m.keras")
     classifier = load_classifier(tmp_path / "m.keras")
     assert classifier.patch_size == 15
-    rng = np.random.default_rng(0)
-    image = rng.normal(1500, 500, (40, 37, len(BANDS))).clip(1, 10000).astype(np.uint16)
-    stack = _raster(tmp_path / "stack.tif", np.moveaxis(image, -1, 0))
     pixels = [(0, 0), (5, 30), (20, 20), (39, 36), (17, 3)]
-    patches = _edge_padded_patches(image, pixels, 15)
-    dense = _dense_probabilities(stack, classifier)
-    np.testing.assert_allclose(dense[tuple(np.array(pixels).T)], predict_patches(classifier, patches), atol=1e-5)
+    stack, patches, dense = _dense_equals_patches(tmp_path, classifier, (40, 37), pixels, seed=0)
 
     # Test-time rotations: still exact, and not the same as without them (the model is not symmetric).
     for rotations in (4, 8):
@@ -375,13 +381,8 @@ def test_context_branch_widens_the_patch_and_stays_exact_in_dense_inference(tabl
     model.save(tmp_path / "m.keras")
     classifier = load_classifier(tmp_path / "m.keras", rotations=4)
     assert classifier.patch_size == 21
-    rng = np.random.default_rng(3)
-    image = rng.normal(1500, 500, (33, 30, len(BANDS))).clip(1, 10000).astype(np.uint16)
-    stack = _raster(tmp_path / "stack.tif", np.moveaxis(image, -1, 0))
     pixels = [(0, 0), (5, 29), (16, 15), (32, 29), (20, 2)]
-    patches = _edge_padded_patches(image, pixels, 21)
-    dense = _dense_probabilities(stack, classifier)
-    np.testing.assert_allclose(dense[tuple(np.array(pixels).T)], predict_patches(classifier, patches), atol=1e-5)
+    _, patches, _ = _dense_equals_patches(tmp_path, classifier, (33, 30), pixels, seed=3)
     # The context reaches beyond the convs' 7 px: changing only the patch's outer ring changes the output.
     ringed = patches.copy()
     ringed[:, :3] = 9000

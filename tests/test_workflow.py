@@ -8,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pystac
 import pytest
 import rasterio
+
+from stac_schemas import LocalSchemas
 
 pytestmark = pytest.mark.integration
 COUNTRY = "XD"
@@ -159,6 +162,9 @@ def test_confidence_layer_and_stac_item(run):
     assert set(item["assets"]) == {"classified", "lu12", "confidence", "valid_observations", "thumbnail"}
     for asset in item["assets"].values():
         assert (run / "results" / COUNTRY / asset["href"]).is_file()
+    # Read back by pystac and valid against the core and extension schemas (local copies: no network).
+    parsed = pystac.Item.from_file(str(run / "results" / COUNTRY / f"{COUNTRY}_10m_3035_stac_item.json"))
+    assert len(parsed.validate(validator=LocalSchemas())) == 5
 
 
 def test_demo_is_composited_and_has_a_valid_observations_layer(run):

@@ -19,6 +19,7 @@ from rasterio.vrt import WarpedVRT
 from sklearn.metrics import cohen_kappa_score, jaccard_score, precision_recall_fscore_support
 
 from osmlulc.classes import ClassTable
+from osmlulc.indices import normalized_difference
 from osmlulc.io import BLOCK_SIZE, InputError, block_windows, open_raster, same_grid
 
 #: Leading columns of :func:`metrics_table`, in order (the per-class F1 columns follow, then n_pixels).
@@ -294,8 +295,6 @@ def water_index_confusion(stack_path, ref_path, table: ClassTable, indices: dict
     Returns name -> 2 x 2 int64 [[not water -> not water, -> water], [water -> not water, -> water]]
     (rows reference, columns the rule).
     """
-    from osmlulc.features import normalized_difference
-
     index_of_code = table.index_of_code().astype(np.int64)
     water_code = table.water_code(water_code)
     result = {name: np.zeros((2, 2), dtype=np.int64) for name in indices}

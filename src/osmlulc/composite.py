@@ -60,8 +60,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from osmlulc.features import check_band
-from osmlulc.io import InputError, atomic_output, block_windows, raster_profile
+from osmlulc.io import InputError, atomic_output, block_windows, check_band, raster_profile
 from osmlulc.logs import progress
 from osmlulc.sentinel2 import Product, open_image, read_reflectance
 from osmlulc.sentinel2_masks import ProductMask

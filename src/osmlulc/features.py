@@ -11,28 +11,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
-from osmlulc.io import InputError, atomic_output, block_windows, open_raster, raster_profile, same_grid
-
-#: Relative tolerance when comparing a band's pixel size with the one the config expects.
-_RESOLUTION_TOLERANCE = 1e-6
-
-
-def check_band(src, path, *, expected_resolution: float, reference=None) -> None:
-    """Fail with one line if a band has no CRS, another CRS than the reference, or an unexpected pixel size."""
-    if src.crs is None:
-        raise InputError(f"band {path} has no CRS; Sentinel-2 bands must be in their UTM zone: "
-                         "use the original product's file")
-    if reference is not None and src.crs != reference.crs:
-        raise InputError(f"band {path} is in {src.crs}, but the tile's reference band is in {reference.crs}; "
-                         "use the file of this tile (all bands of a tile share its UTM zone)")
-    xres, yres = src.res
-    if not (np.isclose(xres, expected_resolution, rtol=_RESOLUTION_TOLERANCE)
-            and np.isclose(yres, expected_resolution, rtol=_RESOLUTION_TOLERANCE)):
-        raise InputError(f"band {path} has a {xres:g} x {yres:g} m pixel size; expected {expected_resolution:g} m "
-                         "(bands.resolution in the config); use the band's native-resolution file")
-    if src.count != 1:
-        raise InputError(f"band {path} has {src.count} bands; expected a single-band file: give one file per band")
-
+from osmlulc.indices import normalized_difference
+from osmlulc.io import InputError, atomic_output, block_windows, check_band, open_raster, raster_profile, same_grid
 
 def resample_to_grid(
     band_path: str | os.PathLike,
@@ -92,17 +72,6 @@ def stack_bands(band_paths: Sequence[str | os.PathLike], band_names: Sequence[st
                     invalid |= mask.read(1, window=window) == 0
                 block[:, invalid] = 0
                 dst.write(block, window=window)
-
-
-def normalized_difference(a: np.ndarray, b: np.ndarray, valid: np.ndarray, nodata: float) -> np.ndarray:
-    """(a - b) / (a + b) as float32, ``nodata`` where invalid or where a + b == 0."""
-    a = a.astype(np.float32)
-    b = b.astype(np.float32)
-    total = a + b
-    out = np.full(a.shape, nodata, dtype=np.float32)
-    ok = valid & (total != 0)
-    out[ok] = (a[ok] - b[ok]) / total[ok]
-    return out
 
 
 def ndwi(stack_path: str | os.PathLike, dst_path: str | os.PathLike, *, green_band: str, nir_band: str,

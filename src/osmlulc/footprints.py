@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
-import fiona
-import fiona.errors
-import fiona.transform
 import numpy as np
 import pyproj
 import rasterio
@@ -27,8 +23,9 @@ import shapely
 from affine import Affine
 from rasterio.transform import array_bounds
 from rasterio.windows import Window
-from shapely.geometry import Polygon, box, shape
+from shapely.geometry import Polygon, box
 
+from osmlulc.boundaries import read_boundary
 from osmlulc.classes import ClassTable
 from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, class_nodata, class_profile,
                         describe_class_raster, open_raster, require_crs)
@@ -151,31 +148,6 @@ def outside_mask(geometry, transform: Affine, shape_: tuple[int, int]) -> np.nda
     if part.is_empty:
         return np.ones(shape_, dtype=bool)
     return rasterio.features.geometry_mask([part], out_shape=shape_, transform=transform)
-
-
-def read_boundary(boundary_path: str | os.PathLike, dst_crs):
-    """The union of all (multi)polygons of a vector file, reprojected to ``dst_crs``."""
-    try:
-        with fiona.open(boundary_path) as layer:
-            if layer.crs is None or not layer.crs:
-                raise InputError(f"boundary {boundary_path} has no CRS; save it with one (e.g. EPSG:4326)")
-            geometries = []
-            for feature in layer:
-                if feature.geometry is None:
-                    continue
-                projected = fiona.transform.transform_geom(layer.crs, dst_crs.to_wkt(), feature.geometry)
-                geometries.append(shape(projected))
-    except (fiona.errors.FionaError, fiona.errors.DriverError, OSError) as err:
-        raise InputError(f"boundary {boundary_path} cannot be read as a vector file ({err})") from None
-    # Repair self-intersections etc. and keep only the areal parts.
-    polygons = [shapely.make_valid(g) for g in geometries if not g.is_empty]
-    polygonal = [p for g in polygons for p in shapely.get_parts(g) if p.geom_type in ("Polygon", "MultiPolygon")]
-    boundary = shapely.union_all(polygonal) if polygonal else Polygon()
-    if boundary.is_empty or boundary.area <= 0:
-        raise InputError(f"boundary {boundary_path} contains no polygon with an area; it must be the country outline")
-    shapely.prepare(boundary)
-    return boundary
-
 
 
 def clip_to_footprint(src_path, footprint_3035: Polygon, dst_path, table: ClassTable | None, *,

@@ -156,6 +156,27 @@ def require_crs(src, path, what: str) -> None:
         raise InputError(f"{what} {path} has no CRS")
 
 
+#: Relative tolerance when comparing a band's pixel size with the one the config expects.
+_RESOLUTION_TOLERANCE = 1e-6
+
+
+def check_band(src, path, *, expected_resolution: float, reference=None) -> None:
+    """Fail with one line if a band has no CRS, another CRS than the reference, or an unexpected pixel size."""
+    if src.crs is None:
+        raise InputError(f"band {path} has no CRS; Sentinel-2 bands must be in their UTM zone: "
+                         "use the original product's file")
+    if reference is not None and src.crs != reference.crs:
+        raise InputError(f"band {path} is in {src.crs}, but the tile's reference band is in {reference.crs}; "
+                         "use the file of this tile (all bands of a tile share its UTM zone)")
+    xres, yres = src.res
+    if not (np.isclose(xres, expected_resolution, rtol=_RESOLUTION_TOLERANCE)
+            and np.isclose(yres, expected_resolution, rtol=_RESOLUTION_TOLERANCE)):
+        raise InputError(f"band {path} has a {xres:g} x {yres:g} m pixel size; expected {expected_resolution:g} m "
+                         "(bands.resolution in the config); use the band's native-resolution file")
+    if src.count != 1:
+        raise InputError(f"band {path} has {src.count} bands; expected a single-band file: give one file per band")
+
+
 def open_raster(path: str | os.PathLike, what: str = "raster"):
     """Open a raster with a one-line error that names the file if it is missing or corrupt."""
     path = Path(path)

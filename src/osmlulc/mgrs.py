@@ -232,7 +232,7 @@ def _majority_band(zone: int, band: str, easting: float, northing: float) -> str
 
 def read_boundary_lonlat(path):
     """The union of the polygons of a vector file (any CRS), in lon/lat."""
-    from osmlulc.footprints import read_boundary  # the footprints module's reader: CRS check, repair, one geometry
+    from osmlulc.boundaries import read_boundary  # CRS check, repair, one geometry (fiona, imported when needed)
 
     return read_boundary(path, pyproj.CRS.from_epsg(4326))
 

@@ -28,7 +28,7 @@ from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, op
 from osmlulc.gaps import fill_gaps as fill_gap_pixels
 from osmlulc.gaps import valid_pixels
 from osmlulc.logs import progress
-from osmlulc.sample_data import spectral_indices
+from osmlulc.indices import spectral_indices
 from osmlulc.windows import core_slices, grown_window
 from osmlulc.classifiers import Classifier, load_classifier
 

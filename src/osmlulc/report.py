@@ -11,26 +11,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pystac
 import rasterio
 import rasterio.warp
 import yaml
+from pystac.extensions.classification import Classification, ClassificationExtension
+from pystac.extensions.file import FileExtension
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from rasterio.enums import Resampling
 
 from osmlulc.classes import ClassTable
 from osmlulc.io import InputError, atomic_output, open_raster
 
-#: STAC version and the extension schemas the items use.
-STAC_VERSION = "1.0.0"
-STAC_EXTENSIONS = {
-    "projection": "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
-    "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
-    "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-    "classification": "https://stac-extensions.github.io/classification/v1.1.0/schema.json",
-}
 #: Media type of a Cloud-Optimized GeoTIFF.
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 
@@ -241,103 +239,109 @@ def _footprint_wgs84(src, densify: int = 21) -> tuple[list[float], dict]:
     return [round(v, 7) for v in bbox], {"type": "Polygon", "coordinates": [ring]}
 
 
-def raster_asset(path, *, title: str, roles: list[str], href: str, classes: dict | None = None,
-                 unit: str | None = None) -> dict:
-    """A STAC asset of a GeoTIFF: media type, size, checksum, raster band and (optional) classification."""
+def _class_name(name: str) -> str:
+    """A machine-readable class ``name`` (classification extension v2: letters, digits, ``-``, ``_``)."""
+    return re.sub(r"[^0-9A-Za-z_-]+", "_", name).strip("_") or "class"
+
+
+def add_raster_asset(item: pystac.Item, key: str, path, *, href: str, title: str, roles: list[str],
+                     classes: dict | None = None, unit: str | None = None) -> pystac.Asset:
+    """Add a GeoTIFF to ``item`` as asset ``key``: media type, file size and checksum, its raster band and,
+    with ``classes`` (value -> (name, RGB colour)), the classification of its values."""
     with open_raster(path, "product") as src:
-        band = {"data_type": src.dtypes[0], "spatial_resolution": float(abs(src.res[0]))}
-        if src.nodata is not None:
-            band["nodata"] = float(src.nodata) if not float(src.nodata).is_integer() else int(src.nodata)
-        if unit:
-            band["unit"] = unit
+        nodata = src.nodata
+        if nodata is not None:
+            nodata = int(nodata) if float(nodata).is_integer() else float(nodata)
+        band = RasterBand.create(data_type=DataType(src.dtypes[0]), spatial_resolution=float(abs(src.res[0])),
+                                 nodata=nodata, unit=unit)
         layout = src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")
-    asset = {
-        "href": href,
-        "type": COG_MEDIA_TYPE if layout == "COG" else "image/tiff; application=geotiff",
-        "title": title,
-        "roles": roles,
-        "file:size": os.path.getsize(path),
-        "file:checksum": file_checksum(path),
-        "raster:bands": [band],
-    }
+    media_type = COG_MEDIA_TYPE if layout == "COG" else "image/tiff; application=geotiff"
+    asset = add_file_asset(item, key, path, href=href, title=title, roles=roles, type=media_type)
+    RasterExtension.ext(asset, add_if_missing=True).bands = [band]
     if classes is not None:
-        asset["classification:classes"] = [
-            {"value": int(value), "name": name, "color_hint": "".join(f"{c:02X}" for c in colour)}
-            for value, (name, colour) in sorted(classes.items())
-        ]
+        ClassificationExtension.ext(asset, add_if_missing=True).classes = [
+            Classification.create(value=int(value), name=_class_name(name), title=name,
+                                  color_hint="".join(f"{c:02X}" for c in colour))
+            for value, (name, colour) in sorted(classes.items())]
+    return asset
+
+
+def add_file_asset(item: pystac.Item, key: str, path, *, href: str, title: str, roles: list[str],
+                   type: str | None = None) -> pystac.Asset:
+    """Add a file to ``item`` as asset ``key``, with its size and checksum (file extension)."""
+    asset = pystac.Asset(href, title=title, roles=roles, media_type=type)
+    item.add_asset(key, asset)
+    FileExtension.ext(asset, add_if_missing=True).apply(size=os.path.getsize(path), checksum=file_checksum(path))
     return asset
 
 
 def stac_item(country: str, name: str, assets: dict[str, dict], item_path, *, start: str | None = None,
-              end: str | None = None, extra_properties: dict | None = None) -> dict:
-    """A STAC 1.0 item for a country's products.
+              end: str | None = None, extra_properties: dict | None = None) -> pystac.Item:
+    """A STAC item (:class:`pystac.Item`, with the projection, raster, classification and file extensions)
+    for a country's products.
 
-    ``assets`` maps an asset key to keyword arguments of :func:`raster_asset` (with ``path``)
-    or, for other files, to ``{"path", "title", "roles", "type"}``.  Hrefs are relative to
-    ``item_path``'s folder.  The first GeoTIFF asset gives the geometry, bbox and the
+    ``assets`` maps an asset key to keyword arguments of :func:`add_raster_asset` (with ``path``)
+    or, for other files, of :func:`add_file_asset` (``path``, ``title``, ``roles``, ``type``).
+    Hrefs are relative to ``item_path``'s folder.  The first GeoTIFF asset gives the geometry, bbox and the
     projection fields.  The item's time is the ``start`` / ``end`` period (ISO dates) of the
     imagery; without it, ``datetime`` is the first asset's modification time.
     """
     folder = Path(item_path).resolve().parent
-    built = {}
-    grid = None
-    for key, spec in assets.items():
-        spec = dict(spec)
-        path = spec.pop("path")
-        href = os.path.relpath(Path(path).resolve(), folder)
-        if str(path).endswith((".tif", ".tiff")):
-            built[key] = raster_asset(path, href=href, **spec)
-            if grid is None:
-                grid = path
-        else:
-            built[key] = {"href": href, "file:size": os.path.getsize(path), "file:checksum": file_checksum(path),
-                          **spec}
+    grid = next((spec["path"] for spec in assets.values() if str(spec["path"]).endswith((".tif", ".tiff"))), None)
     if grid is None:
         raise ValueError("stac_item: at least one GeoTIFF asset is needed")
     with open_raster(grid, "product") as src:
         bbox, geometry = _footprint_wgs84(src)
         epsg = src.crs.to_epsg()
-        properties = {
-            "title": f"{name} ({country}): land use / land cover and surface water, 10 m",
-            "proj:epsg": epsg,
-            "proj:shape": [src.height, src.width],
-            "proj:transform": [float(v) for v in list(src.transform)[:6]],
-            "proj:bbox": [float(v) for v in src.bounds],
-            "gsd": float(abs(src.res[0])),
-        }
+        projection = dict(shape=[src.height, src.width], transform=[float(v) for v in list(src.transform)[:6]],
+                          bbox=[float(v) for v in src.bounds])
         if epsg is None:
-            properties["proj:wkt2"] = src.crs.to_wkt()
+            projection["wkt2"] = src.crs.to_wkt()
+        else:
+            projection["epsg"] = epsg
+        gsd = float(abs(src.res[0]))
     if start and end:
-        properties.update(datetime=None, start_datetime=_iso(start), end_datetime=_iso(end, end_of_day=True))
+        times = dict(datetime=None, start_datetime=_utc(start), end_datetime=_utc(end, end_of_day=True))
     else:
-        mtime = pd.Timestamp(os.path.getmtime(grid), unit="s", tz="UTC")
-        properties["datetime"] = mtime.strftime("%Y-%m-%dT%H:%M:%SZ")
-    properties.update(extra_properties or {})
-    return {
-        "type": "Feature",
-        "stac_version": STAC_VERSION,
-        "stac_extensions": list(STAC_EXTENSIONS.values()),
-        "id": f"osmlulc-{country}-10m-3035",
-        "geometry": geometry,
-        "bbox": bbox,
-        "properties": properties,
-        "links": [],
-        "assets": built,
-    }
+        times = dict(datetime=pd.Timestamp(int(os.path.getmtime(grid)), unit="s", tz="UTC").to_pydatetime())
+    item = pystac.Item(f"osmlulc-{country}-10m-3035", geometry, bbox,
+                       properties={"title": f"{name} ({country}): land use / land cover and surface water, 10 m"},
+                       **times)
+    ProjectionExtension.ext(item, add_if_missing=True).apply(**projection)
+    item.common_metadata.gsd = gsd
+    item.properties.update(extra_properties or {})
+    for key, spec in assets.items():
+        spec = dict(spec)
+        path = spec.pop("path")
+        href = os.path.relpath(Path(path).resolve(), folder)
+        if str(path).endswith((".tif", ".tiff")):
+            add_raster_asset(item, key, path, href=href, **spec)
+        else:
+            add_file_asset(item, key, path, href=href, **spec)
+    return item
 
 
-def _iso(date: str, *, end_of_day: bool = False) -> str:
+def _utc(date: str, *, end_of_day: bool = False):
+    """An ISO date or time as a UTC datetime (whole seconds); a bare end date means the end of that day."""
     stamp = pd.Timestamp(date)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
     if end_of_day and stamp == stamp.normalize() and len(str(date)) <= 10:
         stamp = stamp + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
-    return stamp.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    return stamp.tz_convert("UTC").floor("s").to_pydatetime()
 
 
-def write_stac_item(item: dict, path) -> None:
+def stac_item_dict(item: pystac.Item) -> dict:
+    """The JSON of an item as written: hrefs as given (relative to the item's folder), no self link."""
+    return item.to_dict(include_self_link=False, transform_hrefs=False)
+
+
+def write_stac_item(item: pystac.Item, path) -> dict:
+    """Write an item's JSON (:func:`stac_item_dict`) atomically; return it."""
+    data = stac_item_dict(item)
     with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(item, indent=2) + "\n")
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+    return data
 
 
 def dropped_products(composite_records) -> list[dict]:
@@ -388,7 +392,6 @@ def country_stac_item(country: str, name: str, products: dict[str, str], table: 
                      extra_properties=extra)
     for source in source_items or []:
         if source.get("href"):
-            item["links"].append({"rel": "derived_from", "href": source["href"], "type": "application/geo+json",
-                                  "title": source["id"]})
-    write_stac_item(item, item_path)
-    return item
+            item.add_link(pystac.Link("derived_from", source["href"], media_type="application/geo+json",
+                                      title=source["id"]))
+    return write_stac_item(item, item_path)

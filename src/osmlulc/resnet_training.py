@@ -13,8 +13,8 @@ from osmlulc.classes import ClassTable
 from osmlulc.io import atomic_output
 from osmlulc.resnet import (DIHEDRAL, build_original_resnet, build_resnet, dihedral, keras_module, resnet_architecture,
                             resnet_input_patch_size)
-from osmlulc.sample_data import (centre_crop, check_same_bands, class_weights, index_pairs_for, load_samples,
-                                 require_settings, with_indices)
+from osmlulc.indices import index_pairs_for, with_indices
+from osmlulc.sample_data import centre_crop, check_same_bands, class_weights, load_samples, require_settings
 
 LOG = logging.getLogger("osmlulc")
 

@@ -1,6 +1,7 @@
 """The run status of a country: per tile, whether its inputs passed and which rule failed.
 
-:func:`failures_in_logs` reads the one-line errors of the rules' logs (:func:`osmlulc.logs.run_logged`),
+:func:`failures_in_logs` reads the one-line errors of the rules' logs (:func:`osmlulc.logs.run_logged`;
+the lines are parsed by :mod:`osmlulc.logs`, beside their formats),
 :func:`run_status` / :func:`write_run_status` list them per tile with the input checks
 (:mod:`osmlulc.validate`), and :func:`run_status_rst` turns the tables into the run report's text.
 """
@@ -11,23 +12,15 @@ import csv
 import json
 import logging
 import os
-import re
 from pathlib import Path
 
 from osmlulc.io import write_csv_rows
+from osmlulc.logs import is_done, parse_error, parse_start
 from osmlulc.rst import rst_text
 from osmlulc.validate import check_record
 
 log = logging.getLogger("osmlulc")
 
-
-#: The error line of :func:`osmlulc.logs.run_logged` (bad input) and its line for other failures.
-_ERROR_LINE = re.compile(r" ERROR (?:osmlulc: (?P<rule>\S+) \((?P<where>[^)]*)\): (?P<message>.*)"
-                         r"|(?P<rule2>\S+) \((?P<where2>[^)]*)\) failed)$")
-
-#: The first line of every rule's log (osmlulc.logs.run_logged) and its last line when the step finished.
-_START_LINE = re.compile(r" INFO start (?P<rule>\S+) ?(?P<where>[^(]*)\(GDAL_CACHEMAX")
-_DONE_LINE = re.compile(r" INFO done \S+ in [\d.]+ s$")
 
 RUN_STATUS_COLUMNS = ["country", "tile", "status", "rule", "message"]
 
@@ -46,35 +39,21 @@ def failures_in_logs(log_dir: str | os.PathLike = "logs", since: float | None = 
         if since is not None and path.stat().st_mtime < since:
             continue
         lines = path.read_text(errors="replace").splitlines()
-        for line in lines:
-            match = _ERROR_LINE.search(line)
-            if not match:
-                continue
-            where = match["where"] if match["rule"] else match["where2"]
+        error = next(filter(None, map(parse_error, lines)), None)
+        if error is not None:
+            failures.append({**error, "message": error["message"] or f"failed with an error; see {path}",
+                             "log": str(path), "status": "failed"})
+            continue
+        start = parse_start(lines[0]) if lines else None
+        if start and not any(map(is_done, lines)):
             failures.append({
-                "rule": match["rule"] or match["rule2"],
-                "where": _where(where),
-                "message": match["message"] or f"failed with an error; see {path}",
+                **start,
+                "message": f"killed before it finished (out of memory, time limit or a signal: its log {path} "
+                           "has no completion line); rerun it, with more memory or time if it was killed again",
                 "log": str(path),
-                "status": "failed",
+                "status": "killed",
             })
-            break
-        else:
-            start = _START_LINE.search(lines[0]) if lines else None
-            if start and not any(_DONE_LINE.search(line) for line in lines):
-                failures.append({
-                    "rule": start["rule"],
-                    "where": _where(start["where"]),
-                    "message": f"killed before it finished (out of memory, time limit or a signal: its log {path} "
-                               "has no completion line); rerun it, with more memory or time if it was killed again",
-                    "log": str(path),
-                    "status": "killed",
-                })
     return failures
-
-
-def _where(text: str) -> dict:
-    return dict(part.split("=", 1) for part in text.split() if "=" in part)
 
 
 def run_status(tiles: dict[str, list[str]], failures: list[dict],

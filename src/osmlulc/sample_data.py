@@ -130,36 +130,3 @@ def require_settings(settings: dict, keys: tuple[str, ...], what: str) -> None:
     missing = [k for k in keys if k not in settings]
     if missing:
         raise ValueError(f"{what} settings lack {missing}")
-
-
-def spectral_indices(bands: np.ndarray, index_pairs) -> np.ndarray:
-    """(..., B) reflectance -> (..., len(index_pairs)) normalised differences (a - b) / (a + b), 0 where a + b = 0."""
-    bands = np.asarray(bands, dtype=np.float32)
-    out = []
-    for a, b in index_pairs:
-        num, den = bands[..., a] - bands[..., b], bands[..., a] + bands[..., b]
-        out.append(np.where(den != 0, num / np.where(den != 0, den, 1), 0).astype(np.float32))
-    return np.stack(out, axis=-1) if out else np.zeros(bands.shape[:-1] + (0,), np.float32)
-
-
-def with_indices(bands: np.ndarray, index_pairs=()) -> np.ndarray:
-    """(..., B) bands followed by their :func:`spectral_indices` channels (the models' input features)."""
-    bands = np.asarray(bands, dtype=np.float32)
-    if not index_pairs:
-        return bands
-    return np.concatenate([bands, spectral_indices(bands, index_pairs)], axis=-1)
-
-
-def index_pairs_for(bands, indices, definitions: dict) -> list[tuple[int, int]]:
-    """Band positions (a, b) of each named index (``definitions``: name -> [band a, band b]) in ``bands``."""
-    bands = list(bands)
-    pairs = []
-    for name in indices or []:
-        if name not in definitions:
-            raise ValueError(f"spectral index {name!r} is not defined in bands.indices {sorted(definitions)}")
-        a, b = definitions[name]
-        missing = [x for x in (a, b) if x not in bands]
-        if missing:
-            raise InputError(f"spectral index {name} needs bands {missing}, which the samples lack ({bands})")
-        pairs.append((bands.index(a), bands.index(b)))
-    return pairs

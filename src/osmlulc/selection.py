@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from osmlulc.classes import ClassTable
-from osmlulc.sample_data import class_weights, index_pairs_for, spectral_indices
+from osmlulc.indices import index_pairs_for, spectral_indices
+from osmlulc.sample_data import class_weights
 
 LOG = logging.getLogger("osmlulc")
 

@@ -42,8 +42,7 @@ from defusedxml import ElementTree as ET
 import rasterio
 from rasterio.windows import Window
 
-from osmlulc.features import check_band
-from osmlulc.io import REFLECTANCE_SCALE, InputError, atomic_output, block_windows, raster_profile
+from osmlulc.io import REFLECTANCE_SCALE, InputError, atomic_output, block_windows, check_band, raster_profile
 
 log = logging.getLogger("osmlulc")
 

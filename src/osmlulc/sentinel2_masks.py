@@ -30,8 +30,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from scipy.ndimage import binary_dilation
 
-from osmlulc.features import check_band
-from osmlulc.io import REFLECTANCE_SCALE, InputError, atomic_output, block_windows, raster_profile
+from osmlulc.io import REFLECTANCE_SCALE, InputError, atomic_output, block_windows, check_band, raster_profile
 
 from osmlulc.sentinel2 import Product, open_image, read_reflectance, read_window
 from osmlulc.windows import core_slices, grown_window

@@ -12,8 +12,8 @@ import numpy as np
 from osmlulc.classes import ClassTable
 from osmlulc.context_features import context_patch_size, window_statistics
 from osmlulc.io import InputError, atomic_output
-from osmlulc.sample_data import (Samples, centre_crop, check_same_bands, class_weights, index_pairs_for, load_samples,
-                                 require_settings, with_indices)
+from osmlulc.indices import index_pairs_for, with_indices
+from osmlulc.sample_data import Samples, centre_crop, check_same_bands, class_weights, load_samples, require_settings
 
 LOG = logging.getLogger("osmlulc")
 

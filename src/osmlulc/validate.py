@@ -30,10 +30,9 @@ import rasterio.windows
 from rasterio.crs import CRS
 from shapely.geometry import box
 
+from osmlulc.boundaries import read_boundary
 from osmlulc.classes import ClassTable
-from osmlulc.features import check_band
-from osmlulc.io import InputError, atomic_output, block_windows, open_raster
-from osmlulc.footprints import read_boundary
+from osmlulc.io import InputError, atomic_output, block_windows, check_band, open_raster
 from osmlulc.labels import label_lookup
 
 log = logging.getLogger("osmlulc")
