@@ -22,7 +22,8 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
-from osmlulc.footprints import FOOTPRINT_CRS, outside_mask, read_boundary, reproject_geometry
+from osmlulc.boundaries import read_boundary
+from osmlulc.footprints import FOOTPRINT_CRS, outside_mask, reproject_geometry
 from osmlulc.io import BLOCK_SIZE, InputError, atomic_output, block_windows, open_raster, same_grid
 from osmlulc.rst import rst_text
 
