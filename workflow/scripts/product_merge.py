@@ -4,4 +4,4 @@ from osmlulc.mosaic import merge_product
 
 with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country):
     merge_product(snakemake.input.classified, snakemake.input.labels, snakemake.output[0],
-                  ClassTable.from_config(snakemake.config))
+                  ClassTable.from_dict(snakemake.params.classes))
