@@ -3,6 +3,10 @@
 # and the country products against the country reference. Tables are flagged for `snakemake --report`.
 
 
+# Water index rules compared with the models' water class: name -> (band a, band b) of (a - b) / (a + b) > 0.
+WATER_INDICES = SETTINGS.water_indices
+
+
 rule validation_accuracy:
     input:
         unpack(get_models),

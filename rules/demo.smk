@@ -1,6 +1,10 @@
 # The embedded demo country: Sentinel-2-like tiles, OSM-like labels, ground truth and a boundary,
 # generated deterministically from config["demo"].
 
+
+DEMO_COUNTRIES = SETTINGS.demo_countries  # at most one (osmlulc.settings)
+
+
 if DEMO_COUNTRIES:
 
     rule demo_data:
@@ -8,7 +12,7 @@ if DEMO_COUNTRIES:
             **demo_outputs(DEMO_COUNTRIES[0]),
         params:
             country=DEMO_COUNTRIES[0],
-            spec=demo_spec(),
+            spec=SETTINGS.demo_spec(),
             band_pattern=lambda w: country_cfg(DEMO_COUNTRIES[0])["bands"],
             reference=lambda w: country_cfg(DEMO_COUNTRIES[0]).get("reference", {}),
             version=code_version("demo_data"),
@@ -32,8 +36,8 @@ if DEMO_COUNTRIES:
         output:
             products=[directory(p) for p in demo_products("{country}", "{tile}")],
         params:
-            spec=demo_spec(),
-            band_names=COMPOSITE_BANDS,
+            spec=SETTINGS.demo_spec(),
+            band_names=TILE_BANDS,
             seed=config["demo"]["seed"],
             version=code_version("demo_dates"),
         log:

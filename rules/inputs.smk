@@ -4,11 +4,10 @@
 # band files; OSM extracts (.osm.pbf) turned into the country's mapped land-use areas, from which
 # every label raster is burnt.
 
-from osmlulc.osm import OsmClassTable
 
-# A wrong OSM tag table (unknown class, malformed tag) fails when the workflow loads, not mid-run.
-if any("osm_pbf" in country_cfg(cc) for cc in config["run_countries"]):
-    OsmClassTable.from_yaml(OSM_CLASSES, CLASSES)
+SENTINEL2 = config["sentinel2"]
+OSM_CLASSES = config["osm_classes"]
+COMPOSITE = config["composite"]
 
 
 rule sentinel2_band:
@@ -85,9 +84,11 @@ rule search_scenes:
     output:
         tile_path("stac_manifest.json"),
     params:
-        stac=lambda w: stac_settings(w.country),
+        stac=lambda w: SETTINGS.stac_search(w.country),
         period=lambda w: country_cfg(w.country)["period"],
         bbox=search_bbox,
+        # time-outs and retries change how, not what is read: not recorded, so changing them reruns nothing
+        http=lambda w: Unversioned(SETTINGS.http(w.country)),
     log:
         logs("search_scenes/{country}_{tile}"),
     benchmark:
@@ -104,7 +105,7 @@ rule composite:
     input:
         unpack(get_composite_inputs),
     output:
-        bands=[composite_path(band) for band in COMPOSITE_BANDS],
+        bands=[composite_path(band) for band in TILE_BANDS],
         valid_mask=composite_path("valid_mask"),
         valid_observations=tile_path("valid_observations.tif"),
         # the products composited and those dropped (unreadable), with the reason
@@ -113,13 +114,17 @@ rule composite:
         products=get_composite_products,
         drop_unreadable=COMPOSITE["drop_unreadable_products"],
         grid=checked_tile_grid,
-        bands={b: BANDS["resolution"][b] for b in COMPOSITE_BANDS},
+        bands={b: BANDS["resolution"][b] for b in TILE_BANDS},
         reference=BANDS["reference"],
         method=COMPOSITE["method"],
         memory_mb=COMPOSITE["memory_mb"],
         settings=SENTINEL2,
         offset=reflectance_offset,
         tile_grid=remote_tile_grid,
+        # how (HTTP time-outs, the href policy) and what a failure does, never what a good tile gets: not recorded
+        http=lambda w: Unversioned(SETTINGS.http(w.country)),
+        stac=lambda w: Unversioned(SETTINGS.stac(w.country)),
+        allow_missing_tiles=Unversioned(ALLOW_MISSING_TILES),
         version=code_version("composite"),
     log:
         logs("composite/{country}_{tile}"),

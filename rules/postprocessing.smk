@@ -1,6 +1,8 @@
 # Country products: extent clip per tile, mosaic in EPSG:3035, clip by the boundary, label transfer,
 # product merge (OSM label where present, prediction elsewhere), land-use extraction, sieve.
 
+SIEVE = PRODUCT["sieve"]
+
 
 rule clip_extent:
     input:

@@ -3,6 +3,12 @@
 # `snakemake --report report.html` (captions in report/).
 
 
+REPORT_QUICKLOOK_PX = 1024
+# The workflow's own report/ folder, also when the workflow is run through a symlinked Snakefile.
+REPORT_DIR = WORKFLOW_ROOT / "report"
+REPORT_PAGE = Path(".snakemake/osmlulc/workflow.rst")
+
+
 rule quicklook:
     input:
         product_path("{product}"),

@@ -32,8 +32,8 @@ rule samples:
         validation_random=country_path("samples/validation_random.npz"),
     params:
         tiles=lambda w: country_cfg(w.country)["training_tiles"],
-        patch_size=PATCH_SIZE,
-        settings=SAMPLE_SETTINGS,
+        patch_size=SETTINGS.patch_size,
+        settings=SETTINGS.sample_settings,
         version=code_version("samples"),
         classes=CLASS_TABLE,
     log:

@@ -1,6 +1,7 @@
 # Training of the classifiers: Keras ResNet (GPU rule on the cluster), SVM, random forest and logistic
 # regression, and the ensemble's model file (its members and weights).
 
+
 MODEL_CFG = config["models"]
 
 

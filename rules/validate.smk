@@ -3,8 +3,10 @@
 # seconds, not after training), files that users must provide are checked for existence when the
 # workflow loads, and a run-status table per country (run_status_path: run_status.csv) lists failed tiles.
 
-import sys
-import time
+
+CHECKS = config["checks"]
+# Sources whose band, label and boundary files the user provides (others are made by rules).
+USER_FILE_SOURCES = ("rasters",)
 
 
 rule check_inputs:
@@ -13,14 +15,16 @@ rule check_inputs:
     output:
         tile_path("inputs_ok.json"),
     params:
-        band_names=CHECKED_BANDS,
-        resolution={b: BANDS["resolution"][b] for b in CHECKED_BANDS},
+        band_names=TILE_BANDS,
+        resolution={b: BANDS["resolution"][b] for b in TILE_BANDS},
         reference=BANDS["reference"],
         label_coding=label_coding,
         training=lambda w: w.tile in country_cfg(w.country)["training_tiles"],
         grid=checked_tile_grid,
         hints=check_hints,
         min_valid_fraction=CHECKS["min_valid_fraction"],
+        # what a bad tile's check does, never what a good tile's writes: not recorded (switching reruns nothing)
+        allow_missing_tiles=Unversioned(ALLOW_MISSING_TILES),
         version=code_version("check_inputs"),
         classes=CLASS_TABLE,
     log:
@@ -57,7 +61,6 @@ checkpoint tiles_passed:
         "../workflow/scripts/tiles_passed.py"
 
 
-forget_missing_tile_records()
 _MISSING = missing_user_files()
 if _MISSING:
     print("\n".join(_MISSING), file=sys.stderr)
@@ -70,7 +73,9 @@ _RUN_STARTED = time.time()
 
 onsuccess:
     write_run_status_of_run(_RUN_STARTED)
+    write_report_description()
 
 
 onerror:
     write_run_status_of_run(_RUN_STARTED)
+    write_report_description()

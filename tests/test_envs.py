@@ -132,7 +132,8 @@ def test_every_rule_declares_what_its_script_depends_on():
         else:
             assert f'version=code_version("{name}")' in body, f"{path}: rule {rule}: version is not its script's"
         source = open(os.path.join(ROOT, "workflow", "scripts", f"{name}.py")).read()
-        if 'config["classes"]' in source:
+        assert "snakemake.config" not in source, f"{name}.py reads the workflow config; give it what it needs as params"
+        if "params.classes" in source or "p.classes" in source:
             assert "classes=CLASS_TABLE" in body, f"{path}: rule {rule} reads the class table but has no param"
         assert "mem_mb=scaled_mem_mb(" in body or re.search(r"mem_mb=lambda [^:]*attempt", body), \
             f"{path}: rule {rule}: mem_mb does not grow with the attempt"

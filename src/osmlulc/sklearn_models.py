@@ -24,6 +24,13 @@ def _subsample(n: int, max_samples, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n, size=int(max_samples), replace=False))
 
 
+#: Fixed choices of the SVM (config/schema.yaml has no keys for them): sigmoid calibration on at most 3
+#: folds, balanced class weights, at most 5000 iterations of the linear SVM. The random forest weighs every
+#: sample alike (class_weight None).
+SVM_CALIBRATION_FOLDS = 3
+SVM_MAX_ITER = 5000
+
+
 def _build_svm(settings: dict, seed: int, labels: np.ndarray):
     """StandardScaler -> Nystroem RBF feature map -> linear SVM calibrated to probabilities.
 
@@ -44,9 +51,8 @@ def _build_svm(settings: dict, seed: int, labels: np.ndarray):
     n_components = int(min(settings["nystroem_components"], len(labels)))
     # Calibration cross-validates; it needs at least as many samples per class as folds.
     smallest_class = np.bincount(labels)[np.unique(labels)].min()
-    folds = int(max(2, min(settings.get("calibration_folds", 3), smallest_class)))
-    svm = LinearSVC(C=float(settings["C"]), class_weight=settings.get("class_weight", "balanced"),
-                    max_iter=int(settings.get("max_iter", 5000)), random_state=seed)
+    folds = int(max(2, min(SVM_CALIBRATION_FOLDS, smallest_class)))
+    svm = LinearSVC(C=float(settings["C"]), class_weight="balanced", max_iter=SVM_MAX_ITER, random_state=seed)
     return Pipeline([
         ("scale", StandardScaler()),
         ("rbf_features", Nystroem(kernel="rbf", gamma=gamma, n_components=n_components, random_state=seed)),
@@ -60,7 +66,7 @@ def _build_rf(settings: dict, seed: int):
     require_settings(settings, ("n_estimators", "max_depth", "min_samples_leaf", "n_jobs"), "rf")
     return RandomForestClassifier(n_estimators=int(settings["n_estimators"]), max_depth=settings["max_depth"],
                                   min_samples_leaf=int(settings["min_samples_leaf"]),
-                                  class_weight=settings.get("class_weight"),
+                                  class_weight=None,
                                   n_jobs=int(settings["n_jobs"]), random_state=seed)
 
 

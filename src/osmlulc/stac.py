@@ -296,19 +296,19 @@ def manifest_products(manifest: dict, policy: HrefPolicy = HrefPolicy()) -> list
     return products
 
 
-def stac_config(config: dict, country: str) -> dict:
-    """A country's stac settings: the config's stac section with the country's overrides (key by key)."""
-    return {**config.get("stac", {}), **config["countries"][country].get("stac", {})}
+def stac_config(stac: dict, country_stac: dict) -> dict:
+    """A country's stac settings: the config's ``stac`` section with the country's ``stac`` overrides (key by key)."""
+    return {**stac, **country_stac}
 
 
-def http_settings(config: dict, country: str) -> dict:
-    """Retries and time-outs of a country's HTTP reads: the config's stac.http with the country's overrides.
+def http_settings(stac: dict, country_stac: dict) -> dict:
+    """Retries and time-outs of a country's HTTP reads: ``stac.http`` of the config's ``stac`` section with
+    the country's ``stac.http`` overrides (key by key).
 
-    Rules read them from the config, not as params: they change how the inputs are fetched, not
-    what they are, so changing them must not search or composite again.
+    They change how the inputs are fetched, not which, so the rules pass them as a param that is not
+    recorded (:class:`osmlulc.settings.Unversioned`): other time-outs rerun nothing.
     """
-    return {**config.get("stac", {}).get("http", {}),
-            **config["countries"][country].get("stac", {}).get("http", {})}
+    return {**stac.get("http", {}), **country_stac.get("http", {})}
 
 
 def gdal_http_options(http: dict | None) -> dict:

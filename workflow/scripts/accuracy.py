@@ -13,7 +13,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
             "product sieved": i.product_sieved,
         },
         i.reference,
-        ClassTable.from_config(snakemake.config),
+        ClassTable.from_dict(snakemake.params.classes),
         snakemake.output.table,
         mask_path=i.classified,
         confusion_csv=snakemake.output.confusion,

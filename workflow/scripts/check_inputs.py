@@ -18,9 +18,9 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         hints=p.hints,
         composite_record=snakemake.input.get("composite_record"),
     )
-    table = ClassTable.from_config(snakemake.config)
-    # Not a param on purpose: a good tile's record is the same either way (switching it reruns nothing).
-    if snakemake.config["product"]["allow_missing_tiles"]:
+    table = ClassTable.from_dict(snakemake.params.classes)
+    # Not recorded as a param on purpose: a good tile's record is the same either way (switching it reruns nothing).
+    if p.allow_missing_tiles.value:
         check_tile_inputs_or_record_missing(inputs, table, snakemake.output[0], step=snakemake.rule,
                                             min_valid_fraction=p.min_valid_fraction)
     else:

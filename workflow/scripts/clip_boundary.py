@@ -4,4 +4,4 @@ from osmlulc.logs import run_logged
 
 with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country):
     clip_to_boundary(snakemake.input.mosaic, snakemake.input.boundary, snakemake.output[0],
-                     ClassTable.from_config(snakemake.config))
+                     ClassTable.from_dict(snakemake.params.classes))

@@ -10,5 +10,5 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         snakemake.input[0],
         shapely.from_wkt(snakemake.params.footprint),
         snakemake.output[0],
-        ClassTable.from_config(snakemake.config),
+        ClassTable.from_dict(snakemake.params.classes),
     )

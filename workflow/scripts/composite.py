@@ -1,6 +1,5 @@
 from osmlulc.composite import composite_products
 from osmlulc.logs import run_logged
-from osmlulc.stac import http_settings, stac_config
 
 w, i, o, p = snakemake.wildcards, snakemake.input, snakemake.output, snakemake.params
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile):
@@ -9,8 +8,8 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         manifest=i.get("manifest"),
         products=p.products,
         offset=p.offset,
-        http=http_settings(snakemake.config, w.country),
-        stac_settings=stac_config(snakemake.config, w.country),
+        http=p.http.value,
+        stac_settings=p.stac.value,
         tile_grid=p.tile_grid,
         bands=p.bands,
         reference_band=p.reference,
@@ -23,5 +22,5 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         record=o.record,
         drop_unreadable=p.drop_unreadable,
         # product.allow_missing_tiles: a tile of no readable product is all nodata, left out by its check
-        missing_grid=p.grid if snakemake.config["product"]["allow_missing_tiles"] else None,
+        missing_grid=p.grid if p.allow_missing_tiles.value else None,
     )

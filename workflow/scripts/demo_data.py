@@ -7,7 +7,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=p.country):
     tiles = list(p.spec["tiles"])
     generate_demo_country(
         dict(p.spec),
-        ClassTable.from_config(snakemake.config),
+        ClassTable.from_dict(snakemake.params.classes),
         band_paths={t: {b: p.band_pattern.format(tile=t, band=b) for b in p.spec["bands"]} for t in tiles},
         truth_tile_paths={t: p.reference["tile"].format(tile=t) for t in tiles},
         truth_country_path=p.reference["country"],

@@ -6,7 +6,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
     merge_tiles(
         list(snakemake.input),
         snakemake.output[0],
-        ClassTable.from_config(snakemake.config) if snakemake.params.get("categorical", True) else None,
+        ClassTable.from_dict(snakemake.params.classes) if snakemake.params.get("categorical", True) else None,
         crs=snakemake.params.crs,
         resolution=snakemake.params.resolution,
         bounds=snakemake.params.bounds,

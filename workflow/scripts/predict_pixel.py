@@ -7,7 +7,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
     predict_tile_pixels(
         snakemake.input.stack,
         snakemake.input.model,
-        ClassTable.from_config(snakemake.config),
+        ClassTable.from_dict(snakemake.params.classes),
         snakemake.output.classified,
         snakemake.output.probabilities,
         block_size=snakemake.params.block_size,

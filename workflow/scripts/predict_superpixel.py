@@ -5,4 +5,4 @@ from osmlulc.predict import predict_tile_superpixels
 w = snakemake.wildcards
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile, model=w.model):
     predict_tile_superpixels(snakemake.input.probabilities, snakemake.input.segments,
-                             ClassTable.from_config(snakemake.config), snakemake.output[0])
+                             ClassTable.from_dict(snakemake.params.classes), snakemake.output[0])

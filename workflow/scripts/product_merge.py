@@ -4,4 +4,5 @@ from osmlulc.mosaic import merge_product
 
 with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country):
     merge_product(snakemake.input.classified, snakemake.input.labels, snakemake.output[0],
-                  ClassTable.from_config(snakemake.config), fill_gaps=snakemake.params.fill_gaps)
+                  ClassTable.from_dict(snakemake.params.classes),
+                  fill_gaps=snakemake.params.fill_gaps)

@@ -6,7 +6,7 @@ p = snakemake.params
 with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.country):
     draw_samples(
         {t: (s, l) for t, s, l in zip(p.tiles, snakemake.input.stacks, snakemake.input.labels)},
-        ClassTable.from_config(snakemake.config),
+        ClassTable.from_dict(snakemake.params.classes),
         SampleSettings(patch_size=p.patch_size, **p.settings),
         snakemake.output.train,
         snakemake.output.validation,

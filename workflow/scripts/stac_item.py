@@ -12,7 +12,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country):
         {"classified": i.classified, "confidence": i.confidence,
          **({"valid_observations": i.valid_observations} if "valid_observations" in i.keys() else {}),
          **{f"lu{code}": path for code, path in zip(p.land_use, i.land_use)}},
-        ClassTable.from_config(snakemake.config),
+        ClassTable.from_dict(snakemake.params.classes),
         snakemake.output[0],
         quicklook_png=i.quicklook,
         period=p.period,

@@ -7,7 +7,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
     result = train_resnet(
         snakemake.input.train,
         snakemake.input.validation,
-        ClassTable.from_config(snakemake.config),
+        ClassTable.from_dict(snakemake.params.classes),
         p.settings,
         p.seed,
         snakemake.output.model,

@@ -8,7 +8,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, model=w.mod
         w.model,
         snakemake.input.train,
         snakemake.input.validation,
-        ClassTable.from_config(snakemake.config),
+        ClassTable.from_dict(snakemake.params.classes),
         dict(p.settings),
         p.seed,
         snakemake.output.model,

@@ -14,5 +14,5 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
     if p.fill_gaps:
         with open_raster(i.grid, "grid raster") as grid:
             area = product_area(i.boundary, p.footprints, missing_tiles(i.get("tiles_passed")), grid.crs)
-    labels_onto_grid(i.labels, i.grid, snakemake.output[0], ClassTable.from_config(snakemake.config),
+    labels_onto_grid(i.labels, i.grid, snakemake.output[0], ClassTable.from_dict(p.classes),
                      coding=p.coding, area=area)

@@ -7,6 +7,6 @@ with run_logged(snakemake.log[0], snakemake.rule, **dict(snakemake.wildcards.ite
         snakemake.input.labels,
         snakemake.input.grid,
         snakemake.output[0],
-        ClassTable.from_config(snakemake.config),
+        ClassTable.from_dict(snakemake.params.classes),
         coding=snakemake.params.coding,
     )

@@ -7,7 +7,7 @@ with run_logged(snakemake.log[0], snakemake.rule, country=snakemake.wildcards.co
     df = validation_accuracy(
         {m: i[m] for m in snakemake.params.models},
         {"spatial": i.spatial, "random": i.random},
-        ClassTable.from_config(snakemake.config),
+        ClassTable.from_dict(snakemake.params.classes),
         snakemake.output.table,
         confusion_csv=snakemake.output.confusion,
     )
