@@ -30,7 +30,7 @@ TILE = "32UNU"
 #: Stages of the per-tile chain (and the one-tile country chain after it), in order.
 STAGES = ["demo", "resample", "combine", "ndwi", "snic", "label", "samples", "train_resnet", "train_original",
           "train_logreg", "predict_pixel", "predict_logreg", "ensemble_model", "ensemble_pixel",
-          "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
+          "product_pixel", "predict_superpixel", "clip_extent", "merge", "clip_boundary", "label_transfer",
           "product_merge", "extract_land_use", "sieve"]
 #: Comparisons (also separate processes): per-patch inference, superpixel algorithms.
 COMPARISONS = ["per_patch_dense", "per_patch_original", "superpixels_crop", "slic_tile"]
@@ -88,6 +88,9 @@ class Paths:
         self.ensemble = self.tile / "ensemble.json"
         self.ensemble_classified = self.tile / "classified_ensemble_pixel.tif"
         self.ensemble_probabilities = self.tile / "probabilities_ensemble.tif"
+        # The same product in one pass (all members per block, stack read once): compared with the above.
+        self.product_classified = self.tile / "classified_product_one_pass.tif"
+        self.product_probabilities = self.tile / "probabilities_product_one_pass.tif"
         self.superpixels = self.tile / "classified_ensemble_superpixel.tif"
         self.clipped = self.tile / "classified_clipped.tif"
         self.mosaic = self.w / "XD_10m_3035_classified.tif"
@@ -243,6 +246,24 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         blend_tile_probabilities(members, weights, table, p.ensemble_classified, p.ensemble_probabilities,
                                  block_size=config["prediction"]["block_size_px"], water=water, stack_path=p.stack)
         info["note"] = "the product's model: " + ", ".join(f"{m} x {w:g}" for m, w in weights.items())
+    elif name == "product_pixel":
+        from osmlulc.classifiers import read_ensemble
+        from osmlulc.predict import predict_tile_product
+
+        gaps = config["prediction"]["gaps"]
+        predict_tile_product(p.stack, p.ensemble, table, p.product_classified, p.product_probabilities,
+                             block_size=config["prediction"]["block_size_px"],
+                             rotations=config["prediction"]["rotations"], fill_gaps=gaps["fill"],
+                             valid_windows=gaps["valid_windows"])
+        _, weights, _ = read_ensemble(p.ensemble)
+        note = "the product's model in one pass (" + ", ".join(f"{m} x {w:g}" for m, w in weights.items()) + ")"
+        if p.ensemble_classified.exists():
+            import rasterio
+
+            with rasterio.open(p.product_classified) as a, rasterio.open(p.ensemble_classified) as b:
+                same = float(np.mean(a.read(1) == b.read(1)))
+            note += f"; {same:.6f} of its classes equal ensemble_pixel's"
+        info["note"] = note
     elif name == "predict_superpixel":
         from osmlulc.predict import predict_tile_superpixels
 

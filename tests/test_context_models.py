@@ -198,3 +198,40 @@ def test_blended_tile_is_the_weighted_mean_of_the_stored_probabilities(two_model
     with pytest.raises(ValueError, match="same models"):
         blend_tile_probabilities(probabilities, {"wide": 1.0}, table, tmp_path / "c3.tif", tmp_path / "b3.tif",
                                  block_size=32)
+
+
+@pytest.mark.parametrize("water", [False, True])
+def test_one_pass_product_equals_the_blend_of_the_stored_member_rasters(two_models, table, tmp_path, water):
+    """predict_tile_product (stack read once, members per block) writes the rasters that predict_tile_pixels of
+    each member followed by blend_tile_probabilities write, byte for byte; members' own rasters only when asked."""
+    from osmlulc.predict import predict_tile_product
+    from osmlulc.selection import WaterDecision
+
+    rng = np.random.default_rng(11)
+    stack = rng.uniform(500, 4000, (len(BANDS), 45, 50)).astype(np.uint16)
+    stack[:, :5, :7] = 0                                    # a nodata corner
+    stack[:, 20:23, 30:34] = 0                              # a gap inside
+    write_raster(tmp_path / "stack.tif", stack)
+    with rasterio.open(tmp_path / "stack.tif", "r+") as dst:
+        for i, band in enumerate(BANDS, start=1):
+            dst.set_band_description(i, band)
+    decision = WaterDecision("ndwi", ("B03", "B08"), 0.05) if water else None
+    write_ensemble({"wide": two_models[0], "narrow": two_models[1]}, {"wide": 0.6, "narrow": 0.4},
+                   tmp_path / "e.json", water=decision)
+    probabilities = {}
+    for path in two_models:
+        name = path.stem
+        probabilities[name] = tmp_path / f"probabilities_{name}.tif"
+        predict_tile_pixels(tmp_path / "stack.tif", path, table, tmp_path / f"classified_{name}.tif",
+                            probabilities[name], block_size=32)
+    blend_tile_probabilities(probabilities, {"wide": 0.6, "narrow": 0.4}, table, tmp_path / "classified.tif",
+                             tmp_path / "blend.tif", block_size=32, water=decision, stack_path=tmp_path / "stack.tif")
+    predict_tile_product(tmp_path / "stack.tif", tmp_path / "e.json", table, tmp_path / "product_classified.tif",
+                         tmp_path / "product.tif", block_size=32,
+                         member_outputs={"narrow": (tmp_path / "c_narrow.tif", tmp_path / "p_narrow.tif")})
+    for got, expected in [("product_classified.tif", "classified.tif"), ("product.tif", "blend.tif"),
+                          ("c_narrow.tif", "classified_narrow.tif"), ("p_narrow.tif", "probabilities_narrow.tif")]:
+        with rasterio.open(tmp_path / got) as a, rasterio.open(tmp_path / expected) as b:
+            np.testing.assert_array_equal(a.read(), b.read(), err_msg=got)
+            assert a.profile == b.profile and a.descriptions == b.descriptions
+    assert not list(tmp_path.glob("*wide*.tif.*")) and len(list(tmp_path.glob("c_*.tif"))) == 1

@@ -12,10 +12,11 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from osmlulc.context_features import context_patch_size
+from osmlulc.context_features import context_patch_size, window_statistics
 from osmlulc.io import InputError
+from osmlulc.sample_data import with_indices
 from osmlulc.resnet import dihedral, keras_module, local_statistics_layer, spectral_indices_layer, undo_dihedral
-from osmlulc.sklearn_models import pixel_features
+from osmlulc.sklearn_models import LinearSoftmax, pixel_features
 
 LOG = logging.getLogger("osmlulc")
 
@@ -165,6 +166,8 @@ class SklearnClassifier(Classifier):
             raise InputError(f"model {path} predicts classes {unknown} that are not in its class table")
         # Column of the full table for each of the estimator's predict_proba columns.
         self.columns = np.array([column_of_code[int(c)] for c in self.model.classes_], dtype=np.intp)
+        #: The logistic regression at memory speed (None: scikit-learn's predict_proba, e.g. for svm and rf).
+        self.linear = LinearSoftmax.of(self.model, self.columns, self.n_classes)
 
     def _predict_features(self, features: np.ndarray) -> np.ndarray:
         """(n, F) features -> (n, n_classes) float32 over the full table (absent classes 0)."""
@@ -178,6 +181,8 @@ class SklearnClassifier(Classifier):
                             block_valid: np.ndarray | None = None) -> np.ndarray:
         """Pixel-wise probabilities; with a ``valid`` mask only those pixels are classified (others 0); with
         ``block_valid`` the window statistics leave the block's gaps out."""
+        if self.linear is not None:
+            return self._predict_linear_block(block, valid, block_valid)
         features = pixel_features(np.asarray(block, dtype=np.float32), self.index_pairs, self.windows, block_valid)
         h, w, n_features = features.shape
         features = features.reshape(-1, n_features)
@@ -188,6 +193,27 @@ class SklearnClassifier(Classifier):
         if flat_valid.any():
             out[flat_valid] = self._predict_features(features[flat_valid])
         return out.reshape(h, w, self.n_classes)
+
+    def _predict_linear_block(self, block, valid, block_valid) -> np.ndarray:
+        """:meth:`predict_proba_block` of a logistic regression (:class:`osmlulc.sklearn_models.LinearSoftmax`):
+        standardised features from the compiled kernel, one float32 matrix product per chunk of rows."""
+        channels = with_indices(np.asarray(block, dtype=np.float32), self.index_pairs)
+        size = self.patch_size
+        h, w = channels.shape[0] - size + 1, channels.shape[1] - size + 1
+        out = np.empty((h, w, self.n_classes), dtype=np.float32)
+        # Rows in chunks of about SKLEARN_CHUNK_PIXELS: the features of a chunk stay small whatever the block size.
+        step = max(1, SKLEARN_CHUNK_PIXELS // w)
+        for row in range(0, h, step):
+            rows = slice(row, min(h, row + step))
+            part = slice(row, rows.stop + size - 1)
+            norms = np.empty((rows.stop - row, w))
+            z = window_statistics(channels[part], self.windows, None if block_valid is None else block_valid[part],
+                                  shift=self.linear.shift, scale=self.linear.scale, norms=norms)
+            out[rows] = self.linear.probabilities(z.reshape(-1, z.shape[-1]), norms.reshape(-1)).reshape(
+                rows.stop - row, w, self.n_classes)
+        if valid is not None:
+            out[~valid] = 0
+        return out
 
     def needs_filled_gaps(self, valid_windows: bool) -> bool:
         return not valid_windows

@@ -30,7 +30,7 @@ from osmlulc.gaps import valid_pixels
 from osmlulc.logs import progress
 from osmlulc.indices import spectral_indices
 from osmlulc.windows import core_slices, grown_window
-from osmlulc.classifiers import Classifier, load_classifier
+from osmlulc.classifiers import Classifier, load_classifier, read_ensemble
 
 LOG = logging.getLogger("osmlulc")
 
@@ -56,22 +56,23 @@ def read_block_with_halo(src, window: Window, halo: int) -> np.ndarray:
 
 
 def predict_window_probabilities(src, classifier: Classifier, window: Window, *, fill_gaps: bool = True,
-                                 valid_windows: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                                 valid_windows: bool = True, read=None) -> tuple[np.ndarray, np.ndarray]:
     """Float probabilities (h, w, n_classes) of one window of an open stack, and its valid-pixel mask.
 
     A pixel is valid when no band is nodata (0, :func:`osmlulc.gaps.valid_pixels`); invalid pixels get
     all-zero probabilities.  Gaps in a valid pixel's receptive field: with ``fill_gaps`` the model
     sees them filled from the valid pixels around them (:func:`osmlulc.gaps.fill_gaps`, radius
     ``P // 2``: the halo grows by as much), with ``valid_windows`` the window statistics leave them
-    out; otherwise the model sees zeros (what it never saw in training).
+    out; otherwise the model sees zeros (what it never saw in training).  ``read(window, halo)``: the block
+    (:func:`read_block_with_halo` of ``src`` by default; :func:`predict_tile_product` reads it once for all members).
     """
     size = classifier.patch_size
     halo = size // 2
     radius = halo if fill_gaps and classifier.needs_filled_gaps(valid_windows) else 0
     height, width = int(window.height), int(window.width)
     # An even patch has one pixel less of context below / right: drop the last halo row / column.
-    grown = read_block_with_halo(src, window, halo + radius)[:height + size - 1 + 2 * radius,
-                                                              :width + size - 1 + 2 * radius]
+    read = read or (lambda w, h: read_block_with_halo(src, w, h))
+    grown = read(window, halo + radius)[:height + size - 1 + 2 * radius, :width + size - 1 + 2 * radius]
     grown_valid = valid_pixels(grown)
     block_valid = grown_valid[radius:radius + height + size - 1, radius:radius + width + size - 1]
     valid = block_valid[halo:halo + height, halo:halo + width]
@@ -230,6 +231,120 @@ def blend_tile_probabilities(member_probabilities: dict, weights: dict, table: C
         _write_class_probabilities(grid, list(block_windows(first.width, first.height, block_size)), table,
                                    classified_path, probabilities_path, window_probabilities,
                                    f"ensemble of {', '.join(f'{n} x {weights[n]:g}' for n in names)}", decide_classes)
+
+
+def member_halo(classifier: Classifier, fill_gaps: bool, valid_windows: bool) -> int:
+    """Halo (px) :func:`predict_window_probabilities` reads around a window for ``classifier``."""
+    halo = classifier.patch_size // 2
+    return halo + (halo if fill_gaps and classifier.needs_filled_gaps(valid_windows) else 0)
+
+
+def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classified_path, probabilities_path, *,
+                         block_size: int, rotations: int = 1, fill_gaps: bool = True, valid_windows: bool = True,
+                         member_outputs: dict | None = None) -> None:
+    """The ensemble of a tile in one pass: per block the stack is read once (with the largest halo any member
+    needs), every member predicts it, and the weighted mean of their probabilities -- each rounded to the
+    stored uint8 first, so the numbers are those of :func:`blend_tile_probabilities` on the rasters
+    :func:`predict_tile_pixels` writes -- gives the classified and probability rasters, with the water decision.
+
+    ``member_outputs``: model name -> (classified path, probabilities path) of members whose own rasters are
+    wanted too (the accuracy rows of a member); the others are never written.
+    """
+    members, weights, water = read_ensemble(ensemble_path)
+    names = list(members)
+    total = float(sum(weights[n] for n in names))
+    if total <= 0 or any(weights[n] < 0 for n in names):
+        raise ValueError(f"ensemble: weights {weights} must be >= 0 with a positive sum")
+    member_outputs = dict(member_outputs or {})
+    unknown = sorted(set(member_outputs) - set(names))
+    if unknown:
+        raise ValueError(f"ensemble: {unknown} are not members of {ensemble_path} ({names})")
+    classifiers = {n: load_classifier(members[n], rotations=rotations) for n in names}
+    for name, classifier in classifiers.items():
+        if classifier.n_classes != len(table):
+            raise InputError(f"model {members[name]} has {classifier.n_classes} classes, the class table {len(table)}")
+    codes = table.codes
+    with ExitStack() as stack:
+        src = stack.enter_context(open_raster(stack_path, "band stack"))
+        for name, classifier in classifiers.items():
+            check_stack(src, stack_path, classifier, members[name])
+        grid = dict(crs=src.crs, transform=src.transform, width=src.width, height=src.height,
+                    block_size=_output_block_size(block_size))
+        windows = list(block_windows(src.width, src.height, block_size))
+        halo = max(member_halo(c, fill_gaps, valid_windows) for c in classifiers.values())
+        writers = {name: stack.enter_context(_ClassProbabilityWriter(grid, table, *paths))
+                   for name, paths in member_outputs.items()}
+        water_bands = None
+        if water is not None:
+            descriptions = list(src.descriptions)
+            missing = [b for b in water.bands if b not in descriptions]
+            if missing:
+                raise InputError(f"band stack {stack_path} lacks band(s) {missing} of the water index {water.index}")
+            water_bands = [descriptions.index(b) for b in water.bands]
+            water_column = codes.tolist().index(table.water_code())
+        current = {}
+
+        def window_probabilities(window):
+            block = read_block_with_halo(src, window, halo)
+            current["centre"] = block[halo:halo + int(window.height), halo:halo + int(window.width)]
+
+            def read(w, h):  # the member's halo: the centre of the block read once (edge padding included)
+                return block[halo - h:block.shape[0] - (halo - h), halo - h:block.shape[1] - (halo - h)]
+
+            mixed, valid = None, None
+            for name in names:
+                probabilities, member_valid = predict_window_probabilities(
+                    src, classifiers[name], window, fill_gaps=fill_gaps, valid_windows=valid_windows, read=read)
+                stored = np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8)
+                if name in writers:
+                    writers[name].write(window, probabilities, stored, member_valid)
+                member = stored.astype(np.float32) / PROBABILITY_SCALE
+                member_valid = member.sum(axis=-1) > 0
+                valid = member_valid if valid is None else valid & member_valid
+                part = member * np.float32(weights[name] / total)
+                mixed = part if mixed is None else mixed + part
+            mixed[~valid] = 0
+            return mixed, valid
+
+        decide_classes = None
+        if water is not None:
+            def decide_classes(window, probabilities, classes, valid):
+                index = spectral_indices(current["centre"][..., water_bands], [(0, 1)])[..., 0]
+                return water.apply(probabilities, classes, index, valid, water_column, table.water_code())
+
+        _write_class_probabilities(grid, windows, table, classified_path, probabilities_path, window_probabilities,
+                                   f"product of {', '.join(f'{n} x {weights[n]:g}' for n in names)} (one pass)",
+                                   decide_classes)
+
+
+class _ClassProbabilityWriter:
+    """A member's classified and uint8 probability rasters, window by window (as :func:`predict_tile_pixels`)."""
+
+    def __init__(self, grid: dict, table: ClassTable, classified_path, probabilities_path):
+        self.grid, self.table, self.paths = grid, table, (classified_path, probabilities_path)
+
+    def __enter__(self):
+        self._stack = ExitStack()
+        tmp_classified = self._stack.enter_context(atomic_output(self.paths[0]))
+        tmp_prob = self._stack.enter_context(atomic_output(self.paths[1]))
+        table = self.table
+        self.dst = self._stack.enter_context(rasterio.open(tmp_classified, "w", **raster_profile(
+            **self.grid, dtype="uint8", nodata=table.nodata)))
+        self.prob_dst = self._stack.enter_context(rasterio.open(tmp_prob, "w", **raster_profile(
+            **self.grid, count=len(table), dtype="uint8")))
+        write_class_colormap(self.dst, table)
+        for band, land_class in enumerate(table.classes, start=1):
+            self.prob_dst.set_band_description(band, land_class.name)
+        return self
+
+    def write(self, window, probabilities, stored, valid) -> None:
+        table = self.table
+        classes = np.where(valid, table.codes[probabilities.argmax(axis=-1)], table.nodata).astype(np.uint8)
+        self.dst.write(classes, 1, window=window)
+        self.prob_dst.write(np.moveaxis(stored, -1, 0), window=window)
+
+    def __exit__(self, *exc):
+        return self._stack.__exit__(*exc)
 
 
 def _water_decision(stack_src, stack_path, grid_src, water, table: ClassTable):

@@ -208,3 +208,86 @@ def train_sklearn(kind: str, train_npz, validation_npz, table: ClassTable, setti
     with atomic_output(model_path) as tmp:
         joblib.dump(bundle, tmp, compress=3)
     return {"kind": kind, "val_accuracy": val_accuracy, "n_train": len(y), "n_validation": len(validation.labels)}
+
+
+class LinearSoftmax:
+    """A fitted ``[StandardScaler ->] LogisticRegression`` (multinomial) applied with numpy / BLAS in float32: the
+    same class as scikit-learn's ``predict_proba`` argmax, the probabilities within float32 rounding of its.
+
+    The standardisation is done by the feature kernel (:func:`osmlulc.context_features.window_statistics` with
+    ``shift`` / ``scale``: the same float32 numbers as ``StandardScaler.transform``), the logits by one float32
+    matrix product; where the two largest logits are closer than the product's rounding error bound (from each
+    pixel's sum of absolute features) the estimator's own ``predict_proba`` decides (scikit-learn fits and predicts
+    in float32 on float32 features), so the argmax is scikit-learn's.  ``columns``: the table column of each of the
+    estimator's classes; the other columns of ``n_classes`` get probability 0.
+    """
+
+    def __init__(self, shift, scale, coef, intercept, columns, n_classes: int, estimator=None):
+        n_features = coef.shape[1]
+        #: The fitted LogisticRegression: near ties are decided by its own predict_proba.
+        self.estimator = estimator
+        self.columns = np.asarray(columns)
+        self.n_classes = n_classes
+        self.shift, self.scale = np.asarray(shift, np.float64), np.asarray(scale, np.float64)
+        self.n_features = n_features
+        # Full-table weights: an absent class gets logit -inf, hence probability 0.
+        self.coef = np.zeros((n_classes, n_features))
+        self.coef[columns] = coef
+        self.intercept = np.full(n_classes, -np.inf)
+        self.intercept[columns] = intercept
+        self.coef32 = np.ascontiguousarray(self.coef.T, dtype=np.float32)
+        self.intercept32 = self.intercept.astype(np.float32)
+        # Rounding error of a float32 dot product of n terms: at most about n u sum |terms| (u = 2^-24); the
+        # bound below has a margin of 2 on that, and covers the two logits compared.
+        self.error_per_norm = 4.0 * (n_features + 2) * np.finfo(np.float32).eps / 2 * float(np.abs(coef).max())
+        self.error_floor = 4.0 * (n_features + 2) * np.finfo(np.float32).eps / 2 * float(np.abs(intercept).max())
+
+    @classmethod
+    def of(cls, estimator, columns, n_classes: int) -> LinearSoftmax | None:
+        """The fast form of ``estimator``, or None when it is not a multinomial logistic regression behind
+        standard scalers only (an SVM, a random forest, one-vs-rest, several scalers)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        steps = [s for _, s in estimator.steps if s not in (None, "passthrough")] if isinstance(estimator, Pipeline) \
+            else [estimator]
+        *scalers, last = steps
+        if not isinstance(last, LogisticRegression) or len(scalers) > 1 \
+                or any(not isinstance(s, StandardScaler) for s in scalers):
+            return None
+        if getattr(last, "multi_class", "auto") == "ovr" or getattr(last, "solver", "") == "liblinear":
+            return None  # one-vs-rest probabilities: not a softmax
+        coef, intercept = np.asarray(last.coef_, np.float64), np.asarray(last.intercept_, np.float64)
+        if coef.shape[0] == 1:  # binary: p(second class) = expit(d) = softmax([0, d])
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+        n_features = coef.shape[1]
+        shift, scale = np.zeros(n_features), np.ones(n_features)
+        if scalers:
+            # StandardScaler.transform on float32 input casts its mean_ and scale_ to float32 first.
+            if scalers[0].with_mean:
+                shift = np.asarray(scalers[0].mean_).astype(np.float32).astype(np.float64)
+            if scalers[0].with_std:
+                scale = np.asarray(scalers[0].scale_).astype(np.float32).astype(np.float64)
+        return cls(shift, scale, coef, intercept, columns, n_classes, last)
+
+    def probabilities(self, z: np.ndarray, norms: np.ndarray) -> np.ndarray:
+        """(n, F) standardised float32 features and (n,) sums of their absolute values -> (n, n_classes) float32."""
+        logits = z @ self.coef32
+        logits += self.intercept32
+        best = logits.argmax(axis=1)
+        rows = np.arange(len(logits))
+        top = logits[rows, best]
+        logits[rows, best] = -np.inf
+        second = logits.max(axis=1)
+        logits[rows, best] = top
+        close = np.flatnonzero(top - second <= norms * self.error_per_norm + self.error_floor)
+        logits -= top[:, None]
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=1, keepdims=True)
+        if len(close):
+            # scikit-learn's own arithmetic on the same standardised features (in the dtype it was fitted in).
+            exact = np.zeros((len(close), self.n_classes), dtype=np.float32)
+            exact[:, self.columns] = self.estimator.predict_proba(z[close])
+            logits[close] = exact
+        return logits

@@ -1,0 +1,156 @@
+"""The logistic regression at memory speed (issue 24): the compiled window statistics and the float32 linear
+model give scikit-learn's classes and, within float32 rounding, its probabilities."""
+
+import numpy as np
+import pytest
+from scipy.ndimage import zoom
+
+from osmlulc.classifiers import SklearnClassifier
+from osmlulc.context_features import window_statistics
+from osmlulc.gaps import box_sums, integral_image, synthetic_cloud_mask, valid_pixels
+from osmlulc.sklearn_models import LinearSoftmax, _build_logreg, pixel_features
+
+WINDOWS = [5, 15]
+CODES = np.arange(1, 13, dtype=np.uint8)
+
+
+def reference_window_statistics(x, windows, valid=None):
+    """The numpy implementation the compiled kernel replaced (float64 integral images, one per quantity)."""
+    size = max(windows)
+    x = np.asarray(x, dtype=np.float64)
+    height, width = x.shape[-3] - size + 1, x.shape[-2] - size + 1
+    half = size // 2
+    features = [x[..., half:half + height, half:half + width, :]]
+    weights = None if valid is None else np.asarray(valid, dtype=np.float64)[..., None]
+    values = x if weights is None else np.where(weights > 0, x, 0.0)
+    integral, integral_sq = integral_image(values), integral_image(values * values)
+    counts = None if weights is None else integral_image(weights)
+    for s in windows:
+        offset = half - s // 2
+        area = float(s * s) if counts is None else box_sums(counts, s, offset, height, width)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = box_sums(integral, s, offset, height, width) / area
+            mean_sq = box_sums(integral_sq, s, offset, height, width) / area
+        if counts is not None:
+            mean = np.where(area == 0, 0.0, mean)
+            mean_sq = np.where(area == 0, 0.0, mean_sq)
+        features += [mean, np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))]
+    return np.concatenate(features, axis=-1).astype(np.float32)
+
+
+def realistic_block(size, seed, gaps=True):
+    """(size, size, 10) uint16-valued float32 reflectance: smooth fields, texture, noise, clouds and a nodata
+    corner (zeros)."""
+    rng = np.random.default_rng(seed)
+    fields = zoom(rng.random((size // 16 + 2, size // 16 + 2, 10)), (16, 16, 1), order=0)[:size, :size]
+    block = 400 + 3000 * fields + rng.normal(0, 150, (size, size, 10))
+    block = np.clip(block, 1, 10000).astype(np.uint16).astype(np.float32)
+    if gaps:
+        block[synthetic_cloud_mask((size, size), 0.15, seed)] = 0
+        block[: size // 8, : size // 8] = 0
+    return block
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    """A logistic regression trained on the features of a realistic block with 9 of the 12 classes."""
+    block = realistic_block(160, seed=3, gaps=False)
+    x = pixel_features(block, [], WINDOWS).reshape(-1, 10 * 5)
+    rng = np.random.default_rng(0)
+    keep = rng.choice(len(x), 6000, replace=False)
+    x = x[keep]
+    y = np.array([1, 2, 3, 5, 6, 8, 9, 11, 12], np.uint8)[(x[:, 0] // 300).astype(int) % 9]
+    model = _build_logreg({"C": 1.0}, 0).fit(x, y)
+    return {"model": model, "classes": CODES, "bands": [f"B{i}" for i in range(10)], "kind": "logreg",
+            "index_pairs": [], "windows": WINDOWS}
+
+
+def sklearn_reference(classifier, block, valid, block_valid):
+    """scikit-learn's own predict_proba of the same classifier (the path before issue 24)."""
+    linear, classifier.linear = classifier.linear, None
+    try:
+        return classifier.predict_proba_block(block, valid, block_valid)
+    finally:
+        classifier.linear = linear
+
+
+def test_window_statistics_are_the_numpy_numbers():
+    block = realistic_block(96, seed=1)
+    valid = valid_pixels(block)
+    for v in (None, valid):
+        np.testing.assert_array_equal(window_statistics(block, WINDOWS, v),
+                                      reference_window_statistics(block, WINDOWS, v))
+    patches = np.stack([block[i:i + 15, i:i + 15] for i in range(0, 60, 7)])
+    np.testing.assert_array_equal(window_statistics(patches, WINDOWS, valid_pixels(patches)),
+                                  reference_window_statistics(patches, WINDOWS, valid_pixels(patches)))
+    np.testing.assert_array_equal(window_statistics(block, []), block)
+
+
+def test_standardised_features_are_the_scalers(bundle):
+    block = realistic_block(64, seed=2)
+    valid = valid_pixels(block)
+    scaler = bundle["model"].steps[0][1]
+    linear = LinearSoftmax.of(bundle["model"], np.arange(9), 12)
+    norms = np.empty((50, 50))
+    z = window_statistics(block, WINDOWS, valid, shift=linear.shift, scale=linear.scale, norms=norms)
+    expected = scaler.transform(window_statistics(block, WINDOWS, valid).reshape(-1, 50)).reshape(z.shape)
+    np.testing.assert_array_equal(z, expected)
+    np.testing.assert_allclose(norms, np.abs(expected.astype(np.float64)).sum(axis=-1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_fast_logreg_gives_sklearns_classes_and_probabilities(bundle, gaps):
+    classifier = SklearnClassifier(bundle, "test.joblib")
+    assert classifier.linear is not None
+    block = realistic_block(300, seed=4, gaps=gaps)
+    block_valid = valid_pixels(block)
+    valid = block_valid[7:-7, 7:-7]
+    for v, bv in ((None, None), (valid, None), (valid, block_valid)):
+        got = classifier.predict_proba_block(block, v, bv)
+        expected = sklearn_reference(classifier, block, v, bv)
+        assert got.dtype == np.float32 and got.shape == expected.shape == (286, 286, 12)
+        np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
+        np.testing.assert_allclose(got, expected, atol=2e-6)
+        absent = np.setdiff1d(np.arange(12), classifier.columns)
+        assert (got[..., absent] == 0).all()
+
+
+def test_near_ties_are_decided_as_sklearn_does(bundle):
+    """Features next to the decision boundary of two classes (logits 1e-5 to 1e-4 apart, a few float32 roundings of
+    the sums): the class is scikit-learn's.  (Closer than scikit-learn's own float32 rounding its answer depends on
+    how many rows it is given at once.)"""
+    classifier = SklearnClassifier(bundle, "test.joblib")
+    linear = classifier.linear
+    rng = np.random.default_rng(5)
+    z = rng.normal(0, 1, (2000, 50)).astype(np.float32)
+    a, b = linear.coef[classifier.columns[0]], linear.coef[classifier.columns[1]]
+    # Move each point onto the plane where the logits of the first two classes are equal.
+    d = (z.astype(np.float64) @ (a - b) + linear.intercept[classifier.columns[0]]
+         - linear.intercept[classifier.columns[1]])
+    target = rng.uniform(1e-5, 1e-4, len(z)) * rng.choice([-1, 1], len(z))
+    z = (z - np.outer((d - target) / ((a - b) @ (a - b)), a - b)).astype(np.float32)
+    got = linear.probabilities(z, np.abs(z.astype(np.float64)).sum(axis=1))
+    expected = np.zeros_like(got)
+    expected[:, classifier.columns] = bundle["model"].steps[1][1].predict_proba(z)
+    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+
+
+def test_binary_logreg(bundle):
+    block = realistic_block(120, seed=6)
+    x = pixel_features(block, [], WINDOWS).reshape(-1, 50)
+    y = np.where(x[:, 0] > np.median(x[:, 0]), 12, 1).astype(np.uint8)
+    model = _build_logreg({"C": 1.0}, 0).fit(x, y)
+    classifier = SklearnClassifier(dict(bundle, model=model), "binary.joblib")
+    assert classifier.linear is not None
+    got = classifier.predict_proba_block(block, None, valid_pixels(block))
+    expected = sklearn_reference(classifier, block, None, valid_pixels(block))
+    np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+
+
+def test_other_estimators_keep_sklearns_path(bundle):
+    from sklearn.ensemble import RandomForestClassifier
+
+    x = np.random.default_rng(0).normal(size=(100, 50))
+    rf = RandomForestClassifier(n_estimators=3, random_state=0).fit(x, np.arange(100) % 3 + 1)
+    assert LinearSoftmax.of(rf, np.arange(3), 12) is None
