@@ -14,7 +14,7 @@ import numpy as np
 
 from osmlulc.context_features import context_patch_size, window_statistics
 from osmlulc.io import InputError
-from osmlulc.sample_data import with_indices
+from osmlulc.indices import with_indices
 from osmlulc.resnet import dihedral, keras_module, local_statistics_layer, spectral_indices_layer, undo_dihedral
 from osmlulc.sklearn_models import LinearSoftmax, pixel_features
 
