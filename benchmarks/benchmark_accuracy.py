@@ -156,6 +156,8 @@ ROWS = {
                           "weights chosen on validation by the mean of accuracy and macro recall"),
     "ensemble_by_accuracy": ("ensemble", {"models": {"ensemble": {"choose_weights_by": "accuracy"}}},
                              "weights chosen on validation by the prior-weighted accuracy alone"),
+    "ensemble_youden": ("ensemble", {"models": {"ensemble": {"water": {"criterion": "youden"}}}},
+                        "the water threshold chosen on validation by recall minus false water (Youden's J)"),
     "ensemble_margin0": ("ensemble", {"models": {"ensemble": {"water": {"recall_margin": 0.0}}}},
                          "the water decision's recall margin 0 instead of 0.01"),
     "ensemble_mndwi": ("ensemble", {"models": {"ensemble": {"water": {"index": "mndwi"}}}},

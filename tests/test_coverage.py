@@ -119,6 +119,8 @@ def test_nodata_causes_counted_per_pixel(tmp_path, country):
     text = coverage_rst({"xx": table, "yy": tmp_path / "not-yet.csv"})
     assert "**xx**: nodata on 25.00% of the country (75.00% classified; 25.00% no observation)" in text
     assert "yy" not in text
+    (tmp_path / "empty.csv").write_text("")     # e.g. a run marked done with --touch
+    assert "**zz**: the coverage table" in coverage_rst({"zz": tmp_path / "empty.csv"})
 
 
 def test_coverage_errors_name_what_is_wrong(tmp_path, country):

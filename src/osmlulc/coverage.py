@@ -103,10 +103,15 @@ def coverage_rst(coverage_csvs: dict[str, str | os.PathLike]) -> str:
     for country, path in coverage_csvs.items():
         if not Path(path).exists():
             continue
-        rows = read_coverage_table(path)
-        parts = [f"{float(rows[c]['share_of_country']):.2%} {c}" for c in CAUSES if c != "outside boundary"
-                 and int(rows[c]["pixels"]) > 0]
-        nodata = sum(float(rows[c]["share_of_country"]) for c in ("no observation", "missing tile"))
+        try:
+            rows = read_coverage_table(path)
+            parts = [f"{float(rows[c]['share_of_country']):.2%} {c}" for c in CAUSES if c != "outside boundary"
+                     and int(rows[c]["pixels"]) > 0]
+            nodata = sum(float(rows[c]["share_of_country"]) for c in ("no observation", "missing tile"))
+        except (KeyError, ValueError, OSError):
+            # the front page is written when a run ends, failed ones too: a broken table must not stop it
+            lines.append(f"- **{rst_text(country)}**: the coverage table {rst_text(path)} cannot be read.")
+            continue
         lines.append(f"- **{rst_text(country)}**: nodata on {nodata:.2%} of the country ("
                      + "; ".join(parts) + ").")
     lines.append("")

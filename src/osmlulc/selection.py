@@ -105,11 +105,17 @@ def choose_member_weights(member_probabilities: dict, targets: np.ndarray, weigh
 
 
 def choose_water_threshold(p_water: np.ndarray, argmax_water: np.ndarray, index_values: np.ndarray,
-                           is_water: np.ndarray, weights: np.ndarray, thresholds, recall_margin: float
-                           ) -> tuple[float | None, dict]:
-    """The largest of ``thresholds`` whose decision reaches the index rule's water recall minus ``recall_margin``
-    on the validation samples (the smallest threshold if none does); None without water samples.  Returns it
-    and the figures it was chosen on."""
+                           is_water: np.ndarray, weights: np.ndarray, thresholds, recall_margin: float,
+                           criterion: str = "recall") -> tuple[float | None, dict]:
+    """The water decision's threshold, chosen among ``thresholds`` on the validation samples; None without
+    water samples.  ``criterion``:
+
+    * ``recall``: the largest threshold whose decision reaches the index rule's water recall minus
+      ``recall_margin`` (the smallest threshold if none does): the index's water with the least false water;
+    * ``youden``: the threshold with the largest recall minus false-water rate (Youden's J; ties: the larger
+      threshold): as much water as the validation samples show is worth its false water.
+
+    Returns it and the figures it was chosen on."""
     if not is_water.any():
         return None, {"reason": "no water among the validation samples"}
     land = ~is_water
@@ -124,9 +130,12 @@ def choose_water_threshold(p_water: np.ndarray, argmax_water: np.ndarray, index_
     for t in sorted((float(t) for t in thresholds), reverse=True):
         recall, false_water = rates(argmax_water | ((index_values > 0) & (p_water >= t)))
         rows.append({"threshold": t, "recall": recall, "false_water": false_water})
-    chosen = next((r for r in rows if r["recall"] >= index_recall - recall_margin), rows[-1])
+    if criterion == "youden":
+        chosen = max(rows, key=lambda r: (round(r["recall"] - r["false_water"], 9), r["threshold"]))
+    else:
+        chosen = next((r for r in rows if r["recall"] >= index_recall - recall_margin), rows[-1])
     return chosen["threshold"], {"index_recall": index_recall, "index_false_water": index_false_water,
-                                 "candidates": rows, "chosen": chosen}
+                                 "criterion": criterion, "candidates": rows, "chosen": chosen}
 
 
 def choose_ensemble(member_probabilities: dict, validation, table: ClassTable, settings: dict,
@@ -151,7 +160,8 @@ def choose_ensemble(member_probabilities: dict, validation, table: ClassTable, s
         water_column = table.codes.tolist().index(table.water_code())
         threshold, figures = choose_water_threshold(
             mixed[:, water_column], mixed.argmax(axis=1) == water_column, index_values,
-            validation.targets == water_column, weights, water_settings["thresholds"], water_settings["recall_margin"])
+            validation.targets == water_column, weights, water_settings["thresholds"], water_settings["recall_margin"],
+            water_settings.get("criterion", "recall"))
         selection["water"] = figures
         if threshold is None:
             LOG.warning("water decision: %s; the ensemble's argmax alone decides water", figures["reason"])
