@@ -328,3 +328,26 @@ def load_settings(config: dict, schema_path: str | os.PathLike) -> Settings:
 
         OsmClassTable.from_yaml(config["osm_classes"], settings.classes)
     return settings
+
+
+def _merge(config: dict, change: dict) -> None:
+    """``change`` merged into ``config`` key by key, in place (as Snakemake merges a ``--configfile``)."""
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            _merge(config[key], value)
+        else:
+            config[key] = value
+
+
+def workflow_settings(root: str | os.PathLike, *configfiles: str | os.PathLike) -> Settings:
+    """The settings of the workflow in folder ``root``, without Snakemake (benchmarks, tests): its
+    ``config/config.yaml`` with ``configfiles`` (relative to ``root``) merged over it, as ``snakemake
+    --configfile`` does, and :func:`load_settings` with its ``config/schema.yaml``; the config's paths are
+    read relative to ``root``, as the workflow reads them."""
+    from contextlib import chdir
+
+    with chdir(root):
+        config = yaml.safe_load(Path("config/config.yaml").read_text())
+        for path in configfiles:
+            _merge(config, yaml.safe_load(Path(path).read_text()))
+        return load_settings(config, "config/schema.yaml")
