@@ -42,6 +42,18 @@ class Unversioned:
     value: Any
 
 
+def snic_settings(segmentation: dict, stack_order: list) -> dict:
+    """Rule snic's settings from the config's ``segmentation`` section: the RGB bands as 1-based band numbers
+    of the stack, the compactness of the chosen method, and the rest as
+    :func:`osmlulc.segmentation.segment_tile` names them."""
+    method = segmentation["method"]
+    return {"rgb_bands": [stack_order.index(b) + 1 for b in segmentation["rgb_bands"]],
+            "spacing": segmentation["spacing_px"], "method": method,
+            "compactness": segmentation["compactness" if method == "snic" else "slic_compactness"],
+            "colour_space": segmentation["colour_space"], "block_size": segmentation["block_size_px"],
+            "threads": segmentation["threads"]}
+
+
 def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
     """Validate ``config`` against the schema, filling in the schema's defaults in place; raise
     :class:`ConfigError` with one line (:func:`osmlulc.validate.config_error_line`) on the first violation."""
@@ -112,6 +124,11 @@ class Settings:
     @property
     def run_countries(self) -> list:
         return self.config["run_countries"]
+
+    @property
+    def snic(self) -> dict:
+        """Rule snic's settings (:func:`snic_settings`)."""
+        return snic_settings(self.config["segmentation"], self.stack_order)
 
     def country(self, code: str) -> dict:
         return self.config["countries"][code]
