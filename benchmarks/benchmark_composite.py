@@ -30,11 +30,16 @@ TILE = "32UNU"
 RSS_LIMIT_GB = 3.0
 
 
-def load_config() -> dict:
-    import yaml
+def load_settings():
+    """The workflow's settings (osmlulc.settings: config/config.yaml, the schema's defaults filled in)."""
+    from osmlulc.settings import workflow_settings
 
-    with open(ROOT / "config" / "config.yaml") as f:
-        return yaml.safe_load(f)
+    return workflow_settings(ROOT)
+
+
+def tile_bands(settings) -> dict:
+    """band -> native resolution of the bands a composite writes (rule composite: the reference and the stack)."""
+    return {b: settings.bands["resolution"][b] for b in settings.tile_bands}
 
 
 def write_products(workdir: Path, size: int, n: int, cover: float, seed: int = 11) -> list[str]:
@@ -47,9 +52,7 @@ def write_products(workdir: Path, size: int, n: int, cover: float, seed: int = 1
     from osmlulc.demo.noise import value_noise
     from osmlulc.io import atomic_output, block_windows, raster_profile
 
-    config = load_config()
-    bands = {b: config["bands"]["resolution"][b] for b in dict.fromkeys([config["bands"]["reference"],
-                                                                           *config["bands"]["stack_order"]])}
+    bands = tile_bands(load_settings())
     left, top = 499980.0, 5400000.0
     paths = []
     for k in range(n):
@@ -100,12 +103,12 @@ def child(args) -> None:
 
     from osmlulc.composite import composite_products
 
-    config = load_config()
-    bands = {b: config["bands"]["resolution"][b] for b in dict.fromkeys([config["bands"]["reference"],
-                                                                           *config["bands"]["stack_order"]])}
+    settings = load_settings()
+    config, bands = settings.config, tile_bands(settings)
     out = Path(args.workdir) / f"composite_{args.method}"
     started = time.perf_counter()
-    composite_products(TILE, products=json.loads(args.products), bands=bands, reference_band="B02",
+    composite_products(TILE, products=json.loads(args.products), bands=bands,
+                       reference_band=settings.bands["reference"],
                        band_outputs={b: out / f"{b}.tif" for b in bands},
                        valid_observations=out / "valid_observations.tif", valid_mask=out / "valid_mask.tif",
                        method=args.method, memory_mb=args.memory_mb or config["composite"]["memory_mb"],
@@ -142,7 +145,7 @@ def main() -> None:
                "--products-json", json.dumps(products)]
         cmd += ["--memory-mb", str(args.memory_mb)] if args.memory_mb else []
         # As every workflow job: GDAL's block cache bounded by the config (gdal_cache_mb), not 5 % of the machine.
-        env = {**os.environ, "GDAL_CACHEMAX": str(load_config()["gdal_cache_mb"])}
+        env = {**os.environ, "GDAL_CACHEMAX": str(load_settings().config["gdal_cache_mb"])}
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
         _, status, usage = os.wait4(process.pid, 0)
         out = process.stdout.read()

@@ -39,17 +39,12 @@ STAGES = ["synthetic", "clip_extent", "clip_continuous", "merge", "clip_boundary
           "confidence_product", "merge_valid_observations", "valid_observations_product"]
 
 
-def load(name: str) -> dict:
-    import yaml
+def settings():
+    """The workflow's settings with config/countries/DE.yaml (osmlulc.settings): tile grids, own footprints and
+    the mosaic's bounds as the rules get them."""
+    from osmlulc.settings import workflow_settings
 
-    with open(ROOT / name) as f:
-        return yaml.safe_load(f)
-
-
-def settings() -> tuple[dict, dict, list[str], str]:
-    config = load("config/config.yaml")
-    de = load("config/countries/DE.yaml")["countries"]["DE"]
-    return config, de, de["tiles"], str(ROOT / de["boundary"])
+    return workflow_settings(ROOT, "config/countries/DE.yaml")
 
 
 class Paths:
@@ -63,21 +58,6 @@ class Paths:
 
     def product(self, name: str) -> Path:
         return self.w / f"DE_10m_3035_{name}.tif"
-
-
-def grids(tiles: list[str]) -> dict:
-    from osmlulc.mgrs import tile_grid
-
-    return tile_grid(tiles)
-
-
-def country_bounds(grid: dict) -> tuple[dict, list[float]]:
-    """Own footprints (EPSG:3035) of the tiles and the mosaic's bounds, as rules/common.smk computes them."""
-    from osmlulc.footprints import own_footprints, tile_footprints_3035
-
-    own = own_footprints(tile_footprints_3035(grid))
-    b = [p.bounds for p in own.values()]
-    return own, [min(x[0] for x in b), min(x[1] for x in b), max(x[2] for x in b), max(x[3] for x in b)]
 
 
 def smooth_classes(rng, shape, codes, cell: int) -> np.ndarray:
@@ -101,12 +81,13 @@ def write(path: Path, data: np.ndarray, crs, transform, table=None) -> None:
         dst.write(data, 1)
 
 
-def stage_synthetic(p: Paths, size: int, table, tiles, boundary) -> dict:
+def stage_synthetic(p: Paths, size: int, s) -> dict:
     from rasterio.transform import from_origin
 
     rng = np.random.default_rng(23)
+    table, tiles = s.classes, s.tiles("DE")
     codes = np.asarray(table.codes, dtype=np.uint8)
-    grid = grids(tiles)
+    grid = s.tile_grid("DE")
     for tile in tiles:
         left, bottom, right, top = grid[tile]["bounds"]
         res = (right - left) / size
@@ -119,7 +100,7 @@ def stage_synthetic(p: Paths, size: int, table, tiles, boundary) -> dict:
         count = rng.integers(0, 12, (size, size), dtype=np.uint8)
         count[: size // 20, :] = 0
         write(p.tile(tile, "valid_observations"), count, grid[tile]["crs"], transform)
-    _, bounds = country_bounds(grid)
+    bounds = s.country_bounds("DE")
     res = 10 * 10980 / size
     width, height = int((bounds[2] - bounds[0]) // res) + 1, int((bounds[3] - bounds[1]) // res) + 1
     labels = np.full((height, width), table.nodata, np.uint8)
@@ -135,18 +116,15 @@ def stage_synthetic(p: Paths, size: int, table, tiles, boundary) -> dict:
 
 
 def run_stage(name: str, p: Paths, size: int) -> dict:
-    from osmlulc.classes import ClassTable
-
-    config, de, tiles, boundary = settings()
-    table = ClassTable.from_yaml(str(ROOT / config["classes"]))
-    product = config["product"]
+    s = settings()
+    table, tiles, boundary, product = s.classes, s.tiles("DE"), str(ROOT / s.country("DE")["boundary"]), s.product
     res = 10 * 10980 / size
     if name == "synthetic":
-        return stage_synthetic(p, size, table, tiles, boundary)
+        return stage_synthetic(p, size, s)
     if name in ("clip_extent", "clip_continuous"):
         from osmlulc.footprints import clip_to_footprint
 
-        own, _ = country_bounds(grids(tiles))
+        own = s.own_footprints("DE")
         layers = [("classified", table)] if name == "clip_extent" else [("confidence", None),
                                                                           ("valid_observations", None)]
         for tile in tiles:
@@ -158,7 +136,7 @@ def run_stage(name: str, p: Paths, size: int) -> dict:
 
         layer = {"merge": "classified", "merge_confidence": "confidence",
                  "merge_valid_observations": "valid_observations"}[name]
-        _, bounds = country_bounds(grids(tiles))
+        bounds = s.country_bounds("DE")
         merge_tiles([str(p.tile(t, f"{layer}_clipped")) for t in tiles], p.product(f"{layer}_mosaic"),
                     table if layer == "classified" else None, crs=product["crs"], resolution=res, bounds=bounds)
         return mpx_of(p.product(f"{layer}_mosaic"))
@@ -190,9 +168,9 @@ def run_stage(name: str, p: Paths, size: int) -> dict:
 
         src, dst = {"sieve_classified": ("product", "classified_sieved"),
                     "sieve_land_use": ("lu12", "lu12_sieved")}[name]
-        s = product["sieve"]
-        write_as_cog(p.product(dst), partial(sieve, p.product(src), size=s["size"], connectivity=s["connectivity"],
-                                             halo=s["halo_px"]))
+        sv = product["sieve"]
+        write_as_cog(p.product(dst), partial(sieve, p.product(src), size=sv["size"], connectivity=sv["connectivity"],
+                                             halo=sv["halo_px"]))
         return mpx_of(p.product(dst))
     if name in ("confidence_product", "valid_observations_product"):
         from osmlulc.footprints import clip_to_boundary
@@ -213,15 +191,14 @@ def mpx_of(path) -> dict:
 
 
 def child(args) -> None:
-    config, de, tiles, _ = settings()
     start = time.perf_counter()
-    info = run_stage(args.child, Paths(Path(args.workdir), tiles), args.size)
+    info = run_stage(args.child, Paths(Path(args.workdir), settings().tiles("DE")), args.size)
     info["seconds"] = time.perf_counter() - start
     Path(args.result).write_text(json.dumps(info))
 
 
 def run_child(name: str, args) -> dict:
-    config, *_ = settings()
+    config = settings().config
     out = Path(args.workdir) / "timings" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     # as rules/common.smk sets it for every job (or --gdal-cache-mb)

@@ -41,10 +41,10 @@ COMPARISONS = ["per_patch_dense", "per_patch_original", "superpixels_crop", "sli
 # --------------------------------------------------------------------------------------------
 
 def load_config() -> dict:
-    import yaml
+    """The workflow's config as its rules read it: validated, the schema's defaults filled in (osmlulc.settings)."""
+    from osmlulc.settings import workflow_settings
 
-    with open(ROOT / "config" / "config.yaml") as f:
-        return yaml.safe_load(f)
+    return workflow_settings(ROOT).config
 
 
 def demo_spec(config: dict, size: int) -> dict:

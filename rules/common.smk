@@ -98,11 +98,11 @@ wildcard_constraints:
 
 
 def country_cfg(country):
-    return config["countries"][country]
+    return SETTINGS.country(country)
 
 
 def tiles_of(country):
-    return country_cfg(country)["tiles"]
+    return SETTINGS.tiles(country)
 
 
 # ---- paths ---------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ rule ensemble_model:
     output:
         country_path("models/ensemble.json"),
     params:
-        settings=config["models"]["ensemble"],
+        settings=MODEL_CFG["ensemble"],
         index_definitions=BANDS["indices"],
         rotations=config["prediction"]["rotations"],
         version=code_version("ensemble_model"),

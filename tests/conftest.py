@@ -38,6 +38,14 @@ def linked_workflow(workdir, *, small_config: bool = False):
     return workdir
 
 
+def workflow_settings(*configfiles, workdir=ROOT):
+    """osmlulc.settings of the workflow in ``workdir`` (the project, or a run's folder linking to it), with
+    ``configfiles`` merged over config/config.yaml as Snakemake's ``--configfile``."""
+    from osmlulc.settings import workflow_settings
+
+    return workflow_settings(workdir, *configfiles)
+
+
 def run_small_demo(workdir):
     """Link the workflow into ``workdir``, run it on the small demo config there, return ``workdir``."""
     import subprocess

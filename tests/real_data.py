@@ -163,13 +163,11 @@ def product_stack(product_dir: Path, tile: str, config: dict, work: Path, *, clo
 def stack_segments(stack: Path, segments: Path, centroids: Path, config: dict) -> int:
     """SNIC (or SLIC) superpixels of a stack with ``config``'s segmentation settings (rule snic); their number."""
     from osmlulc.segmentation import segment_tile
+    from osmlulc.settings import snic_settings
 
-    seg, order = config["segmentation"], config["bands"]["stack_order"]
-    rgb = [order.index(b) + 1 for b in seg["rgb_bands"]]
-    compactness = seg["compactness" if seg["method"] == "snic" else "slic_compactness"]
-    return segment_tile(str(stack), rgb, str(segments), str(centroids), spacing=seg["spacing_px"],
-                        compactness=compactness, block_size=seg["block_size_px"], colour_space=seg["colour_space"],
-                        method=seg["method"], threads=seg["threads"])
+    snic = snic_settings(config["segmentation"], config["bands"]["stack_order"])
+    rgb = snic.pop("rgb_bands")
+    return segment_tile(str(stack), rgb, str(segments), str(centroids), **snic)
 
 
 def rasterize_polygons(geoms: list, codes: list[int], transform, shape: tuple[int, int]):

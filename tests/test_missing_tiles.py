@@ -13,17 +13,13 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 import rasterio.features
-import yaml
 
-from conftest import ROOT, linked_workflow
-from osmlulc.demo.spec import demo_tile_grid
-from osmlulc.footprints import own_footprints, tile_footprints_3035
+from conftest import linked_workflow, workflow_settings
 
 BAD = "32UNV"  # not a training tile of the demo
 BAND = f"resources/demo/XD/tiles/{BAD}/{BAD}_B07.tif"
@@ -54,10 +50,7 @@ def _status(workdir) -> dict:
 
 def _bad_tile_pixels(workdir, mosaic) -> np.ndarray:
     """The mosaic's pixels inside the bad tile's own footprint (50 m in from its edges)."""
-    config = yaml.safe_load((Path(ROOT) / "config" / "config.yaml").read_text())
-    spec = {**config["demo"], **yaml.safe_load((workdir / "config_small.yaml").read_text())["demo"],
-            "bands": {b: config["bands"]["resolution"][b] for b in config["bands"]["stack_order"]}}
-    own = own_footprints(tile_footprints_3035(demo_tile_grid(spec)))[BAD].buffer(-50)
+    own = workflow_settings("config_small.yaml", workdir=workdir).own_footprints("XD")[BAD].buffer(-50)
     with rasterio.open(mosaic) as src:
         inside = rasterio.features.geometry_mask([own], out_shape=src.shape, transform=src.transform, invert=True)
         assert inside.sum() > 1000

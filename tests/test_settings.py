@@ -75,10 +75,24 @@ def test_stac_and_http_settings_merge_the_country_overrides_key_by_key():
                "stac": {"max_cloud_cover": 10, "http": {"retries": 9}}}
     s = load_settings(merged(demo_config(), {"run_countries": ["XS"], "countries": {"XS": country}}), SCHEMA)
     assert s.stac("XS")["max_cloud_cover"] == 10 and s.stac("XS")["collection"] == "sentinel-2-l2a"
-    assert s.http("XS") == {"timeout_s": 60, "connect_timeout_s": 10, "retries": 9, "retry_delay_s": 1}
+    assert s.http("XS") == {"timeout_s": 60, "connect_timeout_s": 10, "retries": 9, "retry_delay_s": 1,
+                            "search_deadline_s": 600}
+    assert s.stac("XS")["http"] == s.http("XS")
     search = s.stac_search("XS")
     assert "http" not in search and set(search["assets"]) == set(s.tile_bands) | {"SCL"}
     assert Unversioned(1) == Unversioned(1)
+
+
+def test_the_top_level_stac_gets_the_schemas_defaults_and_a_countrys_stac_none():
+    """The defaults live in config/schema.yaml, for the top-level stac only (a country's stac says what it
+    overrides): a top-level stac naming only its url is complete after validation."""
+    config = demo_config()
+    config["stac"] = {"url": "https://stac.example/v1", "http": {"retries": 1}}
+    s = load_settings(config, SCHEMA)
+    assert s.config["stac"]["http"] == {"timeout_s": 60, "connect_timeout_s": 10, "retries": 1,
+                                        "retry_delay_s": 1, "search_deadline_s": 600}
+    assert s.config["stac"]["search_limit"] == 2000 and s.config["stac"]["offset"] == "metadata"
+    assert s.country("XD")["stac"] == {}
 
 
 _TILE = "32UNU"

@@ -24,6 +24,7 @@ from http_servers import file_server, stac_api
 from osmlulc import stac
 from osmlulc.composite import composite_products
 from osmlulc.io import InputError
+from osmlulc.settings import validate_config
 from s2_synthetic import BANDS, CRS, ORIGIN, clear_values, product_arrays, write_product
 from test_composite import CLOUDS, SIZE, expected_count, read
 
@@ -91,11 +92,21 @@ def write_items(root, base_url, extra=True):
     return path
 
 
+def top_level_stac():
+    """The top-level stac section as the workflow reads it: config.yaml's, validated (the schema's defaults)."""
+    with open(os.path.join(ROOT, "config", "config.yaml")) as f:
+        config = yaml.safe_load(f)
+    validate_config(config, os.path.join(ROOT, "config", "schema.yaml"))
+    return config["stac"]
+
+
 def settings(url, **overrides):
-    """The search settings of the tests: the servers are http://127.0.0.1, hence the opt-in (osmlulc.hrefs)."""
-    return {"url": url, "collection": "sentinel-2-l2a", "max_cloud_cover": 50, "max_items_per_tile": 8,
-            "assets": ASSETS, "http": {"timeout_s": 5, "connect_timeout_s": 2, "retries": 1, "retry_delay_s": 0.1},
-            "allow_insecure_http": True, **overrides}
+    """The search settings of the tests, a country's as the workflow makes them (osmlulc.stac.stac_config): the
+    servers are http://127.0.0.1, hence the opt-in (osmlulc.hrefs); ``http`` overrides merge key by key."""
+    return stac.stac_config(top_level_stac(), {
+        "url": url, "max_cloud_cover": 50, "max_items_per_tile": 8, "assets": ASSETS,
+        "http": {"timeout_s": 5, "connect_timeout_s": 2, "retries": 1, "retry_delay_s": 0.1},
+        "allow_insecure_http": True, **overrides})
 
 
 PERIOD = {"start": "2023-05-01", "end": "2023-08-31"}
@@ -207,8 +218,9 @@ def test_a_window_of_a_large_cog_is_read_without_fetching_the_file(tmp_path):
 
     write_tif(tmp_path / "served" / "B02.tif", data, 10, cog=True)
     size = (tmp_path / "served" / "B02.tif").stat().st_size
+    http = stac.gdal_http_options(top_level_stac()["http"])
     with file_server(tmp_path / "served") as (base, _, requests_log):
-        with rasterio.Env(**stac.gdal_http_options({})), rasterio.open(f"/vsicurl/{base}B02.tif") as src:
+        with rasterio.Env(**http), rasterio.open(f"/vsicurl/{base}B02.tif") as src:
             window = src.read(1, window=rasterio.windows.Window(1024, 2048, 256, 256))
         moved = 0
         for line in requests_log.read_text().splitlines():

@@ -1,6 +1,7 @@
 """Integration: the whole chain through snakemake on a smaller demo country, products checked by value."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pystac
 import pytest
 import rasterio
 
+from conftest import ROOT
 from stac_schemas import LocalSchemas
 
 pytestmark = pytest.mark.integration
@@ -38,6 +40,39 @@ def test_second_dry_run_has_nothing_to_do(run):
     result = snakemake(run, "-n")
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def file_tree(workdir):
+    """relative path -> (mtime in ns, size) of every file and folder under ``workdir``, without following the
+    links into the project and without .snakemake/ (Snakemake's own records, git-ignored)."""
+    tree = {}
+    for folder, dirs, files in os.walk(workdir):
+        dirs[:] = [d for d in dirs if not (folder == str(workdir) and d == ".snakemake")]
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            tree[os.path.relpath(path, workdir)] = (info.st_mtime_ns, info.st_size)
+    return tree
+
+
+def git_status(root):
+    """``git status --porcelain`` of the project (the workflow's files the run links to), or None outside git."""
+    result = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
+                            capture_output=True, text=True)
+    return result.stdout if result.returncode == 0 else None
+
+
+def test_dry_run_and_lint_leave_the_finished_run_unchanged(run):
+    """``snakemake -n`` and ``snakemake --lint`` write nothing: not in the run's folder (results, logs,
+    resources) and not in the project (``git status`` as before)."""
+    tree, status = file_tree(run), git_status(ROOT)
+    for args in (["-n"], ["--lint"]):
+        result = snakemake(run, *args)
+        assert result.returncode == 0, (args, result.stdout[-2000:], result.stderr[-2000:])
+    after = file_tree(run)
+    changed = sorted(p for p in tree.keys() | after.keys() if tree.get(p) != after.get(p))
+    assert not changed, changed[:20]
+    assert git_status(ROOT) == status
 
 
 def test_country_products_are_3035_with_class_codes(run, table):
@@ -70,7 +105,9 @@ def test_osm_labelled_pixels_keep_their_label(run):
     assert np.array_equal(merged[labelled], labels[labelled])
     gaps = (~labelled) & (predicted > 0)
     assert np.array_equal(merged[gaps], predicted[gaps])
-    assert (merged[predicted == 0] == 0).all()
+    # product.fill_gaps_with_labels (default true): a pixel without prediction keeps its label (above), the
+    # others stay nodata
+    assert (merged[(predicted == 0) & ~labelled] == 0).all()
 
 
 def test_water_layer_is_binary_and_matches_product(run):

@@ -395,7 +395,8 @@ def composite_products(tile: str, *, manifest: str | os.PathLike | None = None, 
     """:func:`composite_readable` of the tile's local ``products`` (paths) or of a STAC ``manifest``'s items.
 
     ``mask_settings`` is the config's ``sentinel2`` section (SCL classes, L1C detector and its
-    settings, buffer); ``http`` the retries and time-outs of reading over HTTP (osmlulc.stac);
+    settings, buffer); ``http`` the retries and time-outs of reading over HTTP (``stac.http``, complete;
+    GDAL's own without it);
     ``stac_settings`` the country's stac section, whose opt-ins decide which asset hrefs are read
     (:mod:`osmlulc.hrefs`; https URLs only without it).
     ``record`` (JSON) gets the composited and the dropped products. ``missing_grid`` ({crs, bounds}, with
@@ -415,7 +416,7 @@ def composite_products(tile: str, *, manifest: str | os.PathLike | None = None, 
         s2cloudless=settings.get("s2cloudless"),
         buffer_px=settings.get("mask_buffer_px", 0),
     )
-    with rasterio.Env(**stac.gdal_http_options(http)):
+    with rasterio.Env(**(stac.gdal_http_options(http) if http is not None else {})):
         if manifest is not None:
             items = stac.manifest_products(stac.read_manifest(manifest), HrefPolicy.from_settings(stac_settings))
         else:

@@ -42,6 +42,18 @@ class Unversioned:
     value: Any
 
 
+def snic_settings(segmentation: dict, stack_order: list) -> dict:
+    """Rule snic's settings from the config's ``segmentation`` section: the RGB bands as 1-based band numbers
+    of the stack, the compactness of the chosen method, and the rest as
+    :func:`osmlulc.segmentation.segment_tile` names them."""
+    method = segmentation["method"]
+    return {"rgb_bands": [stack_order.index(b) + 1 for b in segmentation["rgb_bands"]],
+            "spacing": segmentation["spacing_px"], "method": method,
+            "compactness": segmentation["compactness" if method == "snic" else "slic_compactness"],
+            "colour_space": segmentation["colour_space"], "block_size": segmentation["block_size_px"],
+            "threads": segmentation["threads"]}
+
+
 def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
     """Validate ``config`` against the schema, filling in the schema's defaults in place; raise
     :class:`ConfigError` with one line (:func:`osmlulc.validate.config_error_line`) on the first violation."""
@@ -112,6 +124,11 @@ class Settings:
     @property
     def run_countries(self) -> list:
         return self.config["run_countries"]
+
+    @property
+    def snic(self) -> dict:
+        """Rule snic's settings (:func:`snic_settings`)."""
+        return snic_settings(self.config["segmentation"], self.stack_order)
 
     def country(self, code: str) -> dict:
         return self.config["countries"][code]
@@ -328,3 +345,26 @@ def load_settings(config: dict, schema_path: str | os.PathLike) -> Settings:
 
         OsmClassTable.from_yaml(config["osm_classes"], settings.classes)
     return settings
+
+
+def _merge(config: dict, change: dict) -> None:
+    """``change`` merged into ``config`` key by key, in place (as Snakemake merges a ``--configfile``)."""
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            _merge(config[key], value)
+        else:
+            config[key] = value
+
+
+def workflow_settings(root: str | os.PathLike, *configfiles: str | os.PathLike) -> Settings:
+    """The settings of the workflow in folder ``root``, without Snakemake (benchmarks, tests): its
+    ``config/config.yaml`` with ``configfiles`` (relative to ``root``) merged over it, as ``snakemake
+    --configfile`` does, and :func:`load_settings` with its ``config/schema.yaml``; the config's paths are
+    read relative to ``root``, as the workflow reads them."""
+    from contextlib import chdir
+
+    with chdir(root):
+        config = yaml.safe_load(Path("config/config.yaml").read_text())
+        for path in configfiles:
+            _merge(config, yaml.safe_load(Path(path).read_text()))
+        return load_settings(config, "config/schema.yaml")

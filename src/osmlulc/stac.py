@@ -200,15 +200,16 @@ def search_settings(stac: dict, period: dict, tile: str, bbox: list[float]) -> d
     return {"url": stac["url"], "collection": stac["collection"], "tile": tile, "period": dict(period),
             "bbox": [round(float(v), 6) for v in bbox], "max_cloud_cover": stac["max_cloud_cover"],
             "max_items_per_tile": stac["max_items_per_tile"], "assets": dict(stac["assets"]),
-            "offset": stac.get("offset", "metadata")}
+            "offset": stac["offset"]}
 
 
 def search_tile(stac: dict, period: dict, tile: str, bbox: list[float], manifest_path: str | os.PathLike) -> dict:
     """Search the STAC API for the tile's items in ``period`` and write the manifest (module docstring).
 
     ``bbox`` (lon/lat) is where the tile is looked for (its centre is enough: items are kept by
-    their tile id).  ``stac``: url, collection, max_cloud_cover, max_items_per_tile, assets, and
-    optional http {timeout_s, retries}, offset (metadata | none), search_limit.
+    their tile id).  ``stac``: a country's settings (:func:`stac_config` of the validated config, whose
+    schema fills in the defaults): url, collection, max_cloud_cover, max_items_per_tile, search_limit,
+    offset (metadata | none), assets, http {timeout_s, retries, search_deadline_s} and the href policy.
     """
     from pystac_client import Client
     from pystac_client.exceptions import APIError
@@ -218,16 +219,16 @@ def search_tile(stac: dict, period: dict, tile: str, bbox: list[float], manifest
     settings = search_settings(stac, period, tile, bbox)
     policy = HrefPolicy.from_settings(stac)
     check_api_url(stac["url"], policy)
-    http = stac.get("http", {})
+    http = stac["http"]
     where = f"STAC API {stac['url']} (collection {stac['collection']}, tile {tile}, {period['start']}..{period['end']})"
-    deadline_s = float(http.get("search_deadline_s", 600))
+    deadline_s = float(http["search_deadline_s"])
 
     def fetch():
-        io = StacApiIO(timeout=float(http.get("timeout_s", 60)), max_retries=int(http.get("retries", 3)))
+        io = StacApiIO(timeout=float(http["timeout_s"]), max_retries=int(http["retries"]))
         client = Client.open(stac["url"], stac_io=io)
         search = client.search(collections=[stac["collection"]], bbox=list(bbox),
                                datetime=f"{period['start']}/{period['end']}", limit=100,
-                               max_items=int(stac.get("search_limit", 2000)))
+                               max_items=int(stac["search_limit"]))
         return [item.to_dict(transform_hrefs=False) for item in search.items()]
 
     try:
@@ -250,7 +251,7 @@ def search_tile(stac: dict, period: dict, tile: str, bbox: list[float], manifest
     entries = []
     for item in chosen:
         with malformed_items(where, item):
-            entries.append(manifest_entry(item, stac["assets"], stac.get("offset", "metadata"), policy))
+            entries.append(manifest_entry(item, stac["assets"], stac["offset"], policy))
     for entry in entries:
         log.info("item %s %s cloud %.1f %% baseline %s offsets %s", entry["id"], entry["datetime"],
                  float(entry["cloud_cover"]), entry["processing_baseline"], sorted(set(entry["offsets"].values())))
@@ -297,28 +298,33 @@ def manifest_products(manifest: dict, policy: HrefPolicy = HrefPolicy()) -> list
 
 
 def stac_config(stac: dict, country_stac: dict) -> dict:
-    """A country's stac settings: the config's ``stac`` section with the country's ``stac`` overrides (key by key)."""
-    return {**stac, **country_stac}
+    """A country's stac settings: the config's ``stac`` section with the country's ``stac`` overrides, key by
+    key (``http`` too: :func:`http_settings`).
+
+    ``stac`` is the validated top-level section, complete: the schema (``config/schema.yaml``) holds the
+    defaults, for the top-level ``stac`` only, so that a country's section says what it overrides.
+    """
+    return {**stac, **country_stac, "http": http_settings(stac, country_stac)}
 
 
 def http_settings(stac: dict, country_stac: dict) -> dict:
-    """Retries and time-outs of a country's HTTP reads: ``stac.http`` of the config's ``stac`` section with
-    the country's ``stac.http`` overrides (key by key).
+    """Retries and time-outs of a country's HTTP reads: ``stac.http`` of the config's (validated) ``stac``
+    section with the country's ``stac.http`` overrides (key by key).
 
     They change how the inputs are fetched, not which, so the rules pass them as a param that is not
     recorded (:class:`osmlulc.settings.Unversioned`): other time-outs rerun nothing.
     """
-    return {**stac.get("http", {}), **country_stac.get("http", {})}
+    return {**stac["http"], **country_stac.get("http", {})}
 
 
-def gdal_http_options(http: dict | None) -> dict:
-    """GDAL configuration for reading COGs over HTTP: retries, time-outs, no directory listings."""
-    http = http or {}
+def gdal_http_options(http: dict) -> dict:
+    """GDAL configuration for reading COGs over HTTP: retries, time-outs (``stac.http``, complete), no
+    directory listings."""
     return {
-        "GDAL_HTTP_MAX_RETRY": str(int(http.get("retries", 3))),
-        "GDAL_HTTP_RETRY_DELAY": str(float(http.get("retry_delay_s", 1))),
-        "GDAL_HTTP_TIMEOUT": str(int(http.get("timeout_s", 60))),
-        "GDAL_HTTP_CONNECTTIMEOUT": str(int(http.get("connect_timeout_s", 10))),
+        "GDAL_HTTP_MAX_RETRY": str(int(http["retries"])),
+        "GDAL_HTTP_RETRY_DELAY": str(float(http["retry_delay_s"])),
+        "GDAL_HTTP_TIMEOUT": str(int(http["timeout_s"])),
+        "GDAL_HTTP_CONNECTTIMEOUT": str(int(http["connect_timeout_s"])),
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
         "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.jp2",
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
