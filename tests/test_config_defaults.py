@@ -67,7 +67,7 @@ def test_defaults_are_filled_in_nested_objects():
     assert config["prediction"]["gaps"] == {"fill": True, "valid_windows": True}
     assert config["samples"]["min_valid_share"] == 1.0
     assert config["models"]["ensemble"]["choose_weights"] == []
-    assert config["models"]["ensemble"]["water"] == {"index": "ndwi", "recall_margin": 0.01,
+    assert config["models"]["ensemble"]["water"] == {"index": "ndwi", "recall_margin": 0.01, "criterion": "recall",
                                                      "thresholds": [0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005,
                                                                     0.002]}
     assert config["segmentation"]["colour_space"] == "lab"

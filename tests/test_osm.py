@@ -160,6 +160,24 @@ def test_windowed_rasterization_equals_one_window(helsinki, table, tmp_path):
     rasterize_landuse(path, grid, tmp_path / "windowed.tif", table, block_size=16)
     with rasterio.open(tmp_path / "whole.tif") as a, rasterio.open(tmp_path / "windowed.tif") as b:
         assert np.array_equal(a.read(1), b.read(1))
+    # With an area (the country product's labels, product.fill_gaps_with_labels): labels inside it whatever the
+    # grid holds, in every window: the grid's nodata corner gets its labels too, the same as a grid without one.
+    with rasterio.open(grid) as g:
+        area = shapely.box(*g.bounds)
+        inner = shapely.box(g.bounds.left, g.bounds.bottom, (g.bounds.left + g.bounds.right) / 2, g.bounds.top)
+    shapely.prepare(area)
+    shapely.prepare(inner)
+    (tmp_path / "full").mkdir()
+    full_grid = grid_over(path, tmp_path / "full", nodata_corner=0)
+    rasterize_landuse(path, full_grid, tmp_path / "full.tif", table, block_size=16)
+    rasterize_landuse(path, grid, tmp_path / "area.tif", table, area=area, block_size=16)
+    rasterize_landuse(path, grid, tmp_path / "inner.tif", table, area=inner, block_size=16)
+    with rasterio.open(tmp_path / "full.tif") as a, rasterio.open(tmp_path / "area.tif") as b, \
+            rasterio.open(tmp_path / "inner.tif") as c:
+        full, half = a.read(1), c.read(1)
+        assert np.array_equal(full, b.read(1)) and (full > 0).mean() > 0.3
+        assert np.array_equal(half[:, : half.shape[1] // 2], full[:, : half.shape[1] // 2])
+        assert (half[:, half.shape[1] // 2 + 1:] == 0).all()
 
 
 def test_priority_and_area_resolve_overlaps(table, tmp_path):

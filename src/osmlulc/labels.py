@@ -126,12 +126,12 @@ def rasterize_landuse(landuse_path, grid_path, dst_path, table: ClassTable, *, a
                 bounds = array_bounds(window.height, window.width, transform)
                 found = _window_areas(landuse_path, to_grid, to_lonlat, bounds) if valid.any() else None
                 if found is not None:
-                    geometries, codes, priority, area, fid = found
+                    geometries, codes, priority, sizes, fid = found   # sizes: the areas' areas
                     # Clip to the window plus a pixel, so huge areas cost only their part in the window.
                     margin = abs(transform.a)
                     clipped = shapely.clip_by_rect(geometries, bounds[0] - margin, bounds[1] - margin,
                                                    bounds[2] + margin, bounds[3] + margin)
-                    order = [i for i in burn_order(priority, area, fid)
+                    order = [i for i in burn_order(priority, sizes, fid)
                              if not clipped[i].is_empty and valid_code[codes[i]]]
                     if order:
                         labels = rasterio.features.rasterize(
