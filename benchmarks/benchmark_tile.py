@@ -256,7 +256,8 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
                              rotations=config["prediction"]["rotations"], fill_gaps=gaps["fill"],
                              valid_windows=gaps["valid_windows"], threads=args.threads)  # as rule ensemble_pixel
         _, weights, _ = read_ensemble(p.ensemble)
-        note = "the product's model in one pass, no member rasters (" + ", ".join(f"{m} x {w:g}" for m, w in weights.items()) + ")"
+        members = ", ".join(f"{m} x {w:g}" for m, w in weights.items())
+        note = f"the product's model in one pass, no member rasters ({members})"
         if p.ensemble_classified.exists():
             import rasterio
 
