@@ -226,7 +226,7 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         from osmlulc.predict import predict_tile_pixels
 
         predict_tile_pixels(p.stack, p.logreg, table, p.logreg_classified, p.logreg_probabilities,
-                            block_size=config["prediction"]["block_size_px"])
+                            block_size=config["prediction"]["block_size_px"], threads=args.threads)
     elif name == "ensemble_model":
         from osmlulc.selection import build_ensemble
 
@@ -254,9 +254,10 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         predict_tile_product(p.stack, p.ensemble, table, p.product_classified, p.product_probabilities,
                              block_size=config["prediction"]["block_size_px"],
                              rotations=config["prediction"]["rotations"], fill_gaps=gaps["fill"],
-                             valid_windows=gaps["valid_windows"])
+                             valid_windows=gaps["valid_windows"], threads=args.threads)  # as rule ensemble_pixel
         _, weights, _ = read_ensemble(p.ensemble)
-        note = "the product's model in one pass (" + ", ".join(f"{m} x {w:g}" for m, w in weights.items()) + ")"
+        members = ", ".join(f"{m} x {w:g}" for m, w in weights.items())
+        note = f"the product's model in one pass, no member rasters ({members})"
         if p.ensemble_classified.exists():
             import rasterio
 

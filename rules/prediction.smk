@@ -1,6 +1,11 @@
 # Per-tile prediction of every model: per pixel (dense, windowed; GPU rule on the cluster for the ResNet),
-# the ensemble from its members' probabilities, and per superpixel (mean pixel probability inside each
-# SNIC superpixel: no second classifier pass).
+# the ensemble (the product's model) in one pass over its members, block by block, and per superpixel
+# (mean pixel probability inside each SNIC superpixel: no second classifier pass).
+
+
+# The ensemble's one pass writes the rasters of the members in MEMBER_MAPS too: those never predict twice.
+ruleorder: ensemble_pixel > predict_pixel_resnet
+ruleorder: ensemble_pixel > predict_pixel
 
 
 rule predict_pixel:
@@ -41,25 +46,33 @@ use rule predict_pixel as predict_pixel_resnet with:
 
 
 rule ensemble_pixel:
+    # One pass: per block the stack is read once, every member predicts it, the blend and the water decision
+    # are written (osmlulc.predict.predict_tile_product); it runs the ResNet, so the cluster profile sends it
+    # to a GPU partition as predict_pixel_resnet.
     input:
-        unpack(get_ensemble_probabilities),
-        ensemble=lambda w: model_path(w.country, "ensemble"),
+        unpack(get_ensemble_inputs),
         stack=rules.combine.output[0],
     output:
+        **member_map_outputs(),
         classified=classified_path(model="ensemble", mode="pixel"),
         probabilities=tile_path("probabilities_ensemble.tif"),
     params:
+        members=list(ENSEMBLE),
+        member_maps=MEMBER_MAPS,
         block_size=config["prediction"]["block_size_px"],
+        rotations=config["prediction"]["rotations"],
+        gaps=config["prediction"]["gaps"],
         version=code_version("ensemble_pixel"),
         classes=CLASS_TABLE,
     log:
         logs("ensemble_pixel/{country}_{tile}"),
     benchmark:
         benchmarks("ensemble_pixel/{country}_{tile}")
+    threads: 2
     resources:
-        mem_mb=scaled_mem_mb(2000),
+        mem_mb=scaled_mem_mb(4000),
     conda:
-        RASTER_ENV
+        TENSORFLOW_GPU_ENV
     script:
         "../workflow/scripts/ensemble_pixel.py"
 

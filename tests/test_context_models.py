@@ -228,10 +228,16 @@ def test_one_pass_product_equals_the_blend_of_the_stored_member_rasters(two_mode
                              tmp_path / "blend.tif", block_size=32, water=decision, stack_path=tmp_path / "stack.tif")
     predict_tile_product(tmp_path / "stack.tif", tmp_path / "e.json", table, tmp_path / "product_classified.tif",
                          tmp_path / "product.tif", block_size=32,
-                         member_outputs={"narrow": (tmp_path / "c_narrow.tif", tmp_path / "p_narrow.tif")})
+                         member_outputs={"narrow": (tmp_path / "c_narrow.tif", tmp_path / "p_narrow.tif")},
+                         member_paths={p.stem: p for p in two_models}, threads=2)  # as rule ensemble_pixel calls it
     for got, expected in [("product_classified.tif", "classified.tif"), ("product.tif", "blend.tif"),
                           ("c_narrow.tif", "classified_narrow.tif"), ("p_narrow.tif", "probabilities_narrow.tif")]:
         with rasterio.open(tmp_path / got) as a, rasterio.open(tmp_path / expected) as b:
             np.testing.assert_array_equal(a.read(), b.read(), err_msg=got)
             assert a.profile == b.profile and a.descriptions == b.descriptions
     assert not list(tmp_path.glob("*wide*.tif.*")) and len(list(tmp_path.glob("c_*.tif"))) == 1
+    # The rule's model files must be the ensemble's members.
+    with pytest.raises(InputError, match="rebuild the ensemble"):
+        predict_tile_product(tmp_path / "stack.tif", tmp_path / "e.json", table, tmp_path / "c4.tif",
+                             tmp_path / "p4.tif", block_size=32, member_paths={"wide": two_models[0]})
+    assert not (tmp_path / "c4.tif").exists()

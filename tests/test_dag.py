@@ -74,14 +74,21 @@ def test_germany_dry_run_plans_every_tile(germany_dry_run):
     counts = Counter(rule for rule, _, _ in jobs)
     n_tiles = len(germany["tiles"])
     assert n_tiles == 70
-    for rule in ("check_inputs", "combine", "ndwi", "clip_extent", "predict_pixel_resnet"):
+    for rule in ("check_inputs", "combine", "ndwi", "clip_extent", "ensemble_pixel"):
         assert counts[rule] == n_tiles, rule
+    # Without a reference no accuracy row needs a member's own rasters: the product's one pass is the only
+    # prediction of a tile (issue 24).
+    assert counts["predict_pixel_resnet"] == counts["predict_pixel"] == 0
     assert counts["resample"] == n_tiles  # one job for the six 20 m bands of a tile
     # Labels on the tile grid are needed for training only (Germany has no per-tile reference to assess).
     assert {w["tile"] for rule, w, _ in jobs if rule == "label_tile"} == set(germany["training_tiles"])
     assert counts["train_resnet"] == counts["merge"] == counts["sieve_classified"] == 1
     assert {w["tile"] for rule, w, _ in jobs if "tile" in w} == set(germany["tiles"])
     assert {w["country"] for _, w, _ in jobs if "country" in w} == {"DE"}
+
+
+#: Rules that run the ResNet: the profile sends them to the GPU partition (ensemble_pixel: the product's one pass).
+GPU_RULES = ("train_resnet", "predict_pixel_resnet", "ensemble_pixel")
 
 
 def resources(block: str) -> dict:
@@ -100,16 +107,18 @@ def test_cluster_profile_sends_only_the_resnet_to_the_gpu(germany_dry_run, tmp_p
             continue
         res = resources(block)
         threads = re.search(r"\n\s+threads: (\d+)", block)
-        if rule in ("train_resnet", "predict_pixel_resnet"):
+        if rule in GPU_RULES:
             assert res["slurm_partition"] == "gpu_h100" and res["gpu"] == "1", (rule, res)
             assert int(threads.group(1)) == 16
         else:
             assert res["slurm_partition"] == "cpu" and "gpu" not in res, (rule, res)
         assert int(res["runtime"]) > 0 and int(res["mem_mb"]) > 0
         if rule == "predict_pixel":
-            assert wildcards["model"] in ("svm", "rf", "logreg")
+            # the ensemble's members (resnet, logreg) are predicted in its one pass (prediction.member_maps: auto)
+            assert wildcards["model"] in ("svm", "rf"), wildcards
         seen.add(rule)
-    assert {"train_resnet", "predict_pixel_resnet", "predict_pixel", "train_sklearn"} <= seen
+    assert {"train_resnet", "ensemble_pixel", "predict_pixel", "train_sklearn"} <= seen
+    assert "predict_pixel_resnet" not in seen
 
 
 def test_bad_tile_id_in_a_country_config_is_one_line(tmp_path):
@@ -160,7 +169,7 @@ def test_replaced_band_reruns_only_that_tile_and_the_country(demo_copy, small_de
         dst.write(np.where(data > 0, data + 1, 0).astype(data.dtype))
     _, jobs = dry_run(demo_copy)
     rules = {rule for rule, _, _ in jobs}
-    assert {"check_inputs", "resample", "combine", "snic", "predict_pixel_resnet", "clip_extent", "merge",
+    assert {"check_inputs", "resample", "combine", "snic", "ensemble_pixel", "clip_extent", "merge",
             "product_merge", "sieve_classified"} <= rules
     assert not rules & TRAINING_RULES, rules & TRAINING_RULES
     assert {w["tile"] for _, w, _ in jobs if "tile" in w} == {tile}
@@ -180,7 +189,7 @@ def test_model_setting_reruns_only_that_model_and_what_follows(demo_copy):
     assert {"predict_pixel", "predict_superpixel", "validation_accuracy"} <= rules
     # Nothing upstream of training, and no other model's training or prediction.
     assert rules.isdisjoint({"demo_data", "check_inputs", "resample", "combine", "ndwi", "snic", "label_tile",
-                             "samples", "train_resnet", "predict_pixel_resnet"}), rules
+                             "samples", "train_resnet", "predict_pixel_resnet", "ensemble_pixel"}), rules
     assert {w["model"] for _, w, _ in jobs if "model" in w} == {"rf"}
     # The country product is the ResNet's (product.model): it is not stale.
     assert rules.isdisjoint({"clip_extent", "merge", "product_merge", "sieve_classified"}), rules
@@ -190,7 +199,7 @@ def test_model_setting_reruns_only_that_model_and_what_follows(demo_copy):
 
 #: Rules whose scripts read the class table (workflow/scripts/*.py with config["classes"]).
 CLASS_TABLE_RULES = {"demo_data", "check_inputs", "label_tile", "samples", "sample_summary", "train_resnet",
-                     "train_sklearn", "predict_pixel", "predict_pixel_resnet", "predict_superpixel", "clip_extent",
+                     "train_sklearn", "predict_pixel", "ensemble_pixel", "predict_superpixel", "clip_extent",
                      "merge", "clip_boundary", "label_transfer", "product_merge", "extract_land_use",
                      "tile_confusion", "validation_accuracy", "accuracy", "stac_item"}
 

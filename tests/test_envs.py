@@ -93,6 +93,7 @@ def test_every_rule_with_a_script_has_an_environment():
         if env:
             seen[rule] = names[env.group(1)]
     assert seen["train_resnet"] == seen["predict_pixel_resnet"] == "tensorflow-gpu.yaml"
+    assert seen["ensemble_pixel"] == "tensorflow-gpu.yaml"  # the product's one pass runs the ResNet
     assert seen["validation_accuracy"] == "tensorflow-cpu.yaml"
     assert seen["predict_pixel"] == seen["resample"] == "raster.yaml"
 
@@ -104,7 +105,7 @@ def test_cluster_profile_names_existing_rules():
     assert set(profile["set-resources"]) <= rules, set(profile["set-resources"]) - rules
     assert set(profile["set-threads"]) <= rules, set(profile["set-threads"]) - rules
     assert profile["executor"] == "slurm"
-    for rule in ("train_resnet", "predict_pixel_resnet"):
+    for rule in ("train_resnet", "predict_pixel_resnet", "ensemble_pixel"):
         assert profile["set-resources"][rule]["gpu"] == 1
         assert profile["set-resources"][rule]["slurm_partition"] != profile["default-resources"]["slurm_partition"]
     # The workflow profile is applied on top of it: it must not cap the cluster's threads or stop keep-going.

@@ -100,7 +100,7 @@ def test_one_bad_tile_is_nodata_and_listed_and_its_fix_rebuilds_only_it(tmp_path
     jobs = _jobs_run(second.stdout + second.stderr)
     rules = {rule for rule, _ in jobs}
     assert {w["tile"] for _, w in jobs if "tile" in w} == {BAD}
-    assert {"check_inputs", "resample", "combine", "predict_pixel_resnet", "clip_extent", "merge",
+    assert {"check_inputs", "resample", "combine", "ensemble_pixel", "clip_extent", "merge",
             "sieve_classified", "stac_item"} <= rules, rules
     assert not rules & {"demo_data", "samples", "train_resnet", "train_sklearn"}, rules
     assert _status(workdir)[BAD]["status"] == "ok"

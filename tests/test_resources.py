@@ -43,7 +43,7 @@ def test_second_attempt_asks_for_more_for_every_rule_of_the_cluster_profile(tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(s for s in result.stdout.splitlines() if s.startswith("RESOURCES "))
     resources = json.loads(line.removeprefix("RESOURCES "))
-    expected = {"train_resnet", "predict_pixel_resnet", "merge", "snic", "sieve_classified", "check_inputs"}
+    expected = {"train_resnet", "ensemble_pixel", "merge", "snic", "sieve_classified", "check_inputs"}
     assert expected <= set(resources)
     for rule, res in resources.items():
         for name in ("mem_mb", "runtime"):

@@ -42,6 +42,21 @@ def error_line(change):
     return line
 
 
+def test_member_maps_follow_the_accuracy_rows():
+    """The ensemble's one pass writes its members' rasters where the accuracy rows need them (issue 24)."""
+    config = demo_config()
+    assert "reference" in config["countries"]["XD"]
+    assert load_settings(config, SCHEMA).member_maps == ["resnet", "logreg"]  # auto: the demo has a reference
+    assert load_settings(merged(demo_config(), {"prediction": {"member_maps": False}}), SCHEMA).member_maps == []
+    without_reference = demo_config()
+    del without_reference["countries"]["XD"]["reference"]
+    assert load_settings(without_reference, SCHEMA).member_maps == []
+    assert load_settings(merged(without_reference, {"prediction": {"member_maps": True}}), SCHEMA).member_maps \
+        == ["resnet", "logreg"]
+    no_ensemble = {"models": {"enabled": ["resnet", "logreg"]}, "product": {"model": "resnet"}}
+    assert load_settings(merged(demo_config(), no_ensemble), SCHEMA).member_maps == []
+
+
 def test_demo_config_settings():
     config = demo_config()
     s = load_settings(config, SCHEMA)

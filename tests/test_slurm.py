@@ -40,7 +40,8 @@ COUNTRY = "XD"
 LOCAL_PARTITIONS = {"cpu": "debug", "gpu_h100": "gpu"}
 #: what one job may ask for on the small local node
 LOCAL_MEM_MB = 3000
-GPU_RULES = {"train_resnet", "predict_pixel_resnet"}
+#: the demo's rules that run the ResNet (its own rasters come from the product's one pass, ensemble_pixel)
+GPU_RULES = {"train_resnet", "ensemble_pixel"}
 
 
 def local_profile(path: Path) -> Path:

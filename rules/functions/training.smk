@@ -8,17 +8,3 @@ def reused_model_file(wildcards):
 
 def get_ensemble_members(wildcards):
     return {m: model_path(wildcards.country, m) for m in ENSEMBLE}
-
-
-def get_ensemble_probabilities(wildcards):
-    """The members' probability rasters of the tile (rule predict_pixel of each member)."""
-    return {
-        m: output_file(
-            rules.predict_pixel.output.probabilities, country=wildcards.country, tile=wildcards.tile, model=m
-        )
-        for m in ENSEMBLE
-    }
-
-
-def get_model(wildcards):
-    return model_path(wildcards.country, wildcards.model)

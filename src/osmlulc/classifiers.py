@@ -7,6 +7,7 @@ table order, so prediction treats the ResNet and the scikit-learn models alike.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import joblib
@@ -168,6 +169,8 @@ class SklearnClassifier(Classifier):
         self.columns = np.array([column_of_code[int(c)] for c in self.model.classes_], dtype=np.intp)
         #: The logistic regression at memory speed (None: scikit-learn's predict_proba, e.g. for svm and rf).
         self.linear = LinearSoftmax.of(self.model, self.columns, self.n_classes)
+        #: Threads of the logistic regression's block prediction (the prediction rules set their own).
+        self.threads = 1
 
     def _predict_features(self, features: np.ndarray) -> np.ndarray:
         """(n, F) features -> (n, n_classes) float32 over the full table (absent classes 0)."""
@@ -201,9 +204,8 @@ class SklearnClassifier(Classifier):
         size = self.patch_size
         h, w = channels.shape[0] - size + 1, channels.shape[1] - size + 1
         out = np.empty((h, w, self.n_classes), dtype=np.float32)
-        # Rows in chunks of about SKLEARN_CHUNK_PIXELS: the features of a chunk stay small whatever the block size.
-        step = max(1, SKLEARN_CHUNK_PIXELS // w)
-        for row in range(0, h, step):
+
+        def chunk(row):
             rows = slice(row, min(h, row + step))
             part = slice(row, rows.stop + size - 1)
             norms = np.empty((rows.stop - row, w))
@@ -211,9 +213,24 @@ class SklearnClassifier(Classifier):
                                   shift=self.linear.shift, scale=self.linear.scale, norms=norms)
             out[rows] = self.linear.probabilities(z.reshape(-1, z.shape[-1]), norms.reshape(-1)).reshape(
                 rows.stop - row, w, self.n_classes)
+
+        # Rows in chunks of about SKLEARN_CHUNK_PIXELS: the features of a chunk stay small whatever the block size.
+        # The kernels and the matrix product release the GIL: with threads, chunks run side by side.
+        step = max(1, SKLEARN_CHUNK_PIXELS // w)
+        with _one_blas_thread():  # a (n, F) x (F, 12) product gains nothing from BLAS threads; they spin and cost
+            self._run_chunks(chunk, h, step)
         if valid is not None:
             out[~valid] = 0
         return out
+
+    def _run_chunks(self, chunk, h: int, step: int) -> None:
+        if self.threads > 1 and h > step:
+            step = max(1, min(step, -(-h // (2 * self.threads))))  # at least two chunks per thread
+            with ThreadPoolExecutor(self.threads) as pool:
+                list(pool.map(chunk, range(0, h, step)))
+        else:
+            for row in range(0, h, step):
+                chunk(row)
 
     def needs_filled_gaps(self, valid_windows: bool) -> bool:
         return not valid_windows
@@ -224,6 +241,18 @@ class SklearnClassifier(Classifier):
         crop_valid = None if patch_valid is None else patch_valid[:, start:start + self.patch_size,
                                                                   start:start + self.patch_size]
         return self._predict_features(pixel_features(crop, self.index_pairs, self.windows, crop_valid)[:, 0, 0, :])
+
+
+_BLAS_CONTROLLER = []
+
+
+def _one_blas_thread():
+    """Context: BLAS on one thread (threadpoolctl; its controller is made once, as it scans the loaded libraries)."""
+    from threadpoolctl import ThreadpoolController
+
+    if not _BLAS_CONTROLLER:
+        _BLAS_CONTROLLER.append(ThreadpoolController())
+    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 class EnsembleClassifier(Classifier):

@@ -16,8 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
+import numba
 import numpy as np
 import rasterio
 from rasterio.windows import Window
@@ -46,13 +48,25 @@ def read_block_with_halo(src, window: Window, halo: int) -> np.ndarray:
     """
     grown = grown_window(window, halo, src.width, src.height)
     data = src.read(window=grown)            # (B, rows, cols)
-    block = np.moveaxis(data, 0, -1).astype(np.float32)
+    block = _bands_last_float32(data)
     rows, cols = core_slices(window, grown)  # where the window lies in what was read: pad the rest to the halo
     pad = ((halo - rows.start, halo - (grown.height - rows.stop)),
            (halo - cols.start, halo - (grown.width - cols.stop)), (0, 0))
     if any(p for pair in pad for p in pair):
         block = np.pad(block, pad, mode="edge")
     return block
+
+
+@numba.njit(cache=True, nogil=True)
+def _bands_last_float32(data):
+    """(B, rows, cols) -> (rows, cols, B) float32 in one pass (numpy's moveaxis + astype took 15 x as long)."""
+    bands, rows, cols = data.shape
+    out = np.empty((rows, cols, bands), np.float32)
+    for i in range(rows):
+        for b in range(bands):
+            for j in range(cols):
+                out[i, j, b] = np.float32(data[b, i, j])
+    return out
 
 
 def predict_window_probabilities(src, classifier: Classifier, window: Window, *, fill_gaps: bool = True,
@@ -120,6 +134,36 @@ def check_stack(src, stack_path, classifier: Classifier, model_path) -> None:
                              f"was trained on {list(classifier.bands)}")
 
 
+def _probability_profile(grid: dict, table: ClassTable) -> dict:
+    """The uint8 probability rasters' profile: an intermediate of the tile chain, ZSTD level 1 (the same values,
+    written 4 x faster than deflate level 6 and about as small; benchmarks/RESULTS.md, issue 24)."""
+    profile = raster_profile(**grid, count=len(table), dtype="uint8")
+    profile.update(compress="zstd", zstd_level=1)
+    return profile
+
+
+@numba.njit(cache=True, nogil=True)
+def _classes_and_stored(probabilities, valid, codes, nodata):
+    """(h, w, n) probabilities -> the uint8 class codes of their argmax (``nodata`` where not ``valid``) and the
+    (n, h, w) stored probabilities round(p * 255), band by band as written: one pass for argmax, rint, cast and
+    transpose."""
+    height, width, n = probabilities.shape
+    classes = np.empty((height, width), np.uint8)
+    stored = np.empty((n, height, width), np.uint8)
+    scale = np.float32(PROBABILITY_SCALE)
+    for i in range(height):
+        for j in range(width):
+            best = 0
+            top = probabilities[i, j, 0]
+            for c in range(n):
+                v = probabilities[i, j, c]
+                if v > top:
+                    top, best = v, c
+                stored[c, i, j] = np.uint8(np.rint(v * scale))
+            classes[i, j] = codes[best] if valid[i, j] else nodata
+    return classes, stored
+
+
 def _output_block_size(block_size: int) -> int:
     """GeoTIFF tile edge for outputs: the processing block if smaller (multiple of 16), else the default."""
     return max(16, (min(block_size, BLOCK_SIZE) // 16) * 16)
@@ -131,30 +175,40 @@ def _write_class_probabilities(grid: dict, windows, table: ClassTable, classifie
     (-> float (h, w, n_classes) probabilities and the valid mask), window by window, atomically.
     ``decide_classes(window, probabilities, classes, valid)``: the classes of a window other than the argmax
     (the ensemble's water decision)."""
-    codes = table.codes
+    codes = np.asarray(table.codes, np.uint8)
     with atomic_output(classified_path) as tmp_classified, atomic_output(probabilities_path) as tmp_prob, \
             rasterio.open(tmp_classified, "w", **raster_profile(**grid, dtype="uint8", nodata=table.nodata)) as dst, \
-            rasterio.open(tmp_prob, "w", **raster_profile(**grid, count=len(table), dtype="uint8")) as prob_dst:
+            rasterio.open(tmp_prob, "w", **_probability_profile(grid, table)) as prob_dst:
         write_class_colormap(dst, table)
         for band, land_class in enumerate(table.classes, start=1):
             prob_dst.set_band_description(band, land_class.name)
         start, done_px = time.perf_counter(), 0
-        for i, window in enumerate(windows, start=1):
-            probabilities, valid = window_probabilities(window)
-            classes = np.where(valid, codes[probabilities.argmax(axis=-1)], table.nodata).astype(np.uint8)
-            if decide_classes is not None:
-                classes = decide_classes(window, probabilities, classes, valid)
-            scaled = np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8)
+
+        def write(window, classes, stored):
             dst.write(classes, 1, window=window)
-            prob_dst.write(np.moveaxis(scaled, -1, 0), window=window)
-            done_px += int(window.width * window.height)
-            elapsed = time.perf_counter() - start
-            LOG.info("%s: block %d/%d, %.0f px/s", what, i, len(windows), done_px / max(elapsed, 1e-9))
+            prob_dst.write(stored, window=window)
+
+        # A block is written (compressed) in the background while the next one is predicted; one at a time.
+        with ThreadPoolExecutor(1) as writer:
+            pending = None
+            for i, window in enumerate(windows, start=1):
+                probabilities, valid = window_probabilities(window)
+                classes, stored = _classes_and_stored(probabilities, valid, codes, table.nodata)
+                if decide_classes is not None:
+                    classes = decide_classes(window, probabilities, classes, valid)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(write, window, classes, stored)
+                done_px += int(window.width * window.height)
+                elapsed = time.perf_counter() - start
+                LOG.info("%s: block %d/%d, %.0f px/s", what, i, len(windows), done_px / max(elapsed, 1e-9))
+            if pending is not None:
+                pending.result()
 
 
 def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_path, probabilities_path, *,
                         block_size: int, rotations: int = 1, fill_gaps: bool = True,
-                        valid_windows: bool = True) -> None:
+                        valid_windows: bool = True, threads: int = 1) -> None:
     """Classify every pixel of a 10-band uint16 stack (nodata 0), window by window.
 
     Writes ``classified_path`` (uint8 class codes of the most probable class, 0 at nodata, with
@@ -162,8 +216,9 @@ def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_pa
     round(p * 255), 0 at nodata, band descriptions = class names).  ``rotations``: test-time
     rotations of the dense ResNet (mean over 1, 4 or 8 transforms; :class:`osmlulc.classifiers.ResnetClassifier`).
     ``fill_gaps``, ``valid_windows``: what the model sees of gaps (:func:`predict_window_probabilities`).
+    ``threads``: for the models that use them (the logistic regression; TensorFlow has its own).
     """
-    classifier = load_classifier(model_path, rotations=rotations)
+    classifier = _with_threads(load_classifier(model_path, rotations=rotations), threads)
     if classifier.n_classes != len(table):
         raise InputError(f"model {model_path} has {classifier.n_classes} classes, the class table {len(table)}")
     with open_raster(stack_path, "band stack") as src:
@@ -171,13 +226,21 @@ def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_pa
         grid = dict(crs=src.crs, transform=src.transform, width=src.width, height=src.height,
                     block_size=_output_block_size(block_size))
 
-        def window_probabilities(window):
-            return predict_window_probabilities(src, classifier, window, fill_gaps=fill_gaps,
-                                                valid_windows=valid_windows)
+        windows = list(block_windows(src.width, src.height, block_size))
+        with _BlockReader(src, windows, member_halo(classifier, fill_gaps, valid_windows)) as reader:
 
-        _write_class_probabilities(grid, list(block_windows(src.width, src.height, block_size)), table,
-                                   classified_path, probabilities_path, window_probabilities,
-                                   f"predict {os.path.basename(stack_path)} with {classifier.kind}")
+            def window_probabilities(window):
+                return predict_window_probabilities(src, classifier, window, fill_gaps=fill_gaps,
+                                                    valid_windows=valid_windows, read=reader.read)
+
+            _write_class_probabilities(grid, windows, table, classified_path, probabilities_path, window_probabilities,
+                                       f"predict {os.path.basename(stack_path)} with {classifier.kind}")
+
+
+def _with_threads(classifier: Classifier, threads: int) -> Classifier:
+    if hasattr(classifier, "threads"):
+        classifier.threads = max(1, int(threads))
+    return classifier
 
 
 def blend_tile_probabilities(member_probabilities: dict, weights: dict, table: ClassTable, classified_path,
@@ -241,17 +304,24 @@ def member_halo(classifier: Classifier, fill_gaps: bool, valid_windows: bool) ->
 
 def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classified_path, probabilities_path, *,
                          block_size: int, rotations: int = 1, fill_gaps: bool = True, valid_windows: bool = True,
-                         member_outputs: dict | None = None) -> None:
+                         member_outputs: dict | None = None, member_paths: dict | None = None,
+                         threads: int = 1) -> None:
     """The ensemble of a tile in one pass: per block the stack is read once (with the largest halo any member
     needs), every member predicts it, and the weighted mean of their probabilities -- each rounded to the
     stored uint8 first, so the numbers are those of :func:`blend_tile_probabilities` on the rasters
     :func:`predict_tile_pixels` writes -- gives the classified and probability rasters, with the water decision.
 
     ``member_outputs``: model name -> (classified path, probabilities path) of members whose own rasters are
-    wanted too (the accuracy rows of a member); the others are never written.
+    wanted too (the accuracy rows of a member); the others are never written.  ``member_paths``: model name ->
+    model file, in place of the paths the ensemble file names (the workflow passes its rule's inputs).
     """
     members, weights, water = read_ensemble(ensemble_path)
     names = list(members)
+    if member_paths is not None:
+        if set(member_paths) != set(names):
+            raise InputError(f"ensemble {ensemble_path} has members {names}, the rule's model files are of "
+                             f"{sorted(member_paths)}; rebuild the ensemble")
+        members = {n: member_paths[n] for n in names}
     total = float(sum(weights[n] for n in names))
     if total <= 0 or any(weights[n] < 0 for n in names):
         raise ValueError(f"ensemble: weights {weights} must be >= 0 with a positive sum")
@@ -259,11 +329,11 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
     unknown = sorted(set(member_outputs) - set(names))
     if unknown:
         raise ValueError(f"ensemble: {unknown} are not members of {ensemble_path} ({names})")
-    classifiers = {n: load_classifier(members[n], rotations=rotations) for n in names}
+    classifiers = {n: _with_threads(load_classifier(members[n], rotations=rotations), threads) for n in names}
     for name, classifier in classifiers.items():
         if classifier.n_classes != len(table):
             raise InputError(f"model {members[name]} has {classifier.n_classes} classes, the class table {len(table)}")
-    codes = table.codes
+    codes = np.asarray(table.codes, np.uint8)
     with ExitStack() as stack:
         src = stack.enter_context(open_raster(stack_path, "band stack"))
         for name, classifier in classifiers.items():
@@ -272,6 +342,7 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
                     block_size=_output_block_size(block_size))
         windows = list(block_windows(src.width, src.height, block_size))
         halo = max(member_halo(c, fill_gaps, valid_windows) for c in classifiers.values())
+        reader = stack.enter_context(_BlockReader(src, windows, halo))
         writers = {name: stack.enter_context(_ClassProbabilityWriter(grid, table, *paths))
                    for name, paths in member_outputs.items()}
         water_bands = None
@@ -285,7 +356,7 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
         current = {}
 
         def window_probabilities(window):
-            block = read_block_with_halo(src, window, halo)
+            block = reader.read(window, halo)
             current["centre"] = block[halo:halo + int(window.height), halo:halo + int(window.width)]
 
             def read(w, h):  # the member's halo: the centre of the block read once (edge padding included)
@@ -295,10 +366,10 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
             for name in names:
                 probabilities, member_valid = predict_window_probabilities(
                     src, classifiers[name], window, fill_gaps=fill_gaps, valid_windows=valid_windows, read=read)
-                stored = np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8)
+                member_classes, stored = _classes_and_stored(probabilities, member_valid, codes, table.nodata)
                 if name in writers:
-                    writers[name].write(window, probabilities, stored, member_valid)
-                member = stored.astype(np.float32) / PROBABILITY_SCALE
+                    writers[name].write(window, member_classes, stored)
+                member = np.moveaxis(stored, 0, -1).astype(np.float32) / PROBABILITY_SCALE
                 member_valid = member.sum(axis=-1) > 0
                 valid = member_valid if valid is None else valid & member_valid
                 part = member * np.float32(weights[name] / total)
@@ -330,21 +401,62 @@ class _ClassProbabilityWriter:
         table = self.table
         self.dst = self._stack.enter_context(rasterio.open(tmp_classified, "w", **raster_profile(
             **self.grid, dtype="uint8", nodata=table.nodata)))
-        self.prob_dst = self._stack.enter_context(rasterio.open(tmp_prob, "w", **raster_profile(
-            **self.grid, count=len(table), dtype="uint8")))
+        self.prob_dst = self._stack.enter_context(rasterio.open(tmp_prob, "w", **_probability_profile(
+            self.grid, table)))
         write_class_colormap(self.dst, table)
         for band, land_class in enumerate(table.classes, start=1):
             self.prob_dst.set_band_description(band, land_class.name)
         return self
 
-    def write(self, window, probabilities, stored, valid) -> None:
-        table = self.table
-        classes = np.where(valid, table.codes[probabilities.argmax(axis=-1)], table.nodata).astype(np.uint8)
+    def write(self, window, classes, stored) -> None:
+        """The window's class codes (h, w) and stored probabilities (n_classes, h, w) (:func:`_classes_and_stored`)."""
         self.dst.write(classes, 1, window=window)
-        self.prob_dst.write(np.moveaxis(stored, -1, 0), window=window)
+        self.prob_dst.write(stored, window=window)
 
     def __exit__(self, *exc):
         return self._stack.__exit__(*exc)
+
+
+class _BlockReader:
+    """:func:`read_block_with_halo` of each of ``windows`` in turn, the next one read in a background thread while
+    the current one is classified (the stack is only read here: one reader per open dataset)."""
+
+    def __init__(self, src, windows, halo: int):
+        self.src, self.windows, self.halo = src, list(windows), halo
+        self._pool = ThreadPoolExecutor(1)
+        self._pending = {}
+        self._next = 0
+        self._ahead()
+
+    def _ahead(self):
+        if self._next < len(self.windows):
+            window = self.windows[self._next]
+            self._pending[_window_key(window)] = self._pool.submit(read_block_with_halo, self.src, window, self.halo)
+            self._next += 1
+
+    def read(self, window: Window, halo: int) -> np.ndarray:
+        """The block of ``window`` with ``halo`` <= the reader's halo (the centre of what was read)."""
+        future = self._pending.pop(_window_key(window), None)
+        if future is None:  # not one of the windows, or asked for twice: read it now
+            block = read_block_with_halo(self.src, window, self.halo)
+        else:
+            self._ahead()
+            block = future.result()
+        cut = self.halo - halo
+        if cut < 0:
+            raise ValueError(f"block reader: halo {halo} > the {self.halo} px read")
+        return block[cut:block.shape[0] - cut, cut:block.shape[1] - cut] if cut else block
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        return False
+
+
+def _window_key(window: Window) -> tuple:
+    return int(window.col_off), int(window.row_off), int(window.width), int(window.height)
 
 
 def _water_decision(stack_src, stack_path, grid_src, water, table: ClassTable):

@@ -100,6 +100,8 @@ class Settings:
     #: Models trained here (the ensemble is made of them); the ensemble's members -> weights.
     trained_models: list
     ensemble: dict
+    #: Members whose own rasters the ensemble's one prediction pass writes (prediction.member_maps).
+    member_maps: list
     #: Models that train on every chip pixel (the ResNet, and pixel models with chip_pixels).
     chip_models: list
     #: The largest patch any model needs (validation samples are scored on it).
@@ -208,6 +210,18 @@ def _model_patch(config: dict, model: str) -> int:
         raise ConfigError(f"models.{model}.windows_px = {config['models'][model]['windows_px']}: {err}") from None
 
 
+def _member_maps(config: dict, models: list) -> list:
+    """The ensemble members whose classified and probability rasters rule ensemble_pixel writes beside the
+    ensemble's (prediction.member_maps; auto: when a run country has a reference, whose accuracy rows need
+    every model's rasters)."""
+    wanted = config["prediction"]["member_maps"]
+    if wanted == "auto":
+        wanted = any("reference" in config["countries"].get(cc, {}) for cc in config["run_countries"])
+    if "ensemble" not in models or not wanted:
+        return []
+    return [m for m in config["models"]["ensemble"]["members"] if m in models]
+
+
 def derive(config: dict) -> Settings:
     """The settings of a validated config (defaults filled in); no cross-checks (:func:`check`)."""
     classes = ClassTable.from_yaml(config["classes"])
@@ -235,6 +249,7 @@ def derive(config: dict) -> Settings:
         modes=config["prediction"]["modes"],
         trained_models=trained,
         ensemble=config["models"]["ensemble"]["members"],
+        member_maps=_member_maps(config, models),
         chip_models=chip_models,
         model_patch=model_patch,
         patch_size=patch_size,

@@ -7,6 +7,7 @@ import logging
 import time
 
 import joblib
+import numba
 import numpy as np
 
 from osmlulc.classes import ClassTable
@@ -274,20 +275,41 @@ class LinearSoftmax:
     def probabilities(self, z: np.ndarray, norms: np.ndarray) -> np.ndarray:
         """(n, F) standardised float32 features and (n,) sums of their absolute values -> (n, n_classes) float32."""
         logits = z @ self.coef32
-        logits += self.intercept32
-        best = logits.argmax(axis=1)
-        rows = np.arange(len(logits))
-        top = logits[rows, best]
-        logits[rows, best] = -np.inf
-        second = logits.max(axis=1)
-        logits[rows, best] = top
-        close = np.flatnonzero(top - second <= norms * self.error_per_norm + self.error_floor)
-        logits -= top[:, None]
-        np.exp(logits, out=logits)
-        logits /= logits.sum(axis=1, keepdims=True)
+        close = np.empty(len(logits), dtype=np.bool_)
+        _softmax_in_place(logits, self.intercept32, np.asarray(norms, np.float64), self.error_per_norm,
+                          self.error_floor, close)
+        close = np.flatnonzero(close)
         if len(close):
             # scikit-learn's own arithmetic on the same standardised features (in the dtype it was fitted in).
             exact = np.zeros((len(close), self.n_classes), dtype=np.float32)
             exact[:, self.columns] = self.estimator.predict_proba(z[close])
             logits[close] = exact
         return logits
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _softmax_in_place(logits, intercept, norms, error_per_norm, error_floor, close):
+    """Per row of float32 ``logits``: add ``intercept``, flag ``close`` where the two largest are within the rounding
+    bound ``norms * error_per_norm + error_floor``, and replace the row by its softmax (float32, one pass: what
+    numpy's argmax / max / exp / sum took five passes over the array for)."""
+    n, k = logits.shape
+    for i in range(n):
+        best = 0
+        top = np.float32(-np.inf)
+        for c in range(k):
+            v = np.float32(logits[i, c] + intercept[c])
+            logits[i, c] = v
+            if v > top:
+                top, best = v, c
+        second = np.float32(-np.inf)
+        for c in range(k):
+            if c != best and logits[i, c] > second:
+                second = logits[i, c]
+        close[i] = np.float64(np.float32(top - second)) <= norms[i] * error_per_norm + error_floor
+        total = np.float32(0.0)
+        for c in range(k):
+            e = np.float32(np.exp(np.float32(logits[i, c] - top)))
+            logits[i, c] = e
+            total += e
+        for c in range(k):
+            logits[i, c] = np.float32(logits[i, c] / total)

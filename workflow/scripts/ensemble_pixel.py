@@ -1,18 +1,21 @@
 from osmlulc.classes import ClassTable
-from osmlulc.classifiers import read_ensemble
 from osmlulc.logs import run_logged
-from osmlulc.predict import blend_tile_probabilities
+from osmlulc.predict import predict_tile_product
 
 w, p = snakemake.wildcards, snakemake.params
+out = snakemake.output
 with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile):
-    _, weights, water = read_ensemble(snakemake.input.ensemble)
-    blend_tile_probabilities(
-        {m: snakemake.input[m] for m in weights},
-        weights,
+    predict_tile_product(
+        snakemake.input.stack,
+        snakemake.input.ensemble,
         ClassTable.from_dict(p.classes),
-        snakemake.output.classified,
-        snakemake.output.probabilities,
+        out.classified,
+        out.probabilities,
         block_size=p.block_size,
-        water=water,
-        stack_path=snakemake.input.stack,
+        rotations=p.rotations,
+        fill_gaps=p.gaps["fill"],
+        valid_windows=p.gaps["valid_windows"],
+        member_outputs={m: (out[f"classified_{m}"], out[f"probabilities_{m}"]) for m in p.member_maps},
+        member_paths={m: snakemake.input[m] for m in p.members},
+        threads=snakemake.threads,
     )

@@ -14,4 +14,5 @@ with run_logged(snakemake.log[0], snakemake.rule, country=w.country, tile=w.tile
         rotations=snakemake.params.rotations,
         fill_gaps=snakemake.params.gaps["fill"],
         valid_windows=snakemake.params.gaps["valid_windows"],
+        threads=snakemake.threads,
     )
