@@ -159,10 +159,8 @@ def test_ensemble_is_the_weighted_mean_of_its_members_on_patches_and_blocks(two_
         load_classifier(tmp_path / "bad.json")
 
 
-def test_blended_tile_is_the_weighted_mean_of_the_stored_probabilities(two_models, table, tmp_path):
-    rng = np.random.default_rng(9)
-    stack = rng.uniform(500, 4000, (len(BANDS), 40, 50)).astype(np.uint16)
-    stack[:, :5, :7] = 0                                    # a nodata corner
+def member_rasters(two_models, stack, table, tmp_path) -> dict:
+    """The stack written with its band names, each member's pixel prediction of it; name -> probability raster."""
     write_raster(tmp_path / "stack.tif", stack)
     with rasterio.open(tmp_path / "stack.tif", "r+") as dst:
         for i, band in enumerate(BANDS, start=1):
@@ -173,6 +171,14 @@ def test_blended_tile_is_the_weighted_mean_of_the_stored_probabilities(two_model
         probabilities[name] = tmp_path / f"probabilities_{name}.tif"
         predict_tile_pixels(tmp_path / "stack.tif", path, table, tmp_path / f"classified_{name}.tif",
                             probabilities[name], block_size=32)
+    return probabilities
+
+
+def test_blended_tile_is_the_weighted_mean_of_the_stored_probabilities(two_models, table, tmp_path):
+    rng = np.random.default_rng(9)
+    stack = rng.uniform(500, 4000, (len(BANDS), 40, 50)).astype(np.uint16)
+    stack[:, :5, :7] = 0                                    # a nodata corner
+    probabilities = member_rasters(two_models, stack, table, tmp_path)
     weights = {"wide": 0.6, "narrow": 0.4}
     blend_tile_probabilities(probabilities, weights, table, tmp_path / "classified.tif", tmp_path / "blend.tif",
                              block_size=32)
@@ -211,19 +217,10 @@ def test_one_pass_product_equals_the_blend_of_the_stored_member_rasters(two_mode
     stack = rng.uniform(500, 4000, (len(BANDS), 45, 50)).astype(np.uint16)
     stack[:, :5, :7] = 0                                    # a nodata corner
     stack[:, 20:23, 30:34] = 0                              # a gap inside
-    write_raster(tmp_path / "stack.tif", stack)
-    with rasterio.open(tmp_path / "stack.tif", "r+") as dst:
-        for i, band in enumerate(BANDS, start=1):
-            dst.set_band_description(i, band)
     decision = WaterDecision("ndwi", ("B03", "B08"), 0.05) if water else None
     write_ensemble({"wide": two_models[0], "narrow": two_models[1]}, {"wide": 0.6, "narrow": 0.4},
                    tmp_path / "e.json", water=decision)
-    probabilities = {}
-    for path in two_models:
-        name = path.stem
-        probabilities[name] = tmp_path / f"probabilities_{name}.tif"
-        predict_tile_pixels(tmp_path / "stack.tif", path, table, tmp_path / f"classified_{name}.tif",
-                            probabilities[name], block_size=32)
+    probabilities = member_rasters(two_models, stack, table, tmp_path)
     blend_tile_probabilities(probabilities, {"wide": 0.6, "narrow": 0.4}, table, tmp_path / "classified.tif",
                              tmp_path / "blend.tif", block_size=32, water=decision, stack_path=tmp_path / "stack.tif")
     predict_tile_product(tmp_path / "stack.tif", tmp_path / "e.json", table, tmp_path / "product_classified.tif",
