@@ -176,34 +176,23 @@ def _write_class_probabilities(grid: dict, windows, table: ClassTable, classifie
     ``decide_classes(window, probabilities, classes, valid)``: the classes of a window other than the argmax
     (the ensemble's water decision)."""
     codes = np.asarray(table.codes, np.uint8)
-    with atomic_output(classified_path) as tmp_classified, atomic_output(probabilities_path) as tmp_prob, \
-            rasterio.open(tmp_classified, "w", **raster_profile(**grid, dtype="uint8", nodata=table.nodata)) as dst, \
-            rasterio.open(tmp_prob, "w", **_probability_profile(grid, table)) as prob_dst:
-        write_class_colormap(dst, table)
-        for band, land_class in enumerate(table.classes, start=1):
-            prob_dst.set_band_description(band, land_class.name)
-        start, done_px = time.perf_counter(), 0
-
-        def write(window, classes, stored):
-            dst.write(classes, 1, window=window)
-            prob_dst.write(stored, window=window)
-
-        # A block is written (compressed) in the background while the next one is predicted; one at a time.
-        with ThreadPoolExecutor(1) as writer:
-            pending = None
-            for i, window in enumerate(windows, start=1):
-                probabilities, valid = window_probabilities(window)
-                classes, stored = _classes_and_stored(probabilities, valid, codes, table.nodata)
-                if decide_classes is not None:
-                    classes = decide_classes(window, probabilities, classes, valid)
-                if pending is not None:
-                    pending.result()
-                pending = writer.submit(write, window, classes, stored)
-                done_px += int(window.width * window.height)
-                elapsed = time.perf_counter() - start
-                LOG.info("%s: block %d/%d, %.0f px/s", what, i, len(windows), done_px / max(elapsed, 1e-9))
+    # A block is written (compressed) in the background while the next one is predicted; one at a time.
+    with _ClassProbabilityWriter(grid, table, classified_path, probabilities_path) as out, \
+            ThreadPoolExecutor(1) as writer:
+        start, done_px, pending = time.perf_counter(), 0, None
+        for i, window in enumerate(windows, start=1):
+            probabilities, valid = window_probabilities(window)
+            classes, stored = _classes_and_stored(probabilities, valid, codes, table.nodata)
+            if decide_classes is not None:
+                classes = decide_classes(window, probabilities, classes, valid)
             if pending is not None:
                 pending.result()
+            pending = writer.submit(out.write, window, classes, stored)
+            done_px += int(window.width * window.height)
+            elapsed = time.perf_counter() - start
+            LOG.info("%s: block %d/%d, %.0f px/s", what, i, len(windows), done_px / max(elapsed, 1e-9))
+        if pending is not None:
+            pending.result()
 
 
 def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_path, probabilities_path, *,
@@ -243,6 +232,38 @@ def _with_threads(classifier: Classifier, threads: int) -> Classifier:
     return classifier
 
 
+def _member_factors(weights: dict, names: list) -> dict:
+    """Each member's float32 share of the ensemble (its weight over the sum), checked."""
+    total = float(sum(weights[n] for n in names))
+    if total <= 0 or any(weights[n] < 0 for n in names):
+        raise ValueError(f"ensemble: weights {weights} must be >= 0 with a positive sum")
+    return {n: np.float32(weights[n] / total) for n in names}
+
+
+def _weighted_mean(stored: dict, factors: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Members' stored uint8 probabilities (name -> (n_classes, h, w)) -> their weighted mean (h, w, n_classes)
+    float32 and the pixels where every member has probabilities (0 elsewhere)."""
+    mixed, valid = None, None
+    for name, probabilities in stored.items():
+        member = np.moveaxis(probabilities, 0, -1).astype(np.float32) / PROBABILITY_SCALE
+        member_valid = member.sum(axis=-1) > 0
+        valid = member_valid if valid is None else valid & member_valid
+        part = member * factors[name]
+        mixed = part if mixed is None else mixed + part
+    mixed[~valid] = 0
+    return mixed, valid
+
+
+def _water_index_bands(stack_src, stack_path, water, table: ClassTable) -> tuple[list[int], int]:
+    """The 0-based stack bands of a water decision's index (one line if the stack lacks one) and the water
+    class's column of the table."""
+    names = list(stack_src.descriptions)
+    missing = [b for b in water.bands if b not in names]
+    if missing:
+        raise InputError(f"band stack {stack_path} lacks band(s) {missing} of the water index {water.index}")
+    return [names.index(band) for band in water.bands], int(table.index_of_code()[table.water_code()])
+
+
 def blend_tile_probabilities(member_probabilities: dict, weights: dict, table: ClassTable, classified_path,
                              probabilities_path, *, block_size: int, water=None, stack_path=None) -> None:
     """The ensemble of a tile: the weighted mean of its members' stored probabilities, window by window.
@@ -257,9 +278,7 @@ def blend_tile_probabilities(member_probabilities: dict, weights: dict, table: C
     names = list(member_probabilities)
     if not names or set(names) != set(weights):
         raise ValueError(f"ensemble: members {names} and weights {sorted(weights)} must name the same models")
-    total = float(sum(weights[n] for n in names))
-    if total <= 0 or any(weights[n] < 0 for n in names):
-        raise ValueError(f"ensemble: weights {weights} must be >= 0 with a positive sum")
+    factors = _member_factors(weights, names)
     with ExitStack() as stack:
         sources = {n: stack.enter_context(open_raster(member_probabilities[n], f"{n} probabilities")) for n in names}
         first = sources[names[0]]
@@ -272,16 +291,7 @@ def blend_tile_probabilities(member_probabilities: dict, weights: dict, table: C
                                  f"{member_probabilities[names[0]]}; predict both on the same stack")
 
         def window_probabilities(window):
-            mixed, valid = None, None
-            for name in names:
-                member = sources[name].read(window=window).astype(np.float32) / PROBABILITY_SCALE
-                member_valid = member.sum(axis=0) > 0
-                valid = member_valid if valid is None else valid & member_valid
-                part = member * np.float32(weights[name] / total)
-                mixed = part if mixed is None else mixed + part
-            mixed = np.moveaxis(mixed, 0, -1)
-            mixed[~valid] = 0
-            return mixed, valid
+            return _weighted_mean({name: sources[name].read(window=window) for name in names}, factors)
 
         decide_classes = None
         if water is not None:
@@ -322,9 +332,7 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
             raise InputError(f"ensemble {ensemble_path} has members {names}, the rule's model files are of "
                              f"{sorted(member_paths)}; rebuild the ensemble")
         members = {n: member_paths[n] for n in names}
-    total = float(sum(weights[n] for n in names))
-    if total <= 0 or any(weights[n] < 0 for n in names):
-        raise ValueError(f"ensemble: weights {weights} must be >= 0 with a positive sum")
+    factors = _member_factors(weights, names)
     member_outputs = dict(member_outputs or {})
     unknown = sorted(set(member_outputs) - set(names))
     if unknown:
@@ -345,14 +353,8 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
         reader = stack.enter_context(_BlockReader(src, windows, halo))
         writers = {name: stack.enter_context(_ClassProbabilityWriter(grid, table, *paths))
                    for name, paths in member_outputs.items()}
-        water_bands = None
         if water is not None:
-            descriptions = list(src.descriptions)
-            missing = [b for b in water.bands if b not in descriptions]
-            if missing:
-                raise InputError(f"band stack {stack_path} lacks band(s) {missing} of the water index {water.index}")
-            water_bands = [descriptions.index(b) for b in water.bands]
-            water_column = codes.tolist().index(table.water_code())
+            water_bands, water_column = _water_index_bands(src, stack_path, water, table)
         current = {}
 
         def window_probabilities(window):
@@ -360,22 +362,16 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
             current["centre"] = block[halo:halo + int(window.height), halo:halo + int(window.width)]
 
             def read(w, h):  # the member's halo: the centre of the block read once (edge padding included)
-                return block[halo - h:block.shape[0] - (halo - h), halo - h:block.shape[1] - (halo - h)]
+                return _centre(block, halo - h)
 
-            mixed, valid = None, None
+            stored = {}
             for name in names:
                 probabilities, member_valid = predict_window_probabilities(
                     src, classifiers[name], window, fill_gaps=fill_gaps, valid_windows=valid_windows, read=read)
-                member_classes, stored = _classes_and_stored(probabilities, member_valid, codes, table.nodata)
+                member_classes, stored[name] = _classes_and_stored(probabilities, member_valid, codes, table.nodata)
                 if name in writers:
-                    writers[name].write(window, member_classes, stored)
-                member = np.moveaxis(stored, 0, -1).astype(np.float32) / PROBABILITY_SCALE
-                member_valid = member.sum(axis=-1) > 0
-                valid = member_valid if valid is None else valid & member_valid
-                part = member * np.float32(weights[name] / total)
-                mixed = part if mixed is None else mixed + part
-            mixed[~valid] = 0
-            return mixed, valid
+                    writers[name].write(window, member_classes, stored[name])
+            return _weighted_mean(stored, factors)
 
         decide_classes = None
         if water is not None:
@@ -389,7 +385,8 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
 
 
 class _ClassProbabilityWriter:
-    """A member's classified and uint8 probability rasters, window by window (as :func:`predict_tile_pixels`)."""
+    """A classified raster and its uint8 probability raster, written window by window and atomically (every
+    prediction: :func:`_write_class_probabilities`, and the members' own rasters of :func:`predict_tile_product`)."""
 
     def __init__(self, grid: dict, table: ClassTable, classified_path, probabilities_path):
         self.grid, self.table, self.paths = grid, table, (classified_path, probabilities_path)
@@ -442,10 +439,9 @@ class _BlockReader:
         else:
             self._ahead()
             block = future.result()
-        cut = self.halo - halo
-        if cut < 0:
+        if halo > self.halo:
             raise ValueError(f"block reader: halo {halo} > the {self.halo} px read")
-        return block[cut:block.shape[0] - cut, cut:block.shape[1] - cut] if cut else block
+        return _centre(block, self.halo - halo)
 
     def __enter__(self):
         return self
@@ -453,6 +449,11 @@ class _BlockReader:
     def __exit__(self, *exc):
         self._pool.shutdown(wait=True, cancel_futures=True)
         return False
+
+
+def _centre(block: np.ndarray, cut: int) -> np.ndarray:
+    """``block`` without ``cut`` rows and columns on every side (a smaller halo of the same window)."""
+    return block[cut:block.shape[0] - cut, cut:block.shape[1] - cut] if cut else block
 
 
 def _window_key(window: Window) -> tuple:
@@ -463,15 +464,11 @@ def _water_decision(stack_src, stack_path, grid_src, water, table: ClassTable):
     """``decide_classes`` of :func:`_write_class_probabilities` for a :class:`osmlulc.selection.WaterDecision`."""
     if not same_grid(stack_src, grid_src):
         raise InputError(f"band stack {stack_path} is not on the grid of the probabilities it should decide water for")
-    names = list(stack_src.descriptions)
-    missing = [b for b in water.bands if b not in names]
-    if missing:
-        raise InputError(f"band stack {stack_path} lacks band(s) {missing} of the water index {water.index}")
-    a, b = (names.index(band) + 1 for band in water.bands)
-    water_column = table.codes.tolist().index(table.water_code())
+    bands, water_column = _water_index_bands(stack_src, stack_path, water, table)
+    read_bands = [band + 1 for band in bands]
 
     def decide(window, probabilities, classes, valid):
-        index = spectral_indices(np.moveaxis(stack_src.read([a, b], window=window), 0, -1), [(0, 1)])[..., 0]
+        index = spectral_indices(np.moveaxis(stack_src.read(read_bands, window=window), 0, -1), [(0, 1)])[..., 0]
         return water.apply(probabilities, classes, index, valid, water_column, table.water_code())
 
     return decide
