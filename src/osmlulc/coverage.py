@@ -18,7 +18,6 @@ import csv
 import os
 from pathlib import Path
 
-import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
@@ -66,8 +65,7 @@ def count_nodata_causes(classified_path, product_path, boundary_path, own_footpr
         for window in block_windows(cls.width, cls.height, block_size):
             transform, shape_ = cls.window_transform(window), (window.height, window.width)
             inside = ~outside_mask(boundary, transform, shape_)
-            missing_tile = inside & (~outside_mask(missing_area, transform, shape_) if not missing_area.is_empty
-                                     else np.zeros(shape_, dtype=bool))
+            missing_tile = inside & ~outside_mask(missing_area, transform, shape_)   # empty area: all outside
             covered = inside & ~missing_tile
             classified = cls.read_masks(1, window=window) > 0
             in_product = product.read_masks(1, window=window) > 0
