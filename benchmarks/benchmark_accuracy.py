@@ -158,6 +158,11 @@ ROWS = {
                              "weights chosen on validation by the prior-weighted accuracy alone"),
     "ensemble_youden": ("ensemble", {"models": {"ensemble": {"water": {"criterion": "youden"}}}},
                         "the water threshold chosen on validation by recall minus false water (Youden's J)"),
+    "ensemble_near_gap": ("ensemble", {"models": {"ensemble": {"water": {"near_gap": {"px": 32}}}}},
+                          "the water decision with a second threshold within 32 px of a gap, chosen on the false "
+                          "water of the validation samples near gaps (models.ensemble.water.near_gap)"),
+    "ensemble_near_gap8": ("ensemble", {"models": {"ensemble": {"water": {"near_gap": {"px": 8}}}}},
+                           "the water decision's near-gap threshold within 8 px of a gap only (the cloud's hazy edge)"),
     "ensemble_margin0": ("ensemble", {"models": {"ensemble": {"water": {"recall_margin": 0.0}}}},
                          "the water decision's recall margin 0 instead of 0.01"),
     "ensemble_mndwi": ("ensemble", {"models": {"ensemble": {"water": {"index": "mndwi"}}}},
@@ -407,6 +412,7 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
     from osmlulc.resnet_training import train_resnet
     from osmlulc.sklearn_models import pixel_model_patch_size, train_sklearn
     from osmlulc.samples import SampleSettings, draw_samples
+    from osmlulc.settings import near_gap_reach
 
     model, overrides, _ = ROWS[name]
     cfg = merged(config, overrides)
@@ -445,7 +451,8 @@ def run_row(name: str, work: Path, config: dict, table, paths: dict, folds=range
                 raise SystemExit(f"row {name}: run row {models_from} first (missing {model_path})")
         reuse = (repredict or bool(models_from)) and model_path.exists()
         if not reuse:
-            sample_cfg = dict(cfg["samples"], **({} if chips else {"chip_px": 1}))
+            sample_cfg = dict(cfg["samples"], **({} if chips else {"chip_px": 1}),
+                              gap_reach_px=near_gap_reach(cfg, ["ensemble"]))
             settings = SampleSettings(patch_size=patch, **sample_cfg)
             draw_samples({TILE: (str(paths["stack"]), str(label_path))}, table, settings, fold_dir / "train.npz",
                          fold_dir / "validation.npz", segments={TILE: str(paths["segments"])})
@@ -485,6 +492,26 @@ def fold_model(work: Path, row: str, k: int, model: str) -> Path:
     return work / "rows" / source / f"fold{k}" / ("resnet.keras" if model == "resnet" else f"{model}.joblib")
 
 
+def add_gap_distances(validation_path: Path, stack_path: Path, reach: int) -> None:
+    """A cached validation set drawn before samples stored their distance to a gap gets it added: the numbers a
+    fresh draw stores (:func:`osmlulc.samples.read_gap_distances`, a function of the positions and the stack)."""
+    import rasterio
+
+    from osmlulc.samples import read_gap_distances
+
+    with np.load(validation_path) as data:
+        arrays = dict(data)
+    if reach == 0 or int(arrays.get("gap_reach_px", -1)) == reach:
+        return
+    with rasterio.open(stack_path) as src:
+        arrays["gap_distance"] = read_gap_distances(src, arrays["rows"].astype(np.int64),
+                                                    arrays["cols"].astype(np.int64), reach)
+    arrays["gap_reach_px"] = np.int64(reach)  # which reach the distances were capped at (this cache's key)
+    tmp = validation_path.with_name("validation.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(validation_path)
+
+
 def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) -> dict:
     """The ensemble row as the workflow builds it: per fold, the members' weights and the water decision chosen on
     the fold's spatial validation samples (drawn inside its training folds: osmlulc.selection.build_ensemble), then
@@ -492,6 +519,7 @@ def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) ->
 
     from osmlulc.predict import blend_tile_probabilities, predict_tile_superpixels
     from osmlulc.selection import build_ensemble
+    from osmlulc.settings import near_gap_reach
 
     settings = cfg["models"]["ensemble"]
     member_rows = {**MEMBER_ROWS, **cfg.get("benchmark", {}).get("member_rows", {})}
@@ -513,6 +541,7 @@ def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) ->
         # The validation samples of the ResNet row's fold (its patches are the widest; each member takes its centre).
         resnet_row = rows.get("resnet", MEMBER_ROWS["resnet"])
         validation = fold_model(work, resnet_row, k, "resnet").with_name("validation.npz")
+        add_gap_distances(validation, paths["stack"], near_gap_reach(cfg, ["ensemble"]))
         choice = build_ensemble({m: fold_model(work, row, k, m) for m, row in rows.items()}, validation, table,
                                 settings, cfg["bands"]["indices"], fold_dir / "ensemble.json",
                                 rotations=cfg["prediction"].get("rotations", 1))

@@ -183,10 +183,11 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
     elif name == "samples":
         from osmlulc.resnet import sample_patch_size
         from osmlulc.samples import SampleSettings, draw_samples
+        from osmlulc.settings import near_gap_reach
 
         # One sample set for both architectures: the larger of their patches.
         size = max(sample_patch_size(resnet_settings(config, a, None)) for a in ("dense", "original"))
-        settings = dict(config["samples"])
+        settings = dict(config["samples"], gap_reach_px=near_gap_reach(config, ["ensemble"]))
         size += settings.get("chip_px", 1) - 1    # label chips widen the dense ResNet's samples
         if args.per_class:
             settings["per_class"] = args.per_class

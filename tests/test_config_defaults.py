@@ -69,7 +69,8 @@ def test_defaults_are_filled_in_nested_objects():
     assert config["models"]["ensemble"]["choose_weights"] == []
     assert config["models"]["ensemble"]["water"] == {"index": "ndwi", "recall_margin": 0.01, "criterion": "recall",
                                                      "thresholds": [0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005,
-                                                                    0.002]}
+                                                                    0.002],
+                                                     "near_gap": {"px": 0, "z": 2.0, "min_samples": 200}}
     assert config["segmentation"]["colour_space"] == "lab"
     assert config["product"]["allow_missing_tiles"] is False
     assert config["demo"]["dates"] == 0

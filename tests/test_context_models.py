@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from scipy import ndimage
 
 from osmlulc.classes import ClassTable
 from osmlulc.classifiers import EnsembleClassifier, load_classifier, write_ensemble
@@ -206,7 +207,7 @@ def test_blended_tile_is_the_weighted_mean_of_the_stored_probabilities(two_model
                                  block_size=32)
 
 
-@pytest.mark.parametrize("water", [False, True])
+@pytest.mark.parametrize("water", [None, "one_threshold", "near_gap"])
 def test_one_pass_product_equals_the_blend_of_the_stored_member_rasters(two_models, table, tmp_path, water):
     """predict_tile_product (stack read once, members per block) writes the rasters that predict_tile_pixels of
     each member followed by blend_tile_probabilities write, byte for byte; members' own rasters only when asked."""
@@ -217,7 +218,8 @@ def test_one_pass_product_equals_the_blend_of_the_stored_member_rasters(two_mode
     stack = rng.uniform(500, 4000, (len(BANDS), 45, 50)).astype(np.uint16)
     stack[:, :5, :7] = 0                                    # a nodata corner
     stack[:, 20:23, 30:34] = 0                              # a gap inside
-    decision = WaterDecision("ndwi", ("B03", "B08"), 0.05) if water else None
+    decision = {None: None, "one_threshold": WaterDecision("ndwi", ("B03", "B08"), 0.05),
+                "near_gap": WaterDecision("ndwi", ("B03", "B08"), 0.95, near_gap_px=6, near_gap_threshold=0.75)}[water]
     write_ensemble({"wide": two_models[0], "narrow": two_models[1]}, {"wide": 0.6, "narrow": 0.4},
                    tmp_path / "e.json", water=decision)
     probabilities = member_rasters(two_models, stack, table, tmp_path)
@@ -233,6 +235,21 @@ def test_one_pass_product_equals_the_blend_of_the_stored_member_rasters(two_mode
             np.testing.assert_array_equal(a.read(), b.read(), err_msg=got)
             assert a.profile == b.profile and a.descriptions == b.descriptions
     assert not list(tmp_path.glob("*wide*.tif.*")) and len(list(tmp_path.glob("c_*.tif"))) == 1
+    if water == "near_gap":  # blocks of 32 px, a reach of 6: the near-gap pixels are those of the whole raster
+        blend_tile_probabilities(probabilities, {"wide": 0.6, "narrow": 0.4}, table, tmp_path / "argmax.tif",
+                                 tmp_path / "argmax_p.tif", block_size=32)
+        valid = (stack > 0).all(axis=0)
+        near = ndimage.distance_transform_cdt(valid, metric="chessboard") <= 6
+        with rasterio.open(tmp_path / "blend.tif") as src:
+            p_water = src.read(table.codes.tolist().index(12) + 1) / 255
+        green, nir = (stack[BANDS.index(b)].astype(float) for b in ("B03", "B08"))
+        index = (green - nir) / np.maximum(green + nir, 1)
+        water_px = valid & (index > 0) & (p_water >= np.where(near, 0.75, 0.95))
+        with rasterio.open(tmp_path / "argmax.tif") as a, rasterio.open(tmp_path / "product_classified.tif") as b:
+            expected, got = a.read(1), b.read(1)
+        np.testing.assert_array_equal(got, np.where(water_px, 12, expected))
+        assert (water_px & near & (p_water < 0.95)).any() and (valid & ~near & (index > 0) & (p_water >= 0.75)
+                                                              & (p_water < 0.95)).any()
     # The rule's model files must be the ensemble's members.
     with pytest.raises(InputError, match="rebuild the ensemble"):
         predict_tile_product(tmp_path / "stack.tif", tmp_path / "e.json", table, tmp_path / "c4.tif",

@@ -104,3 +104,51 @@ def test_sample_patches_with_gaps_are_filled_or_dropped():
     again = original.copy()
     np.testing.assert_array_equal(_fill_or_drop_gaps(again, 1.0), [True, False, False, False])
     np.testing.assert_array_equal(again, original)
+
+
+def _brute_distance_to_gap(valid: np.ndarray) -> np.ndarray:
+    """Chessboard distance of every pixel to the nearest gap, by brute force (inf without a gap)."""
+    gaps = np.argwhere(~valid)
+    rows, cols = np.indices(valid.shape)
+    if not len(gaps):
+        return np.full(valid.shape, np.inf)
+    return np.min([np.maximum(abs(rows - r), abs(cols - c)) for r, c in gaps], axis=0).astype(float)
+
+
+def test_pixels_near_a_gap_from_blocks_with_a_halo_equal_the_whole_raster():
+    from osmlulc.gaps import near_gaps
+    from osmlulc.predict import read_block_with_halo
+    from rasterio.windows import Window
+
+    rng = np.random.default_rng(5)
+    valid = rng.random((40, 37)) > 0.01
+    valid[20:23, 5:9] = False
+    expected = _brute_distance_to_gap(valid) <= 6
+
+    class Raster:  # read_block_with_halo's view of a raster: what the one pass and the blend read
+        width, height = valid.shape[1], valid.shape[0]
+
+        def read(self, window):
+            return valid[None, window.row_off:window.row_off + window.height,
+                         window.col_off:window.col_off + window.width].astype(np.uint16)
+
+    got = np.zeros_like(valid)
+    for r0 in range(0, 40, 16):
+        for c0 in range(0, 37, 16):
+            window = Window(c0, r0, min(16, 37 - c0), min(16, 40 - r0))
+            block = read_block_with_halo(Raster(), window, 6)
+            got[r0:r0 + window.height, c0:c0 + window.width] = near_gaps(valid_pixels(block), 6)
+    np.testing.assert_array_equal(got, expected)
+    # No gap in reach: nothing is near one; the raster's border is not a gap.
+    assert not near_gaps(np.ones((20, 20), bool), 4).any()
+
+
+def test_gap_distances_are_capped_at_the_reach():
+    from osmlulc.gaps import gap_distances
+
+    rng = np.random.default_rng(6)
+    valid = rng.random((30, 30)) > 0.02
+    rows, cols = rng.integers(0, 30, 50), rng.integers(0, 30, 50)
+    expected = np.minimum(_brute_distance_to_gap(valid)[rows, cols], 5)
+    np.testing.assert_array_equal(gap_distances(valid, rows, cols, 4), expected)
+    assert (gap_distances(np.ones((5, 5), bool), np.array([1, 2]), np.array([3, 4]), 4) == 5).all()

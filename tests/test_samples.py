@@ -99,3 +99,28 @@ def test_no_labelled_pixel_is_a_clear_error(tmp_path, table):
     with pytest.raises(InputError, match="no labelled pixel in the training tiles"):
         draw_samples(tiles, table, sample_settings(), tmp_path / "t.npz", tmp_path / "v.npz")
     assert not (tmp_path / "t.npz").exists()
+
+
+def test_validation_samples_carry_their_distance_to_the_nearest_gap(tmp_path, table):
+    """gap_reach_px > 0: each validation sample stores its chessboard distance to the nearest masked pixel of the
+    stack, capped at reach + 1 (the water decision's threshold near gaps is chosen on them); training: none."""
+    from osmlulc.sample_data import load_samples
+
+    labels = np.zeros((60, 50), np.uint8)
+    labels[:, :25] = 5
+    labels[:, 25:] = 12
+    stack_path, label_path = _tile(tmp_path, "a", labels)
+    with rasterio.open(stack_path, "r+") as dst:
+        data = dst.read()
+        data[:, 28:31, 10:40] = 0                      # a cloud across both classes
+        dst.write(data)
+    settings = sample_settings(gap_reach_px=4, min_valid_share=0.5, validation_fraction=0.5)
+    draw_samples({"32UNU": (stack_path, label_path)}, table, settings, tmp_path / "t.npz", tmp_path / "v.npz")
+    validation = load_samples(tmp_path / "v.npz", table)
+    with np.load(tmp_path / "v.npz") as data:
+        rows, cols = data["rows"], data["cols"]
+    gap_rows, gap_cols = np.nonzero((np.moveaxis(rasterio.open(stack_path).read(), 0, -1) == 0).all(-1))
+    brute = np.array([np.min(np.maximum(abs(gap_rows - r), abs(gap_cols - c))) for r, c in zip(rows, cols)])
+    np.testing.assert_array_equal(validation.gap_distance, np.minimum(brute, 5))
+    assert (validation.gap_distance <= 4).any() and (validation.gap_distance == 5).any()
+    assert load_samples(tmp_path / "t.npz", table).gap_distance is None

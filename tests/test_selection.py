@@ -132,3 +132,89 @@ def test_blend_applies_the_water_decision_to_the_classes_not_the_probabilities(t
     with pytest.raises(ValueError, match="band stack"):
         blend_tile_probabilities({"m": member}, {"m": 1.0}, table, tmp_path / "c2.tif", tmp_path / "p2.tif",
                                  block_size=64, water=decision)
+
+
+def test_near_gap_threshold_is_the_smallest_whose_false_water_stays_surely_below_the_index():
+    from osmlulc.selection import choose_near_gap_threshold
+
+    # 400 land samples near a gap, the index says water on 40 of them (10 %): 20 with p(water) 0.3, 10 at 0.05,
+    # 10 at 0.01.  t = 0.3 makes 20 of them water (5 % + 2 standard errors 2.2 % < 10 %), 0.05 makes 30 (7.5 % +
+    # 2.6 % > 10 %): 0.3 is the smallest sure one.  Far samples and water samples do not count.
+    n = 400
+    p_water = np.zeros(n + 100)
+    p_water[:20], p_water[20:30], p_water[30:40] = 0.3, 0.05, 0.01
+    index = np.where(np.arange(n + 100) < 40, 0.2, -0.3)
+    index[n:] = 0.5
+    is_water = np.zeros(n + 100, bool)
+    is_water[n + 50:] = True
+    near = np.arange(n + 100) < n + 50
+    near[n:n + 50] = False
+    args = (p_water, p_water >= 0.5, index, is_water, np.ones(n + 100), near, [0.5, 0.3, 0.05, 0.01])
+    threshold, figures = choose_near_gap_threshold(*args, z=2.0, min_samples=100)
+    assert threshold == 0.3 and figures["index_false_water"] == pytest.approx(0.1)
+    assert [r["false_water"] for r in figures["candidates"]] == pytest.approx([0.0, 0.05, 0.075, 0.1])
+    # z = 0: the false water may reach the index's: t = 0.01 (all 40, 10 %).
+    assert choose_near_gap_threshold(*args, z=0.0, min_samples=100)[0] == 0.01
+    # Too few land samples near gaps: no near-gap threshold.
+    threshold, figures = choose_near_gap_threshold(*args, z=2.0, min_samples=401)
+    assert threshold is None and "fewer than 401" in figures["reason"]
+
+
+def test_near_gaps_the_water_decision_takes_the_lower_threshold():
+    decision = WaterDecision("ndwi", ("B03", "B08"), 0.5, near_gap_px=32, near_gap_threshold=0.05)
+    probabilities = np.zeros((1, 4, 2), np.float32)
+    probabilities[0, :, 1] = [0.1, 0.1, 0.01, 0.6]
+    probabilities[0, :, 0] = 1 - probabilities[0, :, 1]
+    classes = np.array([[5, 5, 5, 5]], np.uint8)
+    index = np.full((1, 4), 0.2)
+    valid = np.ones((1, 4), bool)
+    near = np.array([[True, False, True, False]])
+    # p 0.1 near a gap: water; far: not (0.5 applies); p 0.01 near: not; p 0.6 far: water.
+    np.testing.assert_array_equal(decision.apply(probabilities, classes, index, valid, 1, 12, near),
+                                  [[12, 5, 5, 12]])
+    with pytest.raises(ValueError, match="near a gap"):
+        decision.apply(probabilities, classes, index, valid, 1, 12)
+    assert WaterDecision.from_dict(decision.to_dict()) == decision
+    # No far threshold (no water among the validation samples): the index counts near gaps only.
+    near_only = WaterDecision("ndwi", ("B03", "B08"), None, near_gap_px=32, near_gap_threshold=0.05)
+    np.testing.assert_array_equal(near_only.apply(probabilities, classes, index, valid, 1, 12, near),
+                                  [[12, 5, 5, 5]])
+    assert WaterDecision.from_dict(near_only.to_dict()) == near_only
+    # An ensemble file written before the near-gap rule reads as one threshold everywhere.
+    old = WaterDecision.from_dict({"index": "ndwi", "bands": ["B03", "B08"], "threshold": 0.2})
+    assert old.near_gap_reach == 0 and old == WaterDecision("ndwi", ("B03", "B08"), 0.2)
+
+
+def test_the_ensemble_chooses_a_near_gap_threshold_only_from_samples_that_know_their_gap_distance(table):
+    from osmlulc.sample_data import Samples
+    from osmlulc.selection import choose_ensemble
+
+    codes = table.codes.tolist()
+    land, water = codes.index(5), codes.index(12)
+    # 200 land samples near a gap (40 with NDWI > 0: 10 at p(water) 0.2, 30 at 0.01), 200 far, 50 water far.
+    targets = np.array([land] * 400 + [water] * 50, np.int32)
+    p_water = np.zeros(450)
+    p_water[:10], p_water[10:40], p_water[400:] = 0.2, 0.01, 0.9
+    probabilities = np.zeros((450, len(table)))
+    probabilities[:, water] = p_water
+    probabilities[:, land] = 1 - p_water
+    green = np.where((np.arange(450) < 40) | (np.arange(450) >= 400), 1500, 500)
+    patches = np.zeros((450, 1, 1, 2), np.uint16)
+    patches[:, 0, 0, 0], patches[:, 0, 0, 1] = green, 1000          # B03, B08: NDWI > 0 where green 1500
+    gap_distance = np.where(np.arange(450) < 200, 3, 33).astype(np.int16)
+    settings = {"members": {"a": 1.0}, "choose_weights": [],
+                "water": {"index": "ndwi", "thresholds": [0.5, 0.2, 0.01], "recall_margin": 0.01,
+                          "near_gap": {"px": 32, "z": 2.0, "min_samples": 100}}}
+
+    def samples(distance):
+        return Samples(patches, np.asarray(codes)[targets].astype(np.uint8), targets, ("B03", "B08"),
+                       gap_distance=distance)
+
+    chosen = choose_ensemble({"a": probabilities}, samples(gap_distance), table, settings, {"ndwi": ["B03", "B08"]})
+    # 10 / 200 = 5 % + 2 SE (3.1 %) < the index's 20 % near gaps at t = 0.2; t = 0.01 reaches it.
+    assert chosen["water"] == WaterDecision("ndwi", ("B03", "B08"), 0.5, 32, 0.2)
+    assert chosen["selection"]["water_near_gap"]["index_false_water"] == pytest.approx(0.2)
+    # Samples drawn without their distance to a gap: one threshold, and the selection says why.
+    chosen = choose_ensemble({"a": probabilities}, samples(None), table, settings, {"ndwi": ["B03", "B08"]})
+    assert chosen["water"] == WaterDecision("ndwi", ("B03", "B08"), 0.5)
+    assert "no distance" in chosen["selection"]["water_near_gap"]["reason"]

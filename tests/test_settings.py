@@ -84,6 +84,16 @@ def test_sample_settings_without_chip_models_have_no_chips():
     assert load_settings(config, SCHEMA).sample_settings["chip_px"] == 1
 
 
+def test_validation_samples_look_for_gaps_as_far_as_the_water_decision_does():
+    assert load_settings(demo_config(), SCHEMA).sample_settings["gap_reach_px"] == 0   # near_gap.px 0: off
+    near = {"models": {"ensemble": {"water": {"near_gap": {"px": 32}}}}}
+    assert load_settings(merged(demo_config(), near), SCHEMA).sample_settings["gap_reach_px"] == 32
+    no_index = merged(near, {"models": {"ensemble": {"water": {"index": "none"}}}})
+    assert load_settings(merged(demo_config(), no_index), SCHEMA).sample_settings["gap_reach_px"] == 0
+    no_ensemble = merged(near, {"models": {"enabled": ["resnet", "rf"]}, "product": {"model": "rf"}})
+    assert load_settings(merged(demo_config(), no_ensemble), SCHEMA).sample_settings["gap_reach_px"] == 0
+
+
 def test_stac_and_http_settings_merge_the_country_overrides_key_by_key():
     country = {"name": "S", "source": "stac", "tiles": ["32UNU"], "training_tiles": ["32UNU"], "boundary": "b",
                "label_raster": "l", "period": {"start": "2023-05-01", "end": "2023-08-31"},

@@ -112,3 +112,33 @@ def fill_patch(patch: np.ndarray, valid: np.ndarray, radius: int) -> np.ndarray:
     if np.issubdtype(patch.dtype, np.integer):
         filled = np.rint(filled)
     return np.where(valid[..., None], patch, filled.astype(patch.dtype))
+
+
+def near_gaps(valid: np.ndarray, reach: int) -> np.ndarray:
+    """(H, W) valid mask of a block read with a ``reach`` px halo -> (H - 2 reach, W - 2 reach) bool: the
+    centre's pixels within ``reach`` px (chessboard distance) of a gap.  'valid' mode like :func:`fill_gaps`:
+    a block's answer equals that of the whole raster as long as the halo holds the raster's own pixels
+    (outside the raster, the edge-padded halo repeats the edge: the raster's border is not a gap)."""
+    from scipy import ndimage
+
+    valid = np.asarray(valid, dtype=bool)
+    height, width = valid.shape[0] - 2 * reach, valid.shape[1] - 2 * reach
+    if height < 1 or width < 1:
+        raise ValueError(f"near_gaps: a block of {valid.shape} px has no centre at reach {reach}")
+    if reach == 0 or valid.all():
+        return ~valid[reach:reach + height, reach:reach + width]
+    near = ndimage.maximum_filter(~valid, size=2 * reach + 1, mode="nearest")
+    return near[reach:reach + height, reach:reach + width]
+
+
+def gap_distances(valid: np.ndarray, rows: np.ndarray, cols: np.ndarray, reach: int) -> np.ndarray:
+    """(N,) int16 chessboard distance (px) from each of the pixels ``rows``, ``cols`` of a (H, W) valid mask to
+    the nearest gap of the mask, ``reach + 1`` where none is within ``reach`` (0: the pixel is a gap)."""
+    from scipy import ndimage
+
+    valid = np.asarray(valid, dtype=bool)
+    far = np.full(len(rows), reach + 1, dtype=np.int16)
+    if valid.all() or not len(rows):
+        return far
+    distance = ndimage.distance_transform_cdt(valid, metric="chessboard")[rows, cols]
+    return np.minimum(distance, reach + 1).astype(np.int16)

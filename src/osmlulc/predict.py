@@ -28,7 +28,7 @@ from osmlulc.classes import ClassTable
 from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, open_raster, raster_profile,
                         same_grid, write_class_colormap)
 from osmlulc.gaps import fill_gaps as fill_gap_pixels
-from osmlulc.gaps import valid_pixels
+from osmlulc.gaps import near_gaps, valid_pixels
 from osmlulc.logs import progress
 from osmlulc.indices import spectral_indices
 from osmlulc.windows import core_slices, grown_window
@@ -349,7 +349,8 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
         grid = dict(crs=src.crs, transform=src.transform, width=src.width, height=src.height,
                     block_size=_output_block_size(block_size))
         windows = list(block_windows(src.width, src.height, block_size))
-        halo = max(member_halo(c, fill_gaps, valid_windows) for c in classifiers.values())
+        reach = water.near_gap_reach if water is not None else 0
+        halo = max([member_halo(c, fill_gaps, valid_windows) for c in classifiers.values()] + [reach])
         reader = stack.enter_context(_BlockReader(src, windows, halo))
         writers = {name: stack.enter_context(_ClassProbabilityWriter(grid, table, *paths))
                    for name, paths in member_outputs.items()}
@@ -360,6 +361,8 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
         def window_probabilities(window):
             block = reader.read(window, halo)
             current["centre"] = block[halo:halo + int(window.height), halo:halo + int(window.width)]
+            if reach:
+                current["near_gap"] = near_gaps(valid_pixels(_centre(block, halo - reach)), reach)
 
             def read(w, h):  # the member's halo: the centre of the block read once (edge padding included)
                 return _centre(block, halo - h)
@@ -377,7 +380,8 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
         if water is not None:
             def decide_classes(window, probabilities, classes, valid):
                 index = spectral_indices(current["centre"][..., water_bands], [(0, 1)])[..., 0]
-                return water.apply(probabilities, classes, index, valid, water_column, table.water_code())
+                return water.apply(probabilities, classes, index, valid, water_column, table.water_code(),
+                                   current.get("near_gap"))
 
         _write_class_probabilities(grid, windows, table, classified_path, probabilities_path, window_probabilities,
                                    f"product of {', '.join(f'{n} x {weights[n]:g}' for n in names)} (one pass)",
@@ -467,9 +471,12 @@ def _water_decision(stack_src, stack_path, grid_src, water, table: ClassTable):
     bands, water_column = _water_index_bands(stack_src, stack_path, water, table)
     read_bands = [band + 1 for band in bands]
 
+    reach = water.near_gap_reach
+
     def decide(window, probabilities, classes, valid):
         index = spectral_indices(np.moveaxis(stack_src.read(read_bands, window=window), 0, -1), [(0, 1)])[..., 0]
-        return water.apply(probabilities, classes, index, valid, water_column, table.water_code())
+        near_gap = near_gaps(valid_pixels(read_block_with_halo(stack_src, window, reach)), reach) if reach else None
+        return water.apply(probabilities, classes, index, valid, water_column, table.water_code(), near_gap)
 
     return decide
 

@@ -31,6 +31,9 @@ class Samples:
     label_chips: np.ndarray | None = None
     #: (n_classes,) clean labelled pixels per class (table order) the samples were drawn from, or None.
     candidates: np.ndarray | None = None
+    #: (N,) distance (px) of each sample to the nearest gap, capped at the reach it was drawn with + 1
+    #: (validation samples, ``samples.gap_reach_px``), or None.
+    gap_distance: np.ndarray | None = None
 
     @property
     def centre_spectra(self) -> np.ndarray:
@@ -52,6 +55,7 @@ def load_samples(path: str | os.PathLike, table: ClassTable) -> Samples:
             patches, labels, bands = data["patches"], data["labels"], data["bands"]
             label_chips = data["label_chips"] if "label_chips" in data else None
             candidates = data["candidates"] if "candidates" in data else None
+            gap_distance = data["gap_distance"] if "gap_distance" in data else None
     except (OSError, ValueError) as err:
         if isinstance(err, InputError):
             raise
@@ -69,8 +73,11 @@ def load_samples(path: str | os.PathLike, table: ClassTable) -> Samples:
         raise InputError(f"samples {path}: label codes {unknown} are not in the class table")
     if label_chips is not None and (label_chips.shape[0] != len(labels) or label_chips.ndim != 3):
         raise InputError(f"samples {path}: label chips of shape {label_chips.shape} do not match {len(labels)} samples")
+    if gap_distance is not None and gap_distance.shape != labels.shape:
+        raise InputError(f"samples {path}: gap distances of shape {gap_distance.shape} do not match {len(labels)} "
+                         "samples")
     return Samples(patches, labels.astype(np.uint8), targets, tuple(str(b) for b in bands), label_chips,
-                   None if candidates is None or len(candidates) != len(table) else candidates)
+                   None if candidates is None or len(candidates) != len(table) else candidates, gap_distance)
 
 
 def check_same_bands(train: Samples, validation: Samples, validation_path) -> None:

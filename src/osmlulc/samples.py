@@ -37,7 +37,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from osmlulc.classes import ClassTable
-from osmlulc.gaps import fill_patch, valid_pixels
+from osmlulc.gaps import fill_patch, gap_distances, valid_pixels
 from osmlulc.io import InputError, atomic_output, block_windows, open_raster, write_csv_rows
 from osmlulc.sample_cleaning import LabelFilter
 
@@ -75,6 +75,9 @@ class SampleSettings:
     #: trains densely on every clean labelled pixel of the chip, not only the centre.  1: off.
     #: ``patch_size`` must hold it: model patch + chip_px - 1.
     chip_px: int = 1
+    #: Validation samples store their distance to the nearest gap up to this many px (``gap_distance``), for the
+    #: water decision's threshold near gaps (``models.ensemble.water.near_gap``); 0: not stored.
+    gap_reach_px: int = 0
 
 
 def validation_blocks(shape: tuple[int, int], block_px: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -295,7 +298,8 @@ def draw_samples(tiles: dict[str, tuple[str, str]], table: ClassTable, settings:
             summary[SPLITS[s]] = _write_samples(picked[s], tiles, settings.patch_size, band_names, table, path,
                                                 outlier_mad=settings.outlier_mad, chip_reader=chip_reader,
                                                 candidates=counts[1 if s == 1 else 0],
-                                                min_valid_share=settings.min_valid_share)
+                                                min_valid_share=settings.min_valid_share,
+                                                gap_reach_px=settings.gap_reach_px if s == 1 else 0)
     return summary
 
 
@@ -315,6 +319,18 @@ def spectral_outliers(spectra: np.ndarray, labels: np.ndarray, threshold: float)
         z = np.abs(x - median) / np.where(mad > 0, mad, np.inf)
         outlier[sel] = (z > threshold).any(axis=1)
     return outlier
+
+
+def read_gap_distances(stack_src, rows: np.ndarray, cols: np.ndarray, reach: int) -> np.ndarray:
+    """(N,) distance (px, chessboard) of each sample pixel to the nearest gap of the stack, ``reach + 1`` where
+    none is within ``reach``: what prediction's near-gap mask (:func:`osmlulc.gaps.near_gaps`) sees.  The
+    raster's border is not a gap."""
+    out = np.empty(len(rows), dtype=np.int16)
+    for idx, window in sample_groups(rows, cols, reach):
+        window = window.intersection(Window(0, 0, stack_src.width, stack_src.height))
+        valid = valid_pixels(np.moveaxis(stack_src.read(window=window), 0, -1))
+        out[idx] = gap_distances(valid, rows[idx] - int(window.row_off), cols[idx] - int(window.col_off), reach)
+    return out
 
 
 def _cut_per_tile(tile_col: np.ndarray, cut) -> np.ndarray | None:
@@ -348,10 +364,11 @@ def _fill_or_drop_gaps(patches: np.ndarray, min_valid_share: float) -> np.ndarra
 
 def _write_samples(picked, tiles, size, band_names, table: ClassTable, path, *,
                    outlier_mad: float | None = None, chip_reader=None, candidates=None,
-                   min_valid_share: float = 1.0) -> dict[int, int]:
+                   min_valid_share: float = 1.0, gap_reach_px: int = 0) -> dict[int, int]:
     """Cut the picked samples' patches (and label chips) and save them; ``candidates``: per class (table
     order) the number of clean labelled pixels the samples were drawn from, stored so that training can
-    weight classes by their share of the labels (``class_weight: prior``) rather than of the samples."""
+    weight classes by their share of the labels (``class_weight: prior``) rather than of the samples;
+    ``gap_reach_px`` > 0: each sample's distance to the nearest gap, up to that (``gap_distance``)."""
     n_bands = len(band_names)
     tile_col = np.array([tile for tile, r, _, _ in picked for _ in range(len(r))], dtype=str)
     rows, cols, labels = (np.concatenate([entry[i] for entry in picked]) if picked else np.empty(0, np.int64)
@@ -381,6 +398,13 @@ def _write_samples(picked, tiles, size, band_names, table: ClassTable, path, *,
     if chip_reader is not None:
         chips = _cut_per_tile(tile_col, lambda tile, of_tile: chip_reader(tile, rows[of_tile], cols[of_tile]))
         extra["label_chips"] = chips if chips is not None else np.empty((0, 1, 1), np.uint8)
+    if gap_reach_px > 0:
+        def read_distances(tile, of_tile):
+            with open_raster(tiles[tile][0], "band stack") as stack:
+                return read_gap_distances(stack, rows[of_tile], cols[of_tile], gap_reach_px)
+
+        distances = _cut_per_tile(tile_col, read_distances)
+        extra["gap_distance"] = distances if distances is not None else np.empty(0, np.int16)
     result = dict(
         patches=patches,
         labels=labels.astype(np.uint8),

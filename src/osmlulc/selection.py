@@ -12,6 +12,14 @@ vetoes the index where it is sure of land (wet fields, shadows), the index finds
 (haze at a cloud's edge, a pond it never saw).  ``t`` is the largest threshold whose water recall on the
 validation samples reaches the index rule's minus ``recall_margin``: as much of the index's water as
 asked for, with the least false water.
+
+Near a gap (within ``near_gap.px`` of a masked pixel) the model's view is weakest: part of its field is
+filled, the air at a cloud's edge is hazy, and on real data its water probability there fell below ``t``
+where the index still found water.  The validation samples hold no such water (they hold no water near a
+gap at all on the development data), so a recall criterion cannot see it.  Near gaps the threshold is
+therefore chosen on the false water alone: the smallest ``t_near`` whose false water on the validation
+samples near a gap stays below the index rule's there by ``near_gap.z`` standard errors -- the index's
+water with less than its false water, which is what the water layer is held to -- and never above ``t``.
 """
 
 from __future__ import annotations
@@ -31,26 +39,48 @@ LOG = logging.getLogger("osmlulc")
 @dataclass(frozen=True)
 class WaterDecision:
     """Water where the argmax is water, or where ``index`` ((a - b) / (a + b) of ``bands``) > 0 and
-    p(water) >= ``threshold``."""
+    p(water) >= ``threshold`` (None: the argmax alone), or >= ``near_gap_threshold`` within ``near_gap_px`` of a
+    gap (None or 0: no separate rule near gaps)."""
 
     index: str
     bands: tuple[str, str]
-    threshold: float
+    threshold: float | None
+    near_gap_px: int = 0
+    near_gap_threshold: float | None = None
+
+    @property
+    def near_gap_reach(self) -> int:
+        """The distance (px) to a gap the decision looks at: 0 without a near-gap rule."""
+        return self.near_gap_px if self.near_gap_threshold is not None else 0
 
     def apply(self, probabilities: np.ndarray, classes: np.ndarray, index_values: np.ndarray, valid: np.ndarray,
-              water_column: int, water_code: int) -> np.ndarray:
-        """(h, w) class codes with the decision's water set (probabilities (h, w, C), index (h, w))."""
-        water = valid & (index_values > 0) & (probabilities[..., water_column] >= self.threshold)
+              water_column: int, water_code: int, near_gap: np.ndarray | None = None) -> np.ndarray:
+        """(h, w) class codes with the decision's water set (probabilities (h, w, C), index (h, w); ``near_gap``
+        (h, w) bool: the pixels within ``near_gap_px`` of a gap, needed when the decision has a near-gap rule)."""
+        far = np.inf if self.threshold is None else self.threshold
+        if self.near_gap_reach:
+            if near_gap is None:
+                raise ValueError("water decision: its near-gap rule needs the pixels near a gap")
+            threshold = np.where(near_gap, min(far, self.near_gap_threshold), far)
+        else:
+            threshold = far
+        water = valid & (index_values > 0) & (probabilities[..., water_column] >= threshold)
         return np.where(water, np.uint8(water_code), classes).astype(np.uint8)
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "bands": list(self.bands), "threshold": self.threshold}
+        return {"index": self.index, "bands": list(self.bands), "threshold": self.threshold,
+                "near_gap_px": self.near_gap_px, "near_gap_threshold": self.near_gap_threshold}
 
     @classmethod
     def from_dict(cls, spec: dict | None) -> WaterDecision | None:
         if not spec:
             return None
-        return cls(str(spec["index"]), tuple(spec["bands"]), float(spec["threshold"]))
+
+        def number(key):
+            return None if spec.get(key) is None else float(spec[key])
+
+        return cls(str(spec["index"]), tuple(spec["bands"]), number("threshold"), int(spec.get("near_gap_px", 0)),
+                   number("near_gap_threshold"))
 
 
 def prior_weights(targets: np.ndarray, n_classes: int, candidates) -> np.ndarray:
@@ -138,6 +168,40 @@ def choose_water_threshold(p_water: np.ndarray, argmax_water: np.ndarray, index_
                                  "criterion": criterion, "candidates": rows, "chosen": chosen}
 
 
+def choose_near_gap_threshold(p_water: np.ndarray, argmax_water: np.ndarray, index_values: np.ndarray,
+                              is_water: np.ndarray, weights: np.ndarray, near_gap: np.ndarray, thresholds, z: float,
+                              min_samples: int) -> tuple[float | None, dict]:
+    """The water decision's threshold near gaps, chosen on the validation samples near a gap (``near_gap``): the
+    smallest of ``thresholds`` whose prior-weighted false water plus ``z`` standard errors (binomial, with the
+    effective sample count of the weights) is at most the index rule's false water on the same samples.  None
+    (the far threshold applies) with fewer than ``min_samples`` land samples near a gap (effective count) or when
+    no threshold is that sure.  Returns it and the figures it was chosen on."""
+    land = near_gap & ~is_water
+    w = weights[land]
+    effective = float(w.sum() ** 2 / np.sum(w ** 2)) if len(w) else 0.0
+    figures = {"samples": int(near_gap.sum()), "land_samples": int(land.sum()), "effective_land": effective,
+               "water_samples": int((near_gap & is_water).sum()), "z": z}
+    if effective < min_samples:
+        return None, {**figures, "reason": f"{effective:.0f} land validation samples near a gap (effective), "
+                                           f"fewer than {min_samples}"}
+
+    def false_water(predicted):
+        rate = float(np.sum(w * predicted[land]) / np.sum(w))
+        return rate, float(np.sqrt(rate * (1 - rate) / effective))
+
+    index_rate, _ = false_water(index_values > 0)
+    rows, chosen = [], None
+    for t in sorted((float(t) for t in thresholds), reverse=True):
+        rate, error = false_water(argmax_water | ((index_values > 0) & (p_water >= t)))
+        rows.append({"threshold": t, "false_water": rate, "standard_error": error})
+        if rate + z * error <= index_rate:
+            chosen = t
+    figures.update(index_false_water=index_rate, candidates=rows, chosen=chosen)
+    if chosen is None:
+        figures["reason"] = "no threshold's false water is surely below the index's"
+    return chosen, figures
+
+
 def choose_ensemble(member_probabilities: dict, validation, table: ClassTable, settings: dict,
                     index_definitions: dict) -> dict:
     """Member weights and water decision of the ensemble from its members' probabilities of the validation
@@ -163,10 +227,22 @@ def choose_ensemble(member_probabilities: dict, validation, table: ClassTable, s
             validation.targets == water_column, weights, water_settings["thresholds"], water_settings["recall_margin"],
             water_settings.get("criterion", "recall"))
         selection["water"] = figures
-        if threshold is None:
+        near = water_settings.get("near_gap") or {}
+        near_threshold = None
+        if near.get("px", 0) > 0 and validation.gap_distance is not None:
+            near_threshold, selection["water_near_gap"] = choose_near_gap_threshold(
+                mixed[:, water_column], mixed.argmax(axis=1) == water_column, index_values,
+                validation.targets == water_column, weights, validation.gap_distance <= near["px"],
+                water_settings["thresholds"], near["z"], near["min_samples"])
+        elif near.get("px", 0) > 0:
+            selection["water_near_gap"] = {"reason": "the validation samples carry no distance to a gap"}
+        if threshold is None and near_threshold is None:
             LOG.warning("water decision: %s; the ensemble's argmax alone decides water", figures["reason"])
         else:
-            water = WaterDecision(name, tuple(index_definitions[name]), threshold)
+            if threshold is None:
+                LOG.warning("water decision: %s; the index counts near gaps only", figures["reason"])
+            water = WaterDecision(name, tuple(index_definitions[name]), threshold,
+                                  int(near["px"]) if near_threshold is not None else 0, near_threshold)
     return {"weights": chosen, "water": water, "selection": selection}
 
 

@@ -222,6 +222,15 @@ def _member_maps(config: dict, models: list) -> list:
     return [m for m in config["models"]["ensemble"]["members"] if m in models]
 
 
+def near_gap_reach(config: dict, models: list) -> int:
+    """How far (px) the validation samples look for a gap: the ensemble's water decision near gaps
+    (models.ensemble.water.near_gap.px), 0 without one."""
+    water = config["models"]["ensemble"].get("water") or {}
+    if "ensemble" not in models or water.get("index", "none") == "none":
+        return 0
+    return int((water.get("near_gap") or {}).get("px", 0))
+
+
 def derive(config: dict) -> Settings:
     """The settings of a validated config (defaults filled in); no cross-checks (:func:`check`)."""
     classes = ClassTable.from_yaml(config["classes"])
@@ -253,7 +262,8 @@ def derive(config: dict) -> Settings:
         chip_models=chip_models,
         model_patch=model_patch,
         patch_size=patch_size,
-        sample_settings=dict(config["samples"], **({} if chip_models else {"chip_px": 1})),
+        sample_settings=dict(config["samples"], **({} if chip_models else {"chip_px": 1}),
+                             gap_reach_px=near_gap_reach(config, models)),
         water_indices=water_indices,
         demo_countries=[cc for cc, c in config["countries"].items() if c["source"] == "demo"],
     )
