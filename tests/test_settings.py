@@ -57,6 +57,19 @@ def test_member_maps_follow_the_accuracy_rows():
     assert load_settings(merged(demo_config(), no_ensemble), SCHEMA).member_maps == []
 
 
+def test_ensemble_superpixels_where_a_run_classifies_the_ensemble_per_superpixel():
+    """The one pass sums the ensemble's probabilities per superpixel (and so waits for the superpixels) where the
+    accuracy rows or the product classify the ensemble per superpixel (issue 24)."""
+    assert load_settings(demo_config(), SCHEMA).ensemble_superpixels  # the demo has a reference
+    without_reference = demo_config()
+    del without_reference["countries"]["XD"]["reference"]
+    assert not load_settings(without_reference, SCHEMA).ensemble_superpixels
+    assert load_settings(merged(without_reference, {"product": {"mode": "superpixel"}}), SCHEMA).ensemble_superpixels
+    assert not load_settings(merged(demo_config(), {"prediction": {"modes": ["pixel"]}}), SCHEMA).ensemble_superpixels
+    no_ensemble = {"models": {"enabled": ["resnet", "logreg"]}, "product": {"model": "resnet"}}
+    assert not load_settings(merged(demo_config(), no_ensemble), SCHEMA).ensemble_superpixels
+
+
 def test_demo_config_settings():
     config = demo_config()
     s = load_settings(config, SCHEMA)

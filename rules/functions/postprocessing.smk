@@ -21,9 +21,17 @@ def get_missing_tiles_record(wildcards):
 
 
 def get_confidence_inputs(wildcards):
+    """The product model's probabilities (and superpixels); for the ensemble what its one pass wrote instead: the
+    pixel confidence (and in superpixel mode the per-superpixel sums)."""
     tile = dict(country=wildcards.country, tile=wildcards.tile)
-    inputs = {"probabilities": output_file(rules.predict_pixel.output.probabilities, model=PRODUCT["model"], **tile)}
-    if PRODUCT["mode"] == "superpixel":
+    superpixel = PRODUCT["mode"] == "superpixel"
+    if PRODUCT["model"] == "ensemble":
+        inputs = {"confidence": output_file(rules.ensemble_pixel.output.confidence, **tile)}
+        if superpixel:
+            inputs["segment_sums"] = output_file(rules.ensemble_pixel.output.segment_sums, **tile)
+    else:
+        inputs = {"probabilities": output_file(rules.predict_pixel.output.probabilities, model=PRODUCT["model"], **tile)}
+    if superpixel:
         inputs["segments"] = output_file(rules.snic.output.segments, **tile)
     return inputs
 

@@ -170,11 +170,12 @@ def _output_block_size(block_size: int) -> int:
 
 
 def _write_class_probabilities(grid: dict, windows, table: ClassTable, classified_path, probabilities_path,
-                               window_probabilities, what: str, decide_classes=None) -> None:
+                               window_probabilities, what: str, decide_classes=None, also=None) -> None:
     """Write the classified raster and the uint8 probabilities of ``window_probabilities(window)``
     (-> float (h, w, n_classes) probabilities and the valid mask), window by window, atomically.
     ``decide_classes(window, probabilities, classes, valid)``: the classes of a window other than the argmax
-    (the ensemble's water decision)."""
+    (the ensemble's water decision); ``also(window, stored)``: what else is made of a window's stored
+    probabilities (the one pass's confidence and segment sums), run after its write, in the writer's thread."""
     codes = np.asarray(table.codes, np.uint8)
     # A block is written (compressed) in the background while the next one is predicted; one at a time.
     with _ClassProbabilityWriter(grid, table, classified_path, probabilities_path) as out, \
@@ -187,12 +188,18 @@ def _write_class_probabilities(grid: dict, windows, table: ClassTable, classifie
                 classes = decide_classes(window, probabilities, classes, valid)
             if pending is not None:
                 pending.result()
-            pending = writer.submit(out.write, window, classes, stored)
+            pending = writer.submit(_write_block, out, also, window, classes, stored)
             done_px += int(window.width * window.height)
             elapsed = time.perf_counter() - start
             LOG.info("%s: block %d/%d, %.0f px/s", what, i, len(windows), done_px / max(elapsed, 1e-9))
         if pending is not None:
             pending.result()
+
+
+def _write_block(out, also, window, classes, stored) -> None:
+    out.write(window, classes, stored)
+    if also is not None:
+        also(window, stored)
 
 
 def predict_tile_pixels(stack_path, model_path, table: ClassTable, classified_path, probabilities_path, *,
@@ -315,6 +322,7 @@ def member_halo(classifier: Classifier, fill_gaps: bool, valid_windows: bool) ->
 def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classified_path, probabilities_path, *,
                          block_size: int, rotations: int = 1, fill_gaps: bool = True, valid_windows: bool = True,
                          member_outputs: dict | None = None, member_paths: dict | None = None,
+                         confidence_path=None, segments_path=None, segment_sums_path=None,
                          threads: int = 1) -> None:
     """The ensemble of a tile in one pass: per block the stack is read once (with the largest halo any member
     needs), every member predicts it, and the weighted mean of their probabilities -- each rounded to the
@@ -324,7 +332,16 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
     ``member_outputs``: model name -> (classified path, probabilities path) of members whose own rasters are
     wanted too (the accuracy rows of a member); the others are never written.  ``member_paths``: model name ->
     model file, in place of the paths the ensemble file names (the workflow passes its rule's inputs).
+
+    From the same blocks' stored probabilities, so that nothing reads the probability raster again:
+    ``confidence_path``: the pixel confidence (what :func:`tile_confidence` makes of the probability raster;
+    0 = no probabilities); ``segment_sums_path`` with ``segments_path`` (segment ids on the stack's grid): the
+    per-segment probability sums and pixel counts over the tile (:func:`write_segment_sums`; a segment may span
+    blocks), from which :func:`predict_superpixels_from_sums` and :func:`superpixel_confidence_from_sums` give
+    what :func:`predict_tile_superpixels` and :func:`tile_confidence` give from the probability raster.
     """
+    if (segments_path is None) != (segment_sums_path is None):
+        raise ValueError("ensemble: segment sums need a segments raster and a path to write them, or neither")
     members, weights, water = read_ensemble(ensemble_path)
     names = list(members)
     if member_paths is not None:
@@ -354,6 +371,16 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
         reader = stack.enter_context(_BlockReader(src, windows, halo))
         writers = {name: stack.enter_context(_ClassProbabilityWriter(grid, table, *paths))
                    for name, paths in member_outputs.items()}
+        layers = []  # made of each block's stored probabilities (the pass's confidence and segment sums)
+        if confidence_path is not None:
+            layers.append(stack.enter_context(_ConfidenceWriter(grid, confidence_path)).write)
+        segment_sums = None
+        if segments_path is not None:
+            seg_src = stack.enter_context(open_raster(segments_path, "segments"))
+            if not same_grid(seg_src, src):
+                raise InputError(f"segments {segments_path} are not on the grid of the band stack {stack_path}")
+            segment_sums = _SegmentSums(seg_src, segments_path, len(table))
+            layers.append(segment_sums.add)
         if water is not None:
             water_bands, water_column = _water_index_bands(src, stack_path, water, table)
         current = {}
@@ -383,9 +410,15 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
                 return water.apply(probabilities, classes, index, valid, water_column, table.water_code(),
                                    current.get("near_gap"))
 
+        def also(window, stored):
+            for layer in layers:
+                layer(window, stored)
+
         _write_class_probabilities(grid, windows, table, classified_path, probabilities_path, window_probabilities,
                                    f"product of {', '.join(f'{n} x {weights[n]:g}' for n in names)} (one pass)",
-                                   decide_classes)
+                                   decide_classes, also if layers else None)
+        if segment_sums is not None:
+            write_segment_sums(segment_sums_path, *segment_sums.result(), table)
 
 
 class _ClassProbabilityWriter:
@@ -416,6 +449,71 @@ class _ClassProbabilityWriter:
 
     def __exit__(self, *exc):
         return self._stack.__exit__(*exc)
+
+
+class _ConfidenceWriter:
+    """The pixel confidence (:func:`_pixel_confidence`) of stored probabilities, written window by window and
+    atomically (the one pass of :func:`predict_tile_product`)."""
+
+    def __init__(self, grid: dict, path):
+        self.grid, self.path = grid, path
+
+    def __enter__(self):
+        self._stack = ExitStack()
+        tmp = self._stack.enter_context(atomic_output(self.path))
+        self.dst = self._stack.enter_context(rasterio.open(tmp, "w", **_confidence_profile(self.grid)))
+        _describe_confidence(self.dst)
+        return self
+
+    def write(self, window, stored) -> None:
+        self.dst.write(_pixel_confidence(stored), 1, window=window)
+
+    def __exit__(self, *exc):
+        return self._stack.__exit__(*exc)
+
+
+class _SegmentSums:
+    """Per-segment sums of stored probabilities and pixels with probabilities, added block by block (a segment
+    may span blocks): the numbers of :func:`segment_probability_sums` on the raster of the same blocks, as integers.
+    Memory: n_segment_ids x n_classes, not the tile."""
+
+    def __init__(self, seg_src, segments_path, n_classes: int):
+        self.src, self.path = seg_src, segments_path
+        self.sums = np.zeros((1, n_classes), np.int64)   # (segment id, class): one segment's classes together
+        self.counts = np.zeros(1, np.int64)
+        self.n_ids = 1
+
+    def add(self, window, stored) -> None:
+        seg = _segment_block(self.src, window, self.path)
+        n_ids = int(seg.max(initial=0)) + 1
+        if n_ids > self.sums.shape[0]:
+            grow = max(n_ids, 2 * self.sums.shape[0]) - self.sums.shape[0]
+            self.sums = np.pad(self.sums, ((0, grow), (0, 0)))
+            self.counts = np.pad(self.counts, (0, grow))
+        self.n_ids = max(self.n_ids, n_ids)
+        _add_segment_sums(seg, stored, self.sums, self.counts)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(n_classes, n_ids) sums and (n_ids,) counts, ids up to the largest seen."""
+        return self.sums[:self.n_ids].T, self.counts[:self.n_ids]
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_segment_sums(segments, stored, sums, counts):
+    """Add a block's stored probabilities (n_classes, h, w) to ``sums[segment, class]``, and its pixels with
+    probabilities to ``counts[segment]``."""
+    n, height, width = stored.shape
+    for i in range(height):
+        for j in range(width):
+            s = segments[i, j]
+            seen = False
+            for c in range(n):
+                v = stored[c, i, j]
+                if v:
+                    sums[s, c] += v
+                    seen = True
+            if seen:
+                counts[s] += 1
 
 
 class _BlockReader:
@@ -521,40 +619,77 @@ def segment_probability_sums(prob_src, seg_src, windows, segments_path) -> tuple
 CONFIDENCE_SCALE = 100
 
 
+def _pixel_confidence(stored: np.ndarray) -> np.ndarray:
+    """Stored uint8 probabilities (n_classes, h, w) -> the confidence (h, w): round(100 * maximum probability),
+    at least 1 where the pixel has probabilities, 0 (nodata) where it has none."""
+    has_probabilities = (stored > 0).any(axis=0)
+    confidence = np.rint(stored.max(axis=0) / PROBABILITY_SCALE * CONFIDENCE_SCALE)
+    return np.where(has_probabilities, np.maximum(confidence, 1), 0).astype(np.uint8)
+
+
+def _segment_confidence(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per segment id: the confidence of its pixels with probabilities, round(100 * maximum mean probability),
+    at least 1 (:func:`segment_probability_sums`' sums and counts)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_max = np.where(counts > 0, sums.max(axis=0) / np.maximum(counts, 1), 0.0)
+    return np.maximum(np.rint(mean_max / PROBABILITY_SCALE * CONFIDENCE_SCALE), 1).astype(np.uint8)
+
+
+def _segment_classes(sums: np.ndarray, table: ClassTable) -> np.ndarray:
+    """Per segment id: the class code of its largest probability sum (= of its largest mean); nodata for
+    segment 0 and segments without probabilities."""
+    segment_class = np.where(sums.sum(axis=0) > 0, table.codes[sums.argmax(axis=0)], table.nodata).astype(np.uint8)
+    segment_class[0] = table.nodata
+    return segment_class
+
+
+def _confidence_profile(grid: dict) -> dict:
+    return raster_profile(**grid, dtype="uint8", nodata=0)
+
+
+def _describe_confidence(dst) -> None:
+    dst.set_band_description(1, "confidence: maximum class probability (%)")
+    dst.update_tags(1, UNITS="percent", SCALE="value = round(100 * maximum probability); 0 = nodata")
+
+
+def _paint_segments(seg_src, segments_path, windows, per_segment: np.ndarray, has_probabilities, nodata: int, dst,
+                    what: str) -> None:
+    """Write each pixel's ``per_segment`` value where ``has_probabilities(window)``, ``nodata`` elsewhere."""
+    for window in progress(windows, what):
+        seg = _segment_block(seg_src, window, segments_path)
+        if seg.max(initial=0) >= len(per_segment):
+            raise InputError(f"segments {segments_path} have segment id {int(seg.max())}, beyond the "
+                             f"{len(per_segment) - 1} of their probability sums; predict the tile again")
+        values = np.where(has_probabilities(window), per_segment[seg], nodata).astype(np.uint8)
+        dst.write(values, 1, window=window)
+
+
 def tile_confidence(probabilities_path, dst_path, *, segments_path=None, block_size: int = BLOCK_SIZE * 2) -> None:
     """Per-pixel confidence of a tile's prediction: the maximum class probability, in percent (uint8, 0 = nodata).
 
     Pixel mode: the maximum of the pixel's stored probabilities.  Superpixel mode (with
     ``segments_path``): the maximum of the superpixel's mean probabilities — the probability
     of the class the superpixel was given (see :func:`predict_tile_superpixels`).
+    The ensemble's one pass (:func:`predict_tile_product`) makes the same without the probability raster.
     """
     with ExitStack() as stack:
         prob_src = stack.enter_context(open_raster(probabilities_path, "probabilities"))
         windows = list(block_windows(prob_src.width, prob_src.height, block_size))
-        segment_confidence = None
-        seg_src = None
-        if segments_path is not None:
-            seg_src = stack.enter_context(open_raster(segments_path, "segments"))
-            _require_segments_grid(seg_src, prob_src, segments_path, probabilities_path)
-            sums, counts = segment_probability_sums(prob_src, seg_src, windows, segments_path)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mean_max = np.where(counts > 0, sums.max(axis=0) / np.maximum(counts, 1), 0.0)
-            segment_confidence = np.rint(mean_max / PROBABILITY_SCALE * CONFIDENCE_SCALE).astype(np.uint8)
-        profile = raster_profile(crs=prob_src.crs, transform=prob_src.transform, width=prob_src.width,
-                                 height=prob_src.height, dtype="uint8", nodata=0,
-                                 block_size=_output_block_size(block_size))
-        with atomic_output(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-            dst.set_band_description(1, "confidence: maximum class probability (%)")
-            dst.update_tags(1, UNITS="percent", SCALE="value = round(100 * maximum probability); 0 = nodata")
+        grid = dict(crs=prob_src.crs, transform=prob_src.transform, width=prob_src.width, height=prob_src.height,
+                    block_size=_output_block_size(block_size))
+        tmp = stack.enter_context(atomic_output(dst_path))
+        dst = stack.enter_context(rasterio.open(tmp, "w", **_confidence_profile(grid)))
+        _describe_confidence(dst)
+        if segments_path is None:
             for window in progress(windows, f"confidence {os.path.basename(str(dst_path))}"):
-                prob = prob_src.read(window=window)
-                has_probabilities = (prob > 0).any(axis=0)
-                if segment_confidence is None:
-                    confidence = np.rint(prob.max(axis=0) / PROBABILITY_SCALE * CONFIDENCE_SCALE)
-                else:
-                    confidence = segment_confidence[_segment_block(seg_src, window, segments_path)]
-                confidence = np.where(has_probabilities, np.maximum(confidence, 1), 0).astype(np.uint8)
-                dst.write(confidence, 1, window=window)
+                dst.write(_pixel_confidence(prob_src.read(window=window)), 1, window=window)
+            return
+        seg_src = stack.enter_context(open_raster(segments_path, "segments"))
+        _require_segments_grid(seg_src, prob_src, segments_path, probabilities_path)
+        sums, counts = segment_probability_sums(prob_src, seg_src, windows, segments_path)
+        _paint_segments(seg_src, segments_path, windows, _segment_confidence(sums, counts),
+                        lambda window: (prob_src.read(window=window) > 0).any(axis=0), 0, dst,
+                        f"confidence {os.path.basename(str(dst_path))}")
 
 
 def predict_tile_superpixels(probabilities_path, segments_path, table: ClassTable, classified_path, *,
@@ -564,6 +699,7 @@ def predict_tile_superpixels(probabilities_path, segments_path, table: ClassTabl
     No second classifier pass: pass 1 accumulates per-segment probability sums block by block
     (``np.bincount``); pass 2 writes each segment's class.  Segment 0 and pixels without
     probabilities (nodata) get 0.  Memory grows with the number of segments, not the raster.
+    The ensemble's one pass gives the sums without the probability raster (:func:`predict_superpixels_from_sums`).
     """
     n_classes = len(table)
     with open_raster(probabilities_path, "probabilities") as prob_src, \
@@ -577,18 +713,106 @@ def predict_tile_superpixels(probabilities_path, segments_path, table: ClassTabl
         # Pass 1: per-segment sums of probabilities (argmax of the sums = argmax of the means,
         # as all classes of a segment share its pixel count).
         sums, _ = segment_probability_sums(prob_src, seg_src, windows, segments_path)
-        segment_class = np.where(sums.sum(axis=0) > 0, table.codes[sums.argmax(axis=0)], table.nodata).astype(np.uint8)
-        segment_class[0] = table.nodata
         LOG.info("superpixels %s: %d segment ids", os.path.basename(segments_path), sums.shape[1] - 1)
 
         # Pass 2: paint each segment's class; pixels without probabilities stay nodata.
-        profile = raster_profile(crs=prob_src.crs, transform=prob_src.transform, width=prob_src.width,
-                                 height=prob_src.height, dtype="uint8", nodata=table.nodata,
-                                 block_size=_output_block_size(block_size))
-        with atomic_output(classified_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-            write_class_colormap(dst, table)
-            for window in progress(windows, f"superpixel classes {os.path.basename(str(classified_path))}"):
-                seg = _segment_block(seg_src, window, segments_path)
-                has_probabilities = (prob_src.read(window=window) > 0).any(axis=0)
-                classes = np.where(has_probabilities, segment_class[seg], table.nodata).astype(np.uint8)
-                dst.write(classes, 1, window=window)
+        _write_superpixel_classes(classified_path, prob_src, seg_src, segments_path, windows,
+                                  _segment_classes(sums, table), table,
+                                  lambda window: (prob_src.read(window=window) > 0).any(axis=0), block_size)
+
+
+def _write_superpixel_classes(classified_path, grid_src, seg_src, segments_path, windows, segment_class, table,
+                              has_probabilities, block_size: int) -> None:
+    profile = raster_profile(crs=grid_src.crs, transform=grid_src.transform, width=grid_src.width,
+                             height=grid_src.height, dtype="uint8", nodata=table.nodata,
+                             block_size=_output_block_size(block_size))
+    with atomic_output(classified_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        write_class_colormap(dst, table)
+        _paint_segments(seg_src, segments_path, windows, segment_class, has_probabilities, table.nodata, dst,
+                        f"superpixel classes {os.path.basename(str(classified_path))}")
+
+
+# The one pass's superpixel means: its per-segment sums and counts, kept beside the tile's other outputs.
+
+def write_segment_sums(path, sums: np.ndarray, counts: np.ndarray, table: ClassTable) -> None:
+    """Write per-segment probability sums (n_classes, n_ids) and pixel counts (n_ids,) (``.npz``, atomically),
+    with the class codes they are of."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, sums=np.ascontiguousarray(sums, dtype=np.int64), counts=counts.astype(np.int64),
+                            codes=np.asarray(table.codes, np.int64))
+
+
+def read_segment_sums(path, table: ClassTable | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The sums (float64, as :func:`segment_probability_sums` gives them) and counts of :func:`write_segment_sums`;
+    with ``table``: one line if they are of other classes."""
+    try:
+        with np.load(path) as data:
+            sums, counts, codes = data["sums"].astype(np.float64), data["counts"], data["codes"]
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(f"segment probability sums {path} cannot be read: {err}") from None
+    if table is not None and codes.tolist() != np.asarray(table.codes).tolist():
+        raise InputError(f"segment probability sums {path} are of classes {codes.tolist()}, the class table has "
+                         f"{np.asarray(table.codes).tolist()}; predict the tile again")
+    return sums, counts
+
+
+def _pass_layer_sources(stack, confidence_path, segments_path, segment_sums_path, table):
+    """Open the one pass's pixel confidence and the segments (same grid); the sums and counts."""
+    conf_src = stack.enter_context(open_raster(confidence_path, "confidence"))
+    seg_src = stack.enter_context(open_raster(segments_path, "segments"))
+    _require_segments_grid(seg_src, conf_src, segments_path, confidence_path)
+    sums, counts = read_segment_sums(segment_sums_path, table)
+    return conf_src, seg_src, sums, counts
+
+
+def predict_superpixels_from_sums(segment_sums_path, segments_path, confidence_path, table: ClassTable,
+                                  classified_path, *, block_size: int = BLOCK_SIZE * 2) -> None:
+    """:func:`predict_tile_superpixels` from what the ensemble's one pass (:func:`predict_tile_product`) wrote: its
+    per-segment sums, and its pixel confidence for which pixels have probabilities (not 0): the same classes,
+    without reading the probability raster."""
+    with ExitStack() as stack:
+        conf_src, seg_src, sums, _ = _pass_layer_sources(stack, confidence_path, segments_path, segment_sums_path,
+                                                         table)
+        windows = list(block_windows(conf_src.width, conf_src.height, block_size))
+        LOG.info("superpixels %s: %d segment ids", os.path.basename(str(segments_path)), sums.shape[1] - 1)
+        _write_superpixel_classes(classified_path, conf_src, seg_src, segments_path, windows,
+                                  _segment_classes(sums, table), table,
+                                  lambda window: conf_src.read(1, window=window) > 0, block_size)
+
+
+def superpixel_confidence_from_sums(segment_sums_path, segments_path, confidence_path, dst_path, *,
+                                    block_size: int = BLOCK_SIZE * 2) -> None:
+    """:func:`tile_confidence` in superpixel mode from what the ensemble's one pass wrote (its per-segment sums and
+    its pixel confidence): the same numbers, without reading the probability raster."""
+    with ExitStack() as stack:
+        conf_src, seg_src, sums, counts = _pass_layer_sources(stack, confidence_path, segments_path,
+                                                              segment_sums_path, None)
+        grid = dict(crs=conf_src.crs, transform=conf_src.transform, width=conf_src.width, height=conf_src.height,
+                    block_size=_output_block_size(block_size))
+        tmp = stack.enter_context(atomic_output(dst_path))
+        dst = stack.enter_context(rasterio.open(tmp, "w", **_confidence_profile(grid)))
+        _describe_confidence(dst)
+        _paint_segments(seg_src, segments_path, list(block_windows(conf_src.width, conf_src.height, block_size)),
+                        _segment_confidence(sums, counts), lambda window: conf_src.read(1, window=window) > 0, 0,
+                        dst, f"confidence {os.path.basename(str(dst_path))}")
+
+
+def unclipped_tile_confidence(scratch_path, *, probabilities_path=None, confidence_path=None, segments_path=None,
+                               segment_sums_path=None):
+    """Rule tile_confidence before its clip to the tile's own footprint: the path of the confidence of the
+    product's prediction of a tile (:func:`tile_confidence`), written to ``scratch_path`` where it is computed.
+
+    From the product model's ``probabilities_path`` (with ``segments_path`` in superpixel mode), or from what
+    the ensemble's one pass wrote: its pixel ``confidence_path`` as it is, or with ``segment_sums_path`` and
+    ``segments_path`` in superpixel mode (:func:`superpixel_confidence_from_sums`)."""
+    if (probabilities_path is None) == (confidence_path is None):
+        raise ValueError("tile confidence: give the probabilities or the one pass's confidence")
+    if probabilities_path is not None:
+        tile_confidence(probabilities_path, scratch_path, segments_path=segments_path)
+        return scratch_path
+    if (segments_path is None) != (segment_sums_path is None):
+        raise ValueError("tile confidence: the one pass's superpixel confidence needs its segment sums and segments")
+    if segments_path is None:
+        return confidence_path
+    superpixel_confidence_from_sums(segment_sums_path, segments_path, confidence_path, scratch_path)
+    return scratch_path

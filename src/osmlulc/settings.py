@@ -102,6 +102,8 @@ class Settings:
     ensemble: dict
     #: Members whose own rasters the ensemble's one prediction pass writes (prediction.member_maps).
     member_maps: list
+    #: Whether the ensemble's one pass sums its probabilities per superpixel (for its superpixel classes).
+    ensemble_superpixels: bool
     #: Models that train on every chip pixel (the ResNet, and pixel models with chip_pixels).
     chip_models: list
     #: The largest patch any model needs (validation samples are scored on it).
@@ -210,13 +212,18 @@ def _model_patch(config: dict, model: str) -> int:
         raise ConfigError(f"models.{model}.windows_px = {config['models'][model]['windows_px']}: {err}") from None
 
 
+def _reference_run(config: dict) -> bool:
+    """Whether a run country has a reference: its accuracy rows need every model x mode's rasters."""
+    return any("reference" in config["countries"].get(cc, {}) for cc in config["run_countries"])
+
+
 def _member_maps(config: dict, models: list) -> list:
     """The ensemble members whose classified and probability rasters rule ensemble_pixel writes beside the
     ensemble's (prediction.member_maps; auto: when a run country has a reference, whose accuracy rows need
     every model's rasters)."""
     wanted = config["prediction"]["member_maps"]
     if wanted == "auto":
-        wanted = any("reference" in config["countries"].get(cc, {}) for cc in config["run_countries"])
+        wanted = _reference_run(config)
     if "ensemble" not in models or not wanted:
         return []
     return [m for m in config["models"]["ensemble"]["members"] if m in models]
@@ -229,6 +236,16 @@ def near_gap_reach(config: dict, models: list) -> int:
     if "ensemble" not in models or water.get("index", "none") == "none":
         return 0
     return int((water.get("near_gap") or {}).get("px", 0))
+
+
+def _ensemble_superpixels(config: dict, models: list) -> bool:
+    """Whether a run classifies the ensemble per superpixel (the product's mode, or the accuracy rows of a
+    reference), so that its one pass (rule ensemble_pixel) reads the superpixels and sums its probabilities in
+    each; otherwise the pass needs no superpixels (none are segmented for it)."""
+    if "ensemble" not in models or "superpixel" not in config["prediction"]["modes"]:
+        return False
+    product = config["product"]
+    return (product["model"], product["mode"]) == ("ensemble", "superpixel") or _reference_run(config)
 
 
 def derive(config: dict) -> Settings:
@@ -259,6 +276,7 @@ def derive(config: dict) -> Settings:
         trained_models=trained,
         ensemble=config["models"]["ensemble"]["members"],
         member_maps=_member_maps(config, models),
+        ensemble_superpixels=_ensemble_superpixels(config, models),
         chip_models=chip_models,
         model_patch=model_patch,
         patch_size=patch_size,
