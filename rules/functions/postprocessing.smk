@@ -30,7 +30,9 @@ def get_confidence_inputs(wildcards):
         if superpixel:
             inputs["segment_sums"] = output_file(rules.ensemble_pixel.output.segment_sums, **tile)
     else:
-        inputs = {"probabilities": output_file(rules.predict_pixel.output.probabilities, model=PRODUCT["model"], **tile)}
+        inputs = {
+            "probabilities": output_file(rules.predict_pixel.output.probabilities, model=PRODUCT["model"], **tile)
+        }
     if superpixel:
         inputs["segments"] = output_file(rules.snic.output.segments, **tile)
     return inputs
