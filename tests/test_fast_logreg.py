@@ -178,7 +178,7 @@ def test_fused_kernel_features_are_window_statistics_bit_for_bit(windows):
     x = pixel_features(realistic_block(80, seed=8, gaps=False), [], windows).reshape(-1, 10 * (1 + 2 * len(windows)))
     y = (x[:, 0] // 250).astype(int) % 4 + 1
     linear = LinearSoftmax.of(_build_logreg({"C": 1.0}, 0).fit(x, y), np.arange(4), 12)
-    assert linear.exact_for(block)
+    assert linear.exact_for(block, windows)
     for block_valid in (None, valid_pixels(block)):
         _, features = fused(linear, block, windows, block_valid)
         expected = window_statistics(block, windows, block_valid, shift=linear.shift, scale=linear.scale,
@@ -227,7 +227,7 @@ def test_fused_kernel_gives_sklearns_classes_on_a_real_scene(real_scene, gaps):
     """Every pixel of a real scene (with gaps: a synthetic cloud and a nodata corner) gets scikit-learn's class."""
     stack, bundle = real_scene
     classifier = SklearnClassifier(bundle, "real.joblib")
-    assert len(classifier.columns) >= 4 and classifier.linear.exact_for(stack)
+    assert len(classifier.columns) >= 4 and classifier.linear.exact_for(stack, WINDOWS)
     block = stack.copy()
     if gaps:
         block[synthetic_cloud_mask(block.shape[:2], 0.15, 3)] = 0
@@ -282,6 +282,6 @@ def test_fused_kernel_leaves_near_ties_to_sklearn_on_the_same_features(real_scen
 def test_channels_that_are_not_integers_take_the_reference_kernel(bundle):
     classifier = SklearnClassifier(bundle, "test.joblib")
     block = realistic_block(60, seed=9) + np.float32(0.25)
-    assert not classifier.linear.exact_for(block)
+    assert not classifier.linear.exact_for(block, WINDOWS) and classifier.linear.exact_for(block - 0.25, WINDOWS)
     got = classifier.predict_proba_block(block)
     np.testing.assert_array_equal(got.argmax(-1), sklearn_reference(classifier, block, None, None).argmax(-1))

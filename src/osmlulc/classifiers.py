@@ -205,7 +205,7 @@ class SklearnClassifier(Classifier):
         size = self.patch_size
         h, w = channels.shape[0] - size + 1, channels.shape[1] - size + 1
         out = np.empty((h, w, self.n_classes), dtype=np.float32)
-        fused = self.linear.exact_for(channels)
+        fused = self.linear.exact_for(channels, self.windows)
         if fused:
             channels = np.ascontiguousarray(channels)
 

@@ -36,11 +36,11 @@ def valid_pixels(stack: np.ndarray) -> np.ndarray:
 @numba.njit(cache=True, nogil=True)
 def _no_band_zero(pixels):
     out = np.empty(pixels.shape[0], np.bool_)
-    for i in range(pixels.shape[0]):
-        ok = True
-        for b in range(pixels.shape[1]):
-            ok &= pixels[i, b] != 0
-        out[i] = ok
+    for i in range(numba.uint64(pixels.shape[0])):   # unsigned: no negative-index wrapping, the loop vectorises
+        zeros = 0
+        for b in range(numba.uint64(pixels.shape[1])):
+            zeros += pixels[i, b] == 0
+        out[i] = zeros == 0
     return out
 
 

@@ -255,7 +255,7 @@ class LinearSoftmax:
         self.float32_scaler = bool(np.array_equal(self.shift32, self.shift)
                                    and np.array_equal(self.scale32, self.scale))
         self.coef_rows32 = np.ascontiguousarray(self.coef, dtype=np.float32)
-        # The kernel's float32 sum of |z| errs by < 50 x 2^-24 relative; the bound in float32 has a margin for it.
+        # The kernel's float32 sum of |z| errs by < (F - 1) 2^-24 relative, its float32 bound by 2 2^-24: margin 1e-4.
         self.bound_per_norm32 = np.float32(self.error_per_norm * (1 + 1e-4))
         self.bound_floor32 = np.float32(self.error_floor * (1 + 1e-4))
 
@@ -288,11 +288,14 @@ class LinearSoftmax:
                 scale = np.asarray(scalers[0].scale_).astype(np.float32).astype(np.float64)
         return cls(shift, scale, coef, intercept, columns, n_classes, last)
 
-    def exact_for(self, channels: np.ndarray) -> bool:
-        """Whether :meth:`predict_rows` applies to ``channels``: integers of at most 16 bits (box sums of their
-        values and squares are then exact in float64), and the scaler's shift and scale float32 numbers."""
-        return self.float32_scaler and bool(_integer_valued(np.ascontiguousarray(channels).reshape(-1),
-                                                            INTEGER_CHANNEL_LIMIT))
+    def exact_for(self, channels: np.ndarray, windows) -> bool:
+        """Whether :meth:`predict_rows` gives ``channels`` (..., W, C) the reference's features: integers of at most
+        16 bits, rows short enough that the kernel's sums of their values and squares along a row of window sums
+        stay exact in float64 (W x window x 2^32 < 2^53), and the scaler's shift and scale float32 numbers."""
+        window = max((int(s) for s in windows or ()), default=1)
+        if not self.float32_scaler or channels.shape[-2] * window * INTEGER_CHANNEL_LIMIT ** 2 >= 2.0 ** 53:
+            return False
+        return bool(_integer_valued(np.ascontiguousarray(channels).reshape(-1), INTEGER_CHANNEL_LIMIT))
 
     def predict_rows(self, channels: np.ndarray, windows, valid: np.ndarray | None, out: np.ndarray,
                      features: np.ndarray | None = None) -> None:
@@ -365,8 +368,7 @@ def _softmax_in_place(logits, intercept, norms, error_per_norm, error_floor, clo
             logits[i, c] = np.float32(logits[i, c] / total)
 
 
-#: Integer channels up to this magnitude have exact float64 sums of their values and squares over any window of
-#: up to 2^20 px (2^32 x 2^20 < 2^53).
+#: The largest magnitude of the integer channels of :meth:`LinearSoftmax.predict_rows` (uint16 reflectance).
 INTEGER_CHANNEL_LIMIT = 65535.0
 _NO_MASK = np.ones((1, 1), np.bool_)
 _NO_FEATURES = np.zeros((1, 1, 1), np.float32)
