@@ -20,6 +20,9 @@ gap at all on the development data), so a recall criterion cannot see it.  Near 
 therefore chosen on the false water alone: the smallest ``t_near`` whose false water on the validation
 samples near a gap stays below the index rule's there by ``near_gap.z`` standard errors -- the index's
 water with less than its false water, which is what the water layer is held to -- and never above ``t``.
+This rule is off by default (``near_gap.px: 0``): on the western half of the development scene it also turns
+shadowed town pixels next to synthetic clouds into water, so a gap changes its neighbours' classes again
+(``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
