@@ -656,12 +656,17 @@ def _water_decision(stack_src, stack_path, grid_src, water, table: ClassTable):
         raise InputError(f"band stack {stack_path} is not on the grid of the probabilities it should decide water for")
     bands, water_column = _water_index_bands(stack_src, stack_path, water, table)
     read_bands = [band + 1 for band in bands]
-
     reach = water.near_gap_reach
 
     def decide(window, probabilities, classes, valid):
-        index = spectral_indices(np.moveaxis(stack_src.read(read_bands, window=window), 0, -1), [(0, 1)])[..., 0]
-        near_gap = near_gaps(valid_pixels(read_block_with_halo(stack_src, window, reach)), reach) if reach else None
+        near_gap = None
+        if reach:  # every band with the halo: the gaps around the window, and the index bands from its centre
+            block = read_block_with_halo(stack_src, window, reach)
+            near_gap = near_gaps(valid_pixels(block), reach)
+            index_bands = _centre(block, reach)[..., bands]
+        else:
+            index_bands = np.moveaxis(stack_src.read(read_bands, window=window), 0, -1)
+        index = spectral_indices(index_bands, [(0, 1)])[..., 0]
         return water.apply(probabilities, classes, index, valid, water_column, table.water_code(), near_gap)
 
     return decide
