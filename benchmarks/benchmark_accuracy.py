@@ -111,6 +111,11 @@ ROWS = {
     "logreg_no_chips": ("logreg", {"models": {"logreg": {"chip_pixels": False}}},
                         "logreg trained on the sample pixels only, not every label-chip pixel"),
     "logreg_no_erosion": ("logreg", {"samples": {"erosion_px": 0}}, "logreg, label polygons not eroded"),
+    "logreg_water_indices": ("logreg", {"models": {"logreg": {"indices": ["ndwi", "mndwi"]}}},
+                             "logreg with each pixel's NDWI and MNDWI (and their window mean / std) as features"),
+    "ensemble_logreg_water_indices": ("ensemble", {"benchmark": {"member_rows": {"logreg": "logreg_water_indices"}},
+                                                   "models": {"logreg": {"indices": ["ndwi", "mndwi"]}}},
+                                      "the ensemble with the logreg of row logreg_water_indices"),
     "ensemble": ("ensemble", {}, "the product: models.ensemble, the mean of the ResNet (row default) and logreg "
                  "(row logreg) probabilities"),
     "ensemble_rotations4": ("ensemble", {"benchmark": {"member_rows": {"resnet": "rotations4"}}},
@@ -163,6 +168,8 @@ ROWS = {
                           "water of the validation samples near gaps (models.ensemble.water.near_gap)"),
     "ensemble_near_gap8": ("ensemble", {"models": {"ensemble": {"water": {"near_gap": {"px": 8}}}}},
                            "the water decision's near-gap threshold within 8 px of a gap only (the cloud's hazy edge)"),
+    "ensemble_no_pixel_water": ("ensemble", {"models": {"ensemble": {"water": {"pixel_model": {"enabled": False}}}}},
+                                "the water decision without the pixel water model (the product before it)"),
     "ensemble_margin0": ("ensemble", {"models": {"ensemble": {"water": {"recall_margin": 0.0}}}},
                          "the water decision's recall margin 0 instead of 0.01"),
     "ensemble_mndwi": ("ensemble", {"models": {"ensemble": {"water": {"index": "mndwi"}}}},
@@ -544,7 +551,8 @@ def run_ensemble(name: str, work: Path, cfg: dict, table, paths: dict, folds) ->
         add_gap_distances(validation, paths["stack"], near_gap_reach(cfg, ["ensemble"]))
         choice = build_ensemble({m: fold_model(work, row, k, m) for m, row in rows.items()}, validation, table,
                                 settings, cfg["bands"]["indices"], fold_dir / "ensemble.json",
-                                rotations=cfg["prediction"].get("rotations", 1))
+                                rotations=cfg["prediction"].get("rotations", 1),
+                                train_path=validation.with_name("train.npz"), seed=cfg["models"]["seed"])
         chosen[k] = {"weights": choice["weights"], "water": None if choice["water"] is None else
                      choice["water"].to_dict()}
         for stack, suffix in ((paths["stack"], ""), (paths["stack_synthetic"], "_synthetic")):

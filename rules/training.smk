@@ -64,10 +64,12 @@ rule ensemble_model:
     input:
         unpack(get_ensemble_members),
         validation=rules.samples.output.validation,
+        train=rules.samples.output.train,  # the pixel water model's training pixels
     output:
         country_path("models/ensemble.json"),
     params:
         settings=MODEL_CFG["ensemble"],
+        seed=MODEL_CFG["seed"],
         index_definitions=BANDS["indices"],
         rotations=config["prediction"]["rotations"],
         version=code_version("ensemble_model"),

@@ -70,7 +70,12 @@ def test_defaults_are_filled_in_nested_objects():
     assert config["models"]["ensemble"]["water"] == {"index": "ndwi", "recall_margin": 0.01, "criterion": "recall",
                                                      "thresholds": [0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005,
                                                                     0.002],
-                                                     "near_gap": {"px": 0, "z": 2.0, "min_samples": 200}}
+                                                     "near_gap": {"px": 0, "z": 2.0, "min_samples": 200},
+                                                     "pixel_model": {"enabled": True, "C": 1.0,
+                                                                     "indices": ["ndvi", "ndwi", "mndwi", "ndbi"],
+                                                                     "max_train_pixels": 200000,
+                                                                     "thresholds": [0.999, 0.998, 0.995, 0.99, 0.98,
+                                                                                    0.95, 0.9, 0.8, 0.7, 0.6, 0.5]}}
     assert config["segmentation"]["colour_space"] == "lab"
     assert config["product"]["allow_missing_tiles"] is False
     assert config["demo"]["dates"] == 0

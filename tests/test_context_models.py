@@ -209,7 +209,17 @@ def test_blended_tile_is_the_weighted_mean_of_the_stored_probabilities(two_model
                                  block_size=32)
 
 
-@pytest.mark.parametrize("water", [None, "one_threshold", "near_gap"])
+def pixel_water_decision():
+    """A water decision with a pixel water model on B11 and NDWI (made by hand: water where B11 < 2250)."""
+    from osmlulc.selection import WaterDecision
+    from osmlulc.water_model import PixelWaterModel
+
+    model = PixelWaterModel(("B11", "B03", "B08"), ("ndwi",), ((1, 2),), (7.5, 0.0, 0.0, 0.0), (1.0, 1.0, 1.0, 1.0),
+                            (-10.0, 0.0, 0.0, 0.0), 10 * (np.log1p(2250) - 7.5), 0.5)
+    return WaterDecision("ndwi", ("B03", "B08"), 0.95, pixel_model=model)
+
+
+@pytest.mark.parametrize("water", [None, "one_threshold", "near_gap", "pixel_model"])
 def test_one_pass_product_equals_the_blend_of_the_stored_member_rasters(two_models, table, tmp_path, water):
     """predict_tile_product (stack read once, members per block) writes the rasters that predict_tile_pixels of
     each member followed by blend_tile_probabilities write, byte for byte; members' own rasters only when asked."""
@@ -221,7 +231,8 @@ def test_one_pass_product_equals_the_blend_of_the_stored_member_rasters(two_mode
     stack[:, :5, :7] = 0                                    # a nodata corner
     stack[:, 20:23, 30:34] = 0                              # a gap inside
     decision = {None: None, "one_threshold": WaterDecision("ndwi", ("B03", "B08"), 0.05),
-                "near_gap": WaterDecision("ndwi", ("B03", "B08"), 0.95, near_gap_px=6, near_gap_threshold=0.75)}[water]
+                "near_gap": WaterDecision("ndwi", ("B03", "B08"), 0.95, near_gap_px=6, near_gap_threshold=0.75),
+                "pixel_model": pixel_water_decision()}[water]
     write_ensemble({"wide": two_models[0], "narrow": two_models[1]}, {"wide": 0.6, "narrow": 0.4},
                    tmp_path / "e.json", water=decision)
     probabilities = member_rasters(two_models, stack, table, tmp_path)
@@ -252,6 +263,21 @@ def test_one_pass_product_equals_the_blend_of_the_stored_member_rasters(two_mode
         np.testing.assert_array_equal(got, np.where(water_px, 12, expected))
         assert (water_px & near & (p_water < 0.95)).any() and (valid & ~near & (index > 0) & (p_water >= 0.75)
                                                               & (p_water < 0.95)).any()
+    if water == "pixel_model":  # water where B11 < 2250 (or the index rule), whatever the neighbours
+        blend_tile_probabilities(probabilities, {"wide": 0.6, "narrow": 0.4}, table, tmp_path / "argmax.tif",
+                                 tmp_path / "argmax_p.tif", block_size=32)
+        valid = (stack > 0).all(axis=0)
+        with rasterio.open(tmp_path / "blend.tif") as src:
+            p_water = src.read(table.codes.tolist().index(12) + 1) / 255
+        green, nir = (stack[BANDS.index(b)].astype(float) for b in ("B03", "B08"))
+        b11 = stack[BANDS.index("B11")].astype(float)
+        by_pixel = valid & (b11 < 2250)
+        water_px = by_pixel | (valid & (green > nir) & (p_water >= 0.95))
+        with rasterio.open(tmp_path / "argmax.tif") as a, rasterio.open(tmp_path / "product_classified.tif") as b:
+            expected, got = a.read(1), b.read(1)
+        clear = np.abs(b11 - 2250) > 5                        # float32 logs decide the pixels at the boundary
+        np.testing.assert_array_equal(got[clear], np.where(water_px, 12, expected)[clear])
+        assert by_pixel.sum() > 100 and (expected[by_pixel] != 12).any()
     # The rule's model files must be the ensemble's members.
     with pytest.raises(InputError, match="rebuild the ensemble"):
         predict_tile_product(tmp_path / "stack.tif", tmp_path / "e.json", table, tmp_path / "c4.tif",

@@ -68,11 +68,12 @@ def trained(tmp_path_factory):
     train_sklearn("logreg", work / "train.npz", work / "validation.npz", table, models["logreg"], models["seed"],
                   members["logreg"], index_definitions=config["bands"]["indices"])
     return dict(work=work, table=table, stack=stack, clouded=clouded, clouds=clouds, members=members,
-                weights=models["ensemble"]["members"], block=config["prediction"]["block_size_px"])
+                weights=models["ensemble"]["members"], block=config["prediction"]["block_size_px"], config=config)
 
 
-def product_classes(trained, stack, name: str, **gaps) -> np.ndarray:
-    """The product model's classes of a stack: each member predicted, then the workflow's blend."""
+def product_classes(trained, stack, name: str, water=None, **gaps) -> np.ndarray:
+    """The product model's classes of a stack: each member predicted, then the workflow's blend (with the water
+    decision ``water``, if given)."""
     work, table = trained["work"], trained["table"]
     probabilities = {}
     for member, model in trained["members"].items():
@@ -81,7 +82,7 @@ def product_classes(trained, stack, name: str, **gaps) -> np.ndarray:
                             block_size=trained["block"], **gaps)
     classified = work / f"classified_ensemble_{name}.tif"
     blend_tile_probabilities(probabilities, trained["weights"], table, classified, work / f"p_ensemble_{name}.tif",
-                             block_size=trained["block"])
+                             block_size=trained["block"], water=water, stack_path=stack)
     with rasterio.open(classified) as src:
         return src.read(1)
 
@@ -109,3 +110,37 @@ def test_a_synthetic_cloud_does_not_spoil_its_neighbours(trained):
     zero_agreement, zero_water_kept, _ = ring_scores(trained, gap_free, zeros)
     print(f"ring, gaps as zeros: agreement {zero_agreement:.3f}, water kept {zero_water_kept:.3f}")
     assert zero_agreement < 0.90 or zero_water_kept < 0.95, (zero_agreement, zero_water_kept)
+
+
+def test_the_water_decision_keeps_the_ring_and_its_pixel_model_ignores_the_cloud(trained):
+    """The product's water decision as rule ensemble_model chooses it (the index rule and the pixel water model,
+    fitted and thresholded on the samples): the ring keeps its classes and water, and outside the cloud the pixel
+    model's water is the same pixel for pixel with and without it."""
+    from osmlulc.selection import build_ensemble
+
+    work, config = trained["work"], trained["config"]
+    settings = config["models"]["ensemble"]
+    chosen = build_ensemble(trained["members"], work / "validation.npz", trained["table"], settings,
+                            config["bands"]["indices"], work / "ensemble.json", train_path=work / "train.npz",
+                            seed=config["models"]["seed"])
+    water = chosen["water"]
+    assert water is not None and water.pixel_model is not None and water.pixel_model.threshold is not None
+    gap_free = product_classes(trained, trained["stack"], "gap_free_water", water=water)
+    clouded = product_classes(trained, trained["clouded"], "clouded_water", water=water)
+    agreement, water_kept, n_water = ring_scores(trained, gap_free, clouded)
+    print(f"ring with the water decision: agreement {agreement:.3f}, water kept {water_kept:.3f} of {n_water} px")
+    assert n_water > 1000 and agreement >= 0.90 and water_kept >= 0.95, (agreement, water_kept, n_water)
+
+    def pixel_water(stack):
+        with rasterio.open(stack) as src:
+            names = list(src.descriptions)
+            pixels = np.moveaxis(src.read([names.index(b) + 1 for b in water.pixel_model.bands]), 0, -1)
+        return water.pixel_model.water(pixels)
+
+    by_pixel, by_pixel_clouded = pixel_water(trained["stack"]), pixel_water(trained["clouded"])
+    outside = ~trained["clouds"]
+    assert by_pixel[outside].sum() > 1000
+    np.testing.assert_array_equal(by_pixel_clouded[outside], by_pixel[outside])
+    # Its water is in the product's classes wherever the stack is valid.
+    assert (gap_free[by_pixel & (gap_free > 0)] == WATER).all()
+    assert (clouded[by_pixel_clouded & (clouded > 0)] == WATER).all()

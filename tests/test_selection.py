@@ -81,6 +81,11 @@ def test_the_water_threshold_is_the_largest_that_reaches_the_index_recall():
     assert choose_water_threshold(p_water, argmax_water, index, np.zeros(30, bool), np.ones(30), [0.5], 0.01)[0] is None
 
 
+def index_pixels(index: np.ndarray) -> np.ndarray:
+    """(h, w) index values -> (h, w, 2) band values (a, b) whose (a - b) / (a + b) is that index."""
+    return np.stack([1 + index, 1 - index], axis=-1).astype(np.float32)
+
+
 def test_water_decision_sets_water_where_the_index_says_so_and_the_model_does_not_rule_it_out():
     decision = WaterDecision("ndwi", ("B03", "B08"), 0.05)
     probabilities = np.zeros((1, 4, 3), np.float32)
@@ -89,7 +94,8 @@ def test_water_decision_sets_water_where_the_index_says_so_and_the_model_does_no
     classes = np.array([[12, 5, 5, 5]], np.uint8)
     index = np.array([[-0.2, 0.3, 0.3, -0.1]])
     valid = np.array([[True, True, True, True]])
-    np.testing.assert_array_equal(decision.apply(probabilities, classes, index, valid, 2, 12), [[12, 12, 5, 5]])
+    np.testing.assert_array_equal(decision.apply(probabilities, classes, index_pixels(index), valid, 2, 12),
+                                  [[12, 12, 5, 5]])
     assert WaterDecision.from_dict(decision.to_dict()) == decision
 
 
@@ -166,7 +172,7 @@ def test_near_gaps_the_water_decision_takes_the_lower_threshold():
     probabilities[0, :, 1] = [0.1, 0.1, 0.01, 0.6]
     probabilities[0, :, 0] = 1 - probabilities[0, :, 1]
     classes = np.array([[5, 5, 5, 5]], np.uint8)
-    index = np.full((1, 4), 0.2)
+    index = index_pixels(np.full((1, 4), 0.2))
     valid = np.ones((1, 4), bool)
     near = np.array([[True, False, True, False]])
     # p 0.1 near a gap: water; far: not (0.5 applies); p 0.01 near: not; p 0.6 far: water.

@@ -31,7 +31,6 @@ from osmlulc.io import (BLOCK_SIZE, InputError, atomic_output, block_windows, op
 from osmlulc.gaps import fill_gaps as fill_gap_pixels
 from osmlulc.gaps import near_gaps, valid_pixels
 from osmlulc.logs import progress
-from osmlulc.indices import spectral_indices
 from osmlulc.windows import core_slices, grown_window
 from osmlulc.classifiers import Classifier, load_classifier, read_ensemble
 
@@ -267,13 +266,14 @@ def _weighted_mean(stored: dict, factors: dict) -> tuple[np.ndarray, np.ndarray]
 
 
 def _water_index_bands(stack_src, stack_path, water, table: ClassTable) -> tuple[list[int], int]:
-    """The 0-based stack bands of a water decision's index (one line if the stack lacks one) and the water
-    class's column of the table."""
+    """The 0-based stack bands a water decision reads (its ``stack_bands``: the index's, then its pixel model's;
+    one line if the stack lacks one) and the water class's column of the table."""
     names = list(stack_src.descriptions)
-    missing = [b for b in water.bands if b not in names]
+    missing = [b for b in water.stack_bands if b not in names]
     if missing:
-        raise InputError(f"band stack {stack_path} lacks band(s) {missing} of the water index {water.index}")
-    return [names.index(band) for band in water.bands], int(table.index_of_code()[table.water_code()])
+        raise InputError(f"band stack {stack_path} lacks band(s) {missing} of the water decision "
+                         f"({water.index} and its pixel water model)")
+    return [names.index(band) for band in water.stack_bands], int(table.index_of_code()[table.water_code()])
 
 
 def blend_tile_probabilities(member_probabilities: dict, weights: dict, table: ClassTable, classified_path,
@@ -411,9 +411,8 @@ def predict_tile_product(stack_path, ensemble_path, table: ClassTable, classifie
         decide_classes = None
         if water is not None:
             def decide_classes(window, probabilities, classes, valid):
-                index = spectral_indices(current["centre"][..., water_bands], [(0, 1)])[..., 0]
-                return water.apply(probabilities, classes, index, valid, water_column, table.water_code(),
-                                   current.get("near_gap"))
+                return water.apply(probabilities, classes, current["centre"][..., water_bands], valid, water_column,
+                                   table.water_code(), current.get("near_gap"))
 
         def also(window, stored):
             for layer in layers:
@@ -660,14 +659,13 @@ def _water_decision(stack_src, stack_path, grid_src, water, table: ClassTable):
 
     def decide(window, probabilities, classes, valid):
         near_gap = None
-        if reach:  # every band with the halo: the gaps around the window, and the index bands from its centre
+        if reach:  # every band with the halo: the gaps around the window, and the decision's bands from its centre
             block = read_block_with_halo(stack_src, window, reach)
             near_gap = near_gaps(valid_pixels(block), reach)
-            index_bands = _centre(block, reach)[..., bands]
+            pixels = _centre(block, reach)[..., bands]
         else:
-            index_bands = np.moveaxis(stack_src.read(read_bands, window=window), 0, -1)
-        index = spectral_indices(index_bands, [(0, 1)])[..., 0]
-        return water.apply(probabilities, classes, index, valid, water_column, table.water_code(), near_gap)
+            pixels = np.moveaxis(stack_src.read(read_bands, window=window), 0, -1)
+        return water.apply(probabilities, classes, pixels, valid, water_column, table.water_code(), near_gap)
 
     return decide
 

@@ -35,6 +35,7 @@ import numpy as np
 from osmlulc.classes import ClassTable
 from osmlulc.indices import index_pairs_for, spectral_indices
 from osmlulc.sample_data import class_weights
+from osmlulc.water_model import PixelWaterModel, choose_pixel_threshold
 
 LOG = logging.getLogger("osmlulc")
 
@@ -43,23 +44,32 @@ LOG = logging.getLogger("osmlulc")
 class WaterDecision:
     """Water where the argmax is water, or where ``index`` ((a - b) / (a + b) of ``bands``) > 0 and
     p(water) >= ``threshold`` (None: the argmax alone), or >= ``near_gap_threshold`` within ``near_gap_px`` of a
-    gap (None or 0: no separate rule near gaps)."""
+    gap (None or 0: no separate rule near gaps), or where the ``pixel_model`` (:mod:`osmlulc.water_model`, None:
+    none) finds water."""
 
     index: str
     bands: tuple[str, str]
     threshold: float | None
     near_gap_px: int = 0
     near_gap_threshold: float | None = None
+    pixel_model: PixelWaterModel | None = None
 
     @property
     def near_gap_reach(self) -> int:
         """The distance (px) to a gap the decision looks at: 0 without a near-gap rule."""
         return self.near_gap_px if self.near_gap_threshold is not None else 0
 
-    def apply(self, probabilities: np.ndarray, classes: np.ndarray, index_values: np.ndarray, valid: np.ndarray,
+    @property
+    def stack_bands(self) -> tuple[str, ...]:
+        """The stack bands the decision reads: the index's, then the pixel model's others (``apply``'s ``pixels``)."""
+        extra = () if self.pixel_model is None else tuple(b for b in self.pixel_model.bands if b not in self.bands)
+        return tuple(self.bands) + extra
+
+    def apply(self, probabilities: np.ndarray, classes: np.ndarray, pixels: np.ndarray, valid: np.ndarray,
               water_column: int, water_code: int, near_gap: np.ndarray | None = None) -> np.ndarray:
-        """(h, w) class codes with the decision's water set (probabilities (h, w, C), index (h, w); ``near_gap``
-        (h, w) bool: the pixels within ``near_gap_px`` of a gap, needed when the decision has a near-gap rule)."""
+        """(h, w) class codes with the decision's water set.  ``probabilities`` (h, w, C); ``pixels`` (h, w, B) the
+        stack's values of :attr:`stack_bands`; ``near_gap`` (h, w) bool: the pixels within ``near_gap_px`` of a gap,
+        needed when the decision has a near-gap rule."""
         far = np.inf if self.threshold is None else self.threshold
         if self.near_gap_reach:
             if near_gap is None:
@@ -67,12 +77,17 @@ class WaterDecision:
             threshold = np.where(near_gap, min(far, self.near_gap_threshold), far)
         else:
             threshold = far
-        water = valid & (index_values > 0) & (probabilities[..., water_column] >= threshold)
-        return np.where(water, np.uint8(water_code), classes).astype(np.uint8)
+        index_values = spectral_indices(pixels, [(0, 1)])[..., 0]
+        water = (index_values > 0) & (probabilities[..., water_column] >= threshold)
+        if self.pixel_model is not None:
+            order = list(self.stack_bands)
+            water |= self.pixel_model.water(pixels[..., [order.index(b) for b in self.pixel_model.bands]])
+        return np.where(valid & water, np.uint8(water_code), classes).astype(np.uint8)
 
     def to_dict(self) -> dict:
         return {"index": self.index, "bands": list(self.bands), "threshold": self.threshold,
-                "near_gap_px": self.near_gap_px, "near_gap_threshold": self.near_gap_threshold}
+                "near_gap_px": self.near_gap_px, "near_gap_threshold": self.near_gap_threshold,
+                "pixel_model": None if self.pixel_model is None else self.pixel_model.to_dict()}
 
     @classmethod
     def from_dict(cls, spec: dict | None) -> WaterDecision | None:
@@ -83,7 +98,7 @@ class WaterDecision:
             return None if spec.get(key) is None else float(spec[key])
 
         return cls(str(spec["index"]), tuple(spec["bands"]), number("threshold"), int(spec.get("near_gap_px", 0)),
-                   number("near_gap_threshold"))
+                   number("near_gap_threshold"), PixelWaterModel.from_dict(spec.get("pixel_model")))
 
 
 def prior_weights(targets: np.ndarray, n_classes: int, candidates) -> np.ndarray:
@@ -206,11 +221,13 @@ def choose_near_gap_threshold(p_water: np.ndarray, argmax_water: np.ndarray, ind
 
 
 def choose_ensemble(member_probabilities: dict, validation, table: ClassTable, settings: dict,
-                    index_definitions: dict) -> dict:
+                    index_definitions: dict, pixel_model: PixelWaterModel | None = None) -> dict:
     """Member weights and water decision of the ensemble from its members' probabilities of the validation
     samples (``validation``: :class:`osmlulc.sample_data.Samples`).  ``settings``: ``models.ensemble``
-    (members, choose_weights, choose_weights_by, water {index, thresholds, recall_margin}).  Returns the ensemble's
-    ``weights``, ``water`` (a :class:`WaterDecision` or None) and ``selection`` (the figures)."""
+    (members, choose_weights, choose_weights_by, water {index, thresholds, recall_margin, near_gap, pixel_model}).
+    ``pixel_model``: the fitted pixel water model (:mod:`osmlulc.water_model`), its threshold chosen here; None:
+    none.  Returns the ensemble's ``weights``, ``water`` (a :class:`WaterDecision` or None) and ``selection`` (the
+    figures)."""
     weights = prior_weights(validation.targets, len(table), validation.candidates)
     chosen, weight_rows = choose_member_weights(member_probabilities, validation.targets, weights,
                                                 settings["members"], settings.get("choose_weights") or [],
@@ -239,28 +256,47 @@ def choose_ensemble(member_probabilities: dict, validation, table: ClassTable, s
                 water_settings["thresholds"], near["z"], near["min_samples"])
         elif near.get("px", 0) > 0:
             selection["water_near_gap"] = {"reason": "the validation samples carry no distance to a gap"}
-        if threshold is None and near_threshold is None:
+        if pixel_model is not None:
+            pixel_spectra = validation.centre_spectra[:, [list(validation.bands).index(b) for b in pixel_model.bands]]
+            pixel_threshold, selection["water_pixel_model"] = choose_pixel_threshold(
+                pixel_model.probability(pixel_spectra), index_values, validation.targets == water_column, weights,
+                (water_settings.get("pixel_model") or {}).get("thresholds", water_settings["thresholds"]),
+                water_settings["recall_margin"])
+            pixel_model = None if pixel_threshold is None else pixel_model.with_threshold(pixel_threshold)
+            if pixel_model is None:
+                LOG.warning("water decision: %s; no pixel water model", selection["water_pixel_model"]["reason"])
+        if threshold is None and near_threshold is None and pixel_model is None:
             LOG.warning("water decision: %s; the ensemble's argmax alone decides water", figures["reason"])
         else:
             if threshold is None:
                 LOG.warning("water decision: %s; the index counts near gaps only", figures["reason"])
             water = WaterDecision(name, tuple(index_definitions[name]), threshold,
-                                  int(near["px"]) if near_threshold is not None else 0, near_threshold)
+                                  int(near["px"]) if near_threshold is not None else 0, near_threshold, pixel_model)
     return {"weights": chosen, "water": water, "selection": selection}
 
 
 def build_ensemble(member_models: dict, validation_path, table: ClassTable, settings: dict, index_definitions: dict,
-                   path, *, rotations: int = 1) -> dict:
+                   path, *, rotations: int = 1, train_path=None, seed: int = 0) -> dict:
     """Rule ``ensemble_model``: classify the validation samples with each member (``member_models``: name -> model
-    file), choose the weights and the water decision (:func:`choose_ensemble`), write the ensemble's model file
+    file), fit the pixel water model on the training samples ``train_path`` where ``water.pixel_model.enabled``,
+    choose the weights and the water decision (:func:`choose_ensemble`), write the ensemble's model file
     (:func:`osmlulc.classifiers.write_ensemble`).  Returns what :func:`choose_ensemble` returns."""
     from osmlulc.classifiers import load_classifier, write_ensemble
     from osmlulc.predict import predict_patches
     from osmlulc.sample_data import load_samples
+    from osmlulc.water_model import train_pixel_water_model
 
     validation = load_samples(validation_path, table)
     probabilities = {name: predict_patches(load_classifier(model, rotations=rotations), validation.patches)
                      for name, model in member_models.items()}
-    chosen = choose_ensemble(probabilities, validation, table, settings, index_definitions)
+    water_settings = settings.get("water") or {}
+    pixel_settings = water_settings.get("pixel_model") or {}
+    pixel_model = None
+    if water_settings.get("index", "none") != "none" and pixel_settings.get("enabled"):
+        if train_path is None:
+            raise ValueError("ensemble: the pixel water model needs the training samples")
+        pixel_model = train_pixel_water_model(load_samples(train_path, table), table.water_code(), index_definitions,
+                                              pixel_settings, seed)
+    chosen = choose_ensemble(probabilities, validation, table, settings, index_definitions, pixel_model)
     write_ensemble(member_models, chosen["weights"], path, water=chosen["water"], selection=chosen["selection"])
     return chosen

@@ -1,0 +1,179 @@
+"""The pixel water model of the ensemble's water decision (issue 22): a binary water / land logistic regression on
+one pixel's own bands (log1p of the reflectance) and spectral indices, nothing around it.
+
+Why a pixel model beside the ensemble: the ensemble's members look at a pixel's neighbours (the ResNet's 31 px
+field, the logistic regression's 5 and 15 px windows).  That is what makes their land-use classes good, and also
+what loses water that is narrower than their field (a 3 px ditch next to fields) or that sits next to a gap (a pond
+at a cloud's hazy edge, its neighbours filled).  A model of the pixel alone has no field to spoil: its answer for a
+pixel is the same with or without a gap next to it, so it cannot make a gap change its neighbours' classes.  Its
+log-reflectance features let it weigh the short-wave infrared, which haze scatters least and water absorbs most.
+
+Its threshold is chosen on the validation samples like the index rule's (:func:`choose_pixel_threshold`): the model
+must find, on its own, the index rule's water recall minus ``recall_margin``, with no more false water than the
+index rule.  The validation samples hold no narrow or hazy water, so a criterion on the ensemble's decision plus
+the pixel model would see nothing to add; held to the index's water alone, the pixel model finds that water where
+the index would, without most of the index's false water (``benchmarks/RESULTS.md``).
+
+Everything here is numpy; the model file is JSON (:meth:`PixelWaterModel.to_dict`), read without pickle.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from osmlulc.indices import index_pairs_for, normalized_difference
+
+LOG = logging.getLogger("osmlulc")
+
+
+@dataclass(frozen=True)
+class PixelWaterModel:
+    """p(water) = sigmoid(coef . (features - mean) / scale + intercept) of a pixel's features: log1p of each of
+    ``bands`` (the stack's values), then the normalised difference of each of ``index_pairs`` (positions in
+    ``bands``; names ``index_names``).  Water where p >= ``threshold`` (None: nowhere)."""
+
+    bands: tuple[str, ...]
+    index_names: tuple[str, ...]
+    index_pairs: tuple[tuple[int, int], ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    threshold: float | None = None
+
+    def features(self, pixels: np.ndarray) -> np.ndarray:
+        """(..., B) band values in the order of ``bands`` -> (..., F) float32 features."""
+        pixels = np.asarray(pixels, dtype=np.float32)
+        parts = [np.log1p(np.maximum(pixels, 0))]
+        parts += [normalized_difference(pixels[..., a], pixels[..., b])[..., None] for a, b in self.index_pairs]
+        return np.concatenate(parts, axis=-1)
+
+    def logit(self, pixels: np.ndarray) -> np.ndarray:
+        """(..., B) band values -> (...) float32 log-odds of water; one feature at a time (no (..., F) array)."""
+        pixels = np.asarray(pixels, dtype=np.float32)
+        weight = np.asarray(self.coef, np.float64) / np.asarray(self.scale, np.float64)
+        out = np.full(pixels.shape[:-1], self.intercept - float(np.dot(weight, self.mean)), np.float32)
+        n_bands = len(self.bands)
+        for f in range(len(weight)):
+            if f < n_bands:
+                feature = np.log1p(np.maximum(pixels[..., f], 0))
+            else:
+                a, b = self.index_pairs[f - n_bands]
+                feature = normalized_difference(pixels[..., a], pixels[..., b])
+            out += np.float32(weight[f]) * feature
+        return out
+
+    def probability(self, pixels: np.ndarray) -> np.ndarray:
+        return (1.0 / (1.0 + np.exp(-self.logit(pixels).astype(np.float64)))).astype(np.float32)
+
+    def water(self, pixels: np.ndarray) -> np.ndarray:
+        """(...) bool: p(water) >= ``threshold`` (all False without a threshold)."""
+        if self.threshold is None:
+            return np.zeros(np.shape(pixels)[:-1], bool)
+        return self.logit(pixels) >= np.float32(_log_odds(self.threshold))
+
+    def with_threshold(self, threshold: float | None) -> PixelWaterModel:
+        return PixelWaterModel(self.bands, self.index_names, self.index_pairs, self.mean, self.scale, self.coef,
+                               self.intercept, threshold)
+
+    def to_dict(self) -> dict:
+        return {"bands": list(self.bands), "indices": list(self.index_names),
+                "index_pairs": [list(p) for p in self.index_pairs], "mean": list(self.mean),
+                "scale": list(self.scale), "coef": list(self.coef), "intercept": self.intercept,
+                "threshold": self.threshold}
+
+    @classmethod
+    def from_dict(cls, spec: dict | None) -> PixelWaterModel | None:
+        if not spec:
+            return None
+        n = len(spec["bands"]) + len(spec["index_pairs"])
+        model = cls(tuple(spec["bands"]), tuple(spec["indices"]), tuple(tuple(int(i) for i in p)
+                                                                       for p in spec["index_pairs"]),
+                    tuple(float(v) for v in spec["mean"]), tuple(float(v) for v in spec["scale"]),
+                    tuple(float(v) for v in spec["coef"]), float(spec["intercept"]),
+                    None if spec.get("threshold") is None else float(spec["threshold"]))
+        if not len(model.mean) == len(model.scale) == len(model.coef) == n:
+            raise ValueError(f"pixel water model: {len(model.coef)} weights for {n} features")
+        return model
+
+
+def _log_odds(p: float) -> float:
+    p = min(max(float(p), 1e-12), 1 - 1e-12)
+    return float(np.log(p / (1 - p)))
+
+
+def training_pixels(samples, max_pixels: int | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(n, B) band values and (n,) class codes of the samples' clean labelled pixels: every pixel of the label
+    chips (the sample pixels alone without chips), at most ``max_pixels`` of them, drawn with ``rng``."""
+    patches = samples.patches
+    c = patches.shape[1] // 2
+    chips = samples.label_chips
+    if chips is None or chips.shape[1] == 1:
+        sample = np.arange(len(samples.labels))
+        rows = cols = np.zeros(len(sample), np.intp)
+        codes, half = samples.labels, 0
+    else:
+        sample, rows, cols = np.nonzero(chips)
+        codes, half = chips[sample, rows, cols], chips.shape[1] // 2
+    if max_pixels is not None and len(sample) > max_pixels:
+        keep = np.sort(rng.choice(len(sample), size=int(max_pixels), replace=False))
+        sample, rows, cols, codes = sample[keep], rows[keep], cols[keep], codes[keep]
+    pixels = patches[sample, c - half + rows, c - half + cols, :].astype(np.float32)
+    return pixels, codes
+
+
+def train_pixel_water_model(samples, water_code: int, index_definitions: dict, settings: dict,
+                            seed: int) -> PixelWaterModel | None:
+    """The pixel water model (no threshold yet) fitted on the training samples' labelled pixels: water
+    (``water_code``) against every other class, balanced (``settings``: ``indices``, ``C``, ``max_train_pixels``).
+    None, with a warning, where the samples hold no water or no land pixel (a country without labelled water:
+    the ensemble decides water without it)."""
+    from sklearn.linear_model import LogisticRegression
+
+    pixels, codes = training_pixels(samples, settings.get("max_train_pixels"), np.random.default_rng(seed))
+    is_water = codes == water_code
+    if is_water.all() or not is_water.any():
+        LOG.warning("pixel water model: the training samples hold no %s pixel; the water decision goes without it",
+                    "land" if is_water.all() else "water")
+        return None
+    names = tuple(settings.get("indices") or [])
+    model = PixelWaterModel(tuple(samples.bands), names,
+                            tuple(index_pairs_for(samples.bands, names, index_definitions)), (), (), (), 0.0)
+    x = model.features(pixels).astype(np.float64)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    fit = LogisticRegression(C=float(settings.get("C", 1.0)), class_weight="balanced", max_iter=2000,
+                             random_state=seed).fit((x - mean) / scale, is_water)
+    LOG.info("pixel water model: fitted on %d pixels (%d water) of %d features", len(codes), int(is_water.sum()),
+             x.shape[1])
+    return PixelWaterModel(model.bands, names, model.index_pairs, tuple(mean.tolist()), tuple(scale.tolist()),
+                           tuple(fit.coef_[0].tolist()), float(fit.intercept_[0]))
+
+
+def choose_pixel_threshold(p_water: np.ndarray, index_values: np.ndarray, is_water: np.ndarray, weights: np.ndarray,
+                           thresholds, recall_margin: float) -> tuple[float | None, dict]:
+    """The pixel model's threshold among ``thresholds``, on the validation samples (``p_water`` its probabilities,
+    ``index_values`` the index's, ``weights`` prior weights): the largest threshold whose water recall reaches the
+    index rule's minus ``recall_margin`` and whose false water is at most the index rule's; where none reaches the
+    recall, the smallest one within that false water.  None without water samples or when no threshold keeps the
+    false water.  Returns it and the figures it was chosen on."""
+    if not is_water.any():
+        return None, {"reason": "no water among the validation samples"}
+    land = ~is_water
+
+    def rates(predicted):
+        return (float(predicted[is_water].mean()),
+                float(np.sum(weights[land] * predicted[land]) / max(np.sum(weights[land]), 1e-12)))
+
+    index_recall, index_false_water = rates(index_values > 0)
+    rows = [dict(zip(("threshold", "recall", "false_water"), (t, *rates(p_water >= t))))
+            for t in sorted((float(t) for t in thresholds), reverse=True)]
+    allowed = [r for r in rows if r["false_water"] <= index_false_water]
+    figures = {"index_recall": index_recall, "index_false_water": index_false_water, "candidates": rows}
+    if not allowed:
+        return None, {**figures, "reason": "no threshold keeps the false water below the index rule's"}
+    chosen = next((r for r in allowed if r["recall"] >= index_recall - recall_margin), allowed[-1])
+    return chosen["threshold"], {**figures, "chosen": chosen}
