@@ -239,8 +239,12 @@ def _run_stage(name: str, args, config: dict, table, p: Paths, bands: dict, tile
             raise SystemExit(f"benchmark_tile blends resnet and logreg; models.ensemble.members is "
                              f"{settings['members']}")
         chosen = build_ensemble({"resnet": p.resnet, "logreg": p.logreg}, p.validation, table, settings,
-                                config["bands"]["indices"], p.ensemble, rotations=config["prediction"]["rotations"])
-        info["note"] = f"weights {chosen['weights']}, water {chosen['water']} (chosen on the validation samples)"
+                                config["bands"]["indices"], p.ensemble, rotations=config["prediction"]["rotations"],
+                                train_path=p.train, seed=config["models"]["seed"])
+        water = chosen["water"]
+        pixel = None if water is None or water.pixel_model is None else water.pixel_model.threshold
+        info["note"] = (f"weights {chosen['weights']}, water threshold {None if water is None else water.threshold}, "
+                        f"pixel water model threshold {pixel} (chosen on the validation samples)")
     elif name == "ensemble_pixel":
         from osmlulc.classifiers import read_ensemble
         from osmlulc.predict import blend_tile_probabilities

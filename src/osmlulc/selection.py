@@ -23,6 +23,10 @@ water with less than its false water, which is what the water layer is held to -
 This rule is off by default (``near_gap.px: 0``): on the western half of the development scene it also turns
 shadowed town pixels next to synthetic clouds into water, so a gap changes its neighbours' classes again
 (``benchmarks/RESULTS.md``).
+
+What the decision uses instead near gaps is its pixel water model (:mod:`osmlulc.water_model`): water also where a
+logistic regression on the pixel's own bands says so, its threshold chosen on the validation samples by
+:func:`osmlulc.water_model.choose_pixel_threshold`.  It sees no neighbour, so a gap cannot change its answer.
 """
 
 from __future__ import annotations
