@@ -9,11 +9,11 @@ pixel is the same with or without a gap next to it, so it cannot make a gap chan
 log-reflectance features let it weigh the short-wave infrared, which haze scatters least and water absorbs most.
 
 Its threshold is chosen on the validation samples like the index rule's
-(:func:`osmlulc.selection.choose_pixel_threshold`): the model
-must find, on its own, the index rule's water recall minus ``recall_margin``, with no more false water than the
-index rule.  The validation samples hold no narrow or hazy water, so a criterion on the ensemble's decision plus
-the pixel model would see nothing to add; held to the index's water alone, the pixel model finds that water where
-the index would, without most of the index's false water (``benchmarks/RESULTS.md``).
+(:func:`osmlulc.selection.choose_pixel_threshold`): the model must find, on its own, the index rule's water recall
+minus ``recall_margin``, with no more false water than the index rule.  The validation samples hold no narrow or
+hazy water, so a criterion on the ensemble's decision plus the pixel model would see nothing to add; held to the
+index's water alone, the pixel model finds that water where the index would, without most of the index's false
+water (``benchmarks/RESULTS.md``).
 
 Everything here is numpy; the model file is JSON (:meth:`PixelWaterModel.to_dict`), read without pickle.
 """
