@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from osmlulc.sample_data import Samples
-from osmlulc.selection import WaterDecision, choose_ensemble
-from osmlulc.water_model import (PixelWaterModel, choose_pixel_threshold, train_pixel_water_model,
-                                 training_pixels)
+from osmlulc.selection import WaterDecision, choose_ensemble, choose_pixel_threshold
+from osmlulc.water_model import PixelWaterModel, train_pixel_water_model, training_pixels
 
 BANDS = ("B03", "B08", "B11")
 INDICES = {"ndwi": ["B03", "B08"], "mndwi": ["B03", "B11"]}

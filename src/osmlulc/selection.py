@@ -26,7 +26,7 @@ shadowed town pixels next to synthetic clouds into water, so a gap changes its n
 
 What the decision uses instead near gaps is its pixel water model (:mod:`osmlulc.water_model`): water also where a
 logistic regression on the pixel's own bands says so, its threshold chosen on the validation samples by
-:func:`osmlulc.water_model.choose_pixel_threshold`.  It sees no neighbour, so a gap cannot change its answer.
+:func:`choose_pixel_threshold`.  It sees no neighbour, so a gap cannot change its answer.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 from osmlulc.classes import ClassTable
 from osmlulc.indices import index_pairs_for, spectral_indices
 from osmlulc.sample_data import class_weights
-from osmlulc.water_model import PixelWaterModel, choose_pixel_threshold
+from osmlulc.water_model import PixelWaterModel
 
 LOG = logging.getLogger("osmlulc")
 
@@ -156,6 +156,14 @@ def choose_member_weights(member_probabilities: dict, targets: np.ndarray, weigh
     return {first: best["share"], second: 1 - best["share"]}, rows
 
 
+def water_rates(predicted: np.ndarray, is_water: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """Water recall and prior-weighted false water (the share of the land's weight called water) of a decision's
+    ``predicted`` water on the validation samples."""
+    land = ~is_water
+    return (float(predicted[is_water].mean()),
+            float(np.sum(weights[land] * predicted[land]) / max(np.sum(weights[land]), 1e-12)))
+
+
 def choose_water_threshold(p_water: np.ndarray, argmax_water: np.ndarray, index_values: np.ndarray,
                            is_water: np.ndarray, weights: np.ndarray, thresholds, recall_margin: float,
                            criterion: str = "recall") -> tuple[float | None, dict]:
@@ -170,17 +178,10 @@ def choose_water_threshold(p_water: np.ndarray, argmax_water: np.ndarray, index_
     Returns it and the figures it was chosen on."""
     if not is_water.any():
         return None, {"reason": "no water among the validation samples"}
-    land = ~is_water
-
-    def rates(predicted):
-        recall = float(predicted[is_water].mean())
-        false_water = float(np.sum(weights[land] * predicted[land]) / max(np.sum(weights[land]), 1e-12))
-        return recall, false_water
-
-    index_recall, index_false_water = rates(index_values > 0)
+    index_recall, index_false_water = water_rates(index_values > 0, is_water, weights)
     rows = []
     for t in sorted((float(t) for t in thresholds), reverse=True):
-        recall, false_water = rates(argmax_water | ((index_values > 0) & (p_water >= t)))
+        recall, false_water = water_rates(argmax_water | ((index_values > 0) & (p_water >= t)), is_water, weights)
         rows.append({"threshold": t, "recall": recall, "false_water": false_water})
     if criterion == "youden":
         chosen = max(rows, key=lambda r: (round(r["recall"] - r["false_water"], 9), r["threshold"]))
@@ -188,6 +189,28 @@ def choose_water_threshold(p_water: np.ndarray, argmax_water: np.ndarray, index_
         chosen = next((r for r in rows if r["recall"] >= index_recall - recall_margin), rows[-1])
     return chosen["threshold"], {"index_recall": index_recall, "index_false_water": index_false_water,
                                  "criterion": criterion, "candidates": rows, "chosen": chosen}
+
+
+def choose_pixel_threshold(p_water: np.ndarray, index_values: np.ndarray, is_water: np.ndarray, weights: np.ndarray,
+                           thresholds, recall_margin: float) -> tuple[float | None, dict]:
+    """The pixel water model's threshold among ``thresholds`` (:mod:`osmlulc.water_model`; ``p_water`` its
+    probabilities of the validation samples, ``index_values`` the index's, ``weights`` prior weights): the largest
+    threshold at which the model alone reaches the index rule's water recall minus ``recall_margin`` with at most
+    the index rule's false water; where none reaches that recall, the smallest one within that false water.  None
+    without water samples or when no threshold keeps the false water.  Alone, because the validation samples hold
+    no narrow or hazy water: a criterion on the ensemble's decision plus the model would see nothing to add.
+    Returns it and the figures it was chosen on."""
+    if not is_water.any():
+        return None, {"reason": "no water among the validation samples"}
+    index_recall, index_false_water = water_rates(index_values > 0, is_water, weights)
+    rows = [dict(zip(("threshold", "recall", "false_water"), (t, *water_rates(p_water >= t, is_water, weights))))
+            for t in sorted((float(t) for t in thresholds), reverse=True)]
+    allowed = [r for r in rows if r["false_water"] <= index_false_water]
+    figures = {"index_recall": index_recall, "index_false_water": index_false_water, "candidates": rows}
+    if not allowed:
+        return None, {**figures, "reason": "no threshold keeps the false water below the index rule's"}
+    chosen = next((r for r in allowed if r["recall"] >= index_recall - recall_margin), allowed[-1])
+    return chosen["threshold"], {**figures, "chosen": chosen}
 
 
 def choose_near_gap_threshold(p_water: np.ndarray, argmax_water: np.ndarray, index_values: np.ndarray,

@@ -8,11 +8,12 @@ at a cloud's hazy edge, its neighbours filled).  A model of the pixel alone has 
 pixel is the same with or without a gap next to it, so it cannot make a gap change its neighbours' classes.  Its
 log-reflectance features let it weigh the short-wave infrared, which haze scatters least and water absorbs most.
 
-Its threshold is chosen on the validation samples like the index rule's (:func:`choose_pixel_threshold`): the model
-must find, on its own, the index rule's water recall minus ``recall_margin``, with no more false water than the
-index rule.  The validation samples hold no narrow or hazy water, so a criterion on the ensemble's decision plus
-the pixel model would see nothing to add; held to the index's water alone, the pixel model finds that water where
-the index would, without most of the index's false water (``benchmarks/RESULTS.md``).
+Its threshold is chosen on the validation samples like the index rule's
+(:func:`osmlulc.selection.choose_pixel_threshold`): the model must find, on its own, the index rule's water recall
+minus ``recall_margin``, with no more false water than the index rule.  The validation samples hold no narrow or
+hazy water, so a criterion on the ensemble's decision plus the pixel model would see nothing to add; held to the
+index's water alone, the pixel model finds that water where the index would, without most of the index's false
+water (``benchmarks/RESULTS.md``).
 
 Everything here is numpy; the model file is JSON (:meth:`PixelWaterModel.to_dict`), read without pickle.
 """
@@ -151,29 +152,3 @@ def train_pixel_water_model(samples, water_code: int, index_definitions: dict, s
              x.shape[1])
     return PixelWaterModel(model.bands, names, model.index_pairs, tuple(mean.tolist()), tuple(scale.tolist()),
                            tuple(fit.coef_[0].tolist()), float(fit.intercept_[0]))
-
-
-def choose_pixel_threshold(p_water: np.ndarray, index_values: np.ndarray, is_water: np.ndarray, weights: np.ndarray,
-                           thresholds, recall_margin: float) -> tuple[float | None, dict]:
-    """The pixel model's threshold among ``thresholds``, on the validation samples (``p_water`` its probabilities,
-    ``index_values`` the index's, ``weights`` prior weights): the largest threshold whose water recall reaches the
-    index rule's minus ``recall_margin`` and whose false water is at most the index rule's; where none reaches the
-    recall, the smallest one within that false water.  None without water samples or when no threshold keeps the
-    false water.  Returns it and the figures it was chosen on."""
-    if not is_water.any():
-        return None, {"reason": "no water among the validation samples"}
-    land = ~is_water
-
-    def rates(predicted):
-        return (float(predicted[is_water].mean()),
-                float(np.sum(weights[land] * predicted[land]) / max(np.sum(weights[land]), 1e-12)))
-
-    index_recall, index_false_water = rates(index_values > 0)
-    rows = [dict(zip(("threshold", "recall", "false_water"), (t, *rates(p_water >= t))))
-            for t in sorted((float(t) for t in thresholds), reverse=True)]
-    allowed = [r for r in rows if r["false_water"] <= index_false_water]
-    figures = {"index_recall": index_recall, "index_false_water": index_false_water, "candidates": rows}
-    if not allowed:
-        return None, {**figures, "reason": "no threshold keeps the false water below the index rule's"}
-    chosen = next((r for r in allowed if r["recall"] >= index_recall - recall_margin), allowed[-1])
-    return chosen["threshold"], {**figures, "chosen": chosen}
