@@ -285,3 +285,22 @@ def test_channels_that_are_not_integers_take_the_reference_kernel(bundle):
     assert not classifier.linear.exact_for(block, WINDOWS) and classifier.linear.exact_for(block - 0.25, WINDOWS)
     got = classifier.predict_proba_block(block)
     np.testing.assert_array_equal(got.argmax(-1), sklearn_reference(classifier, block, None, None).argmax(-1))
+
+
+def test_a_uint16_stack_is_known_integer_without_a_scan(real_scene, monkeypatch):
+    """A band stack's uint16 block takes the fused kernel without checking its values (decided by its type) and
+    gives what the same values as float32 give (checked value by value)."""
+    import osmlulc.sklearn_models as sklearn_models
+
+    stack, bundle = real_scene
+    classifier = SklearnClassifier(bundle, "real.joblib")
+    block = stack[:120, :150]
+    expected = classifier.predict_proba_block(block)
+
+    def no_scan(flat, limit):
+        raise AssertionError("a uint16 block was scanned for integers")
+
+    monkeypatch.setattr(sklearn_models, "_integer_valued", no_scan)
+    np.testing.assert_array_equal(classifier.predict_proba_block(block.astype(np.uint16)), expected)
+    with pytest.raises(AssertionError, match="scanned"):
+        classifier.predict_proba_block(block)

@@ -201,11 +201,13 @@ class SklearnClassifier(Classifier):
         """:meth:`predict_proba_block` of a logistic regression (:class:`osmlulc.sklearn_models.LinearSoftmax`): its
         fused kernel on integer channels (a band stack), else standardised features from the compiled kernel and
         one float32 matrix product, chunk of rows by chunk of rows."""
-        channels = with_indices(np.asarray(block, dtype=np.float32), self.index_pairs)
+        block = np.asarray(block)
+        channels = with_indices(block.astype(np.float32, copy=False), self.index_pairs)
         size = self.patch_size
         h, w = channels.shape[0] - size + 1, channels.shape[1] - size + 1
         out = np.empty((h, w, self.n_classes), dtype=np.float32)
-        fused = self.linear.exact_for(channels, self.windows)
+        # A uint16 band stack without index channels is integer by its type: no need to look at every value.
+        fused = self.linear.exact_for(channels, self.windows, None if self.index_pairs else block.dtype)
         if fused:
             channels = np.ascontiguousarray(channels)
 

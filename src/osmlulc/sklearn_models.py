@@ -288,13 +288,17 @@ class LinearSoftmax:
                 scale = np.asarray(scalers[0].scale_).astype(np.float32).astype(np.float64)
         return cls(shift, scale, coef, intercept, columns, n_classes, last)
 
-    def exact_for(self, channels: np.ndarray, windows) -> bool:
+    def exact_for(self, channels: np.ndarray, windows, source_dtype=None) -> bool:
         """Whether :meth:`predict_rows` gives ``channels`` (..., W, C) the reference's features: integers of at most
         16 bits, rows short enough that the kernel's sums of their values and squares along a row of window sums
-        stay exact in float64 (W x window x 2^32 < 2^53), and the scaler's shift and scale float32 numbers."""
+        stay exact in float64 (W x window x 2^32 < 2^53), and the scaler's shift and scale float32 numbers.
+        ``source_dtype``: the dtype the channels were converted from; an integer type of at most 16 bits (a band
+        stack) makes them integers of at most 16 bits without looking at them (else every value is checked)."""
         window = max((int(s) for s in windows or ()), default=1)
         if not self.float32_scaler or channels.shape[-2] * window * INTEGER_CHANNEL_LIMIT ** 2 >= 2.0 ** 53:
             return False
+        if source_dtype is not None and np.dtype(source_dtype).kind in "ui" and np.dtype(source_dtype).itemsize <= 2:
+            return True
         return bool(_integer_valued(np.ascontiguousarray(channels).reshape(-1), INTEGER_CHANNEL_LIMIT))
 
     def predict_rows(self, channels: np.ndarray, windows, valid: np.ndarray | None, out: np.ndarray,
