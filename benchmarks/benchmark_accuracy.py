@@ -95,7 +95,10 @@ ROWS = {
     "more_locations": ("resnet", {"samples": {"per_class": 2000, "chip_px": 5}},
                        "2,000 samples per class with 5 x 5 label chips (more places, fewer pixels each)"),
     "sqrt_weights": ("resnet", {"models": {"resnet": {"class_weight": "sqrt"}}},
-                     "default with class weights between prior and balanced (1 / sqrt of the class share)"),
+                     "class weights between prior and balanced (1 / sqrt of the class share; the default since "
+                     "issue 22)"),
+    "prior_weights": ("resnet", {"models": {"resnet": {"class_weight": "prior"}}},
+                      "default with class weights by the labelled pixels' class mix (the default before issue 22)"),
     "more_filters": ("resnet", {"models": {"resnet": {"filters": 32}}},
                      "default with 32 filters a layer instead of 16"),
     "context63": ("resnet", {"models": {"resnet": {"context_px": [63]}}, "samples": {"validation_buffer_px": 32}},
@@ -171,6 +174,10 @@ ROWS = {
     "ensemble_sqrt_weights": ("ensemble", {"benchmark": {"member_rows": {"resnet": "sqrt_weights"}},
                                            "models": {"resnet": {"class_weight": "sqrt"}}},
                               "the ensemble with the ResNet of row sqrt_weights (class weights 1 / sqrt of the share)"),
+    "ensemble_prior_weights": ("ensemble", {"benchmark": {"member_rows": {"resnet": "prior_weights"}},
+                                            "models": {"resnet": {"class_weight": "prior"}}},
+                               "the ensemble with the ResNet of row prior_weights (the product before issue 22's "
+                               "class weights)"),
     "ensemble_no_pixel_water": ("ensemble", {"models": {"ensemble": {"water": {"pixel_model": {"enabled": False}}}}},
                                 "the water decision without the pixel water model (the product before it)"),
     "ensemble_margin0": ("ensemble", {"models": {"ensemble": {"water": {"recall_margin": 0.0}}}},
