@@ -15,7 +15,7 @@ from osmlulc.context_features import context_patch_size, window_statistics
 from osmlulc.io import InputError
 from osmlulc.predict import blend_tile_probabilities, predict_patches, predict_tile_pixels
 from osmlulc.sample_data import load_samples
-from osmlulc.sklearn_models import _training_pixels, pixel_features, train_sklearn
+from osmlulc.sklearn_models import pixel_features, train_sklearn, training_pixels
 
 from conftest import write_raster
 from test_models import BANDS, CLASSES_YAML, PRESENT
@@ -114,7 +114,7 @@ def test_logreg_learns_texture_from_chip_pixels_and_dense_equals_patches(texture
 
 def test_chip_pixel_features_are_those_of_their_own_patches(textured, table):
     train = load_samples(textured[0], table)
-    x, y = _training_pixels(train, LOGREG, [], np.random.default_rng(0))
+    x, y = training_pixels(train, LOGREG, [], np.random.default_rng(0))
     # The chip pixel (1 + dr, 1 + dc) of a sample: its features from its own 7 px patch of the 11 px patch.
     sample, r, c = np.nonzero(train.label_chips)
     expected = []

@@ -9,11 +9,14 @@ import pytest
 
 from osmlulc.sample_data import Samples
 from osmlulc.selection import WaterDecision, choose_ensemble, choose_pixel_threshold
-from osmlulc.water_model import PixelWaterModel, train_pixel_water_model, training_pixels
+from osmlulc.sklearn_models import training_pixels
+from osmlulc.water_model import PixelWaterModel, train_pixel_water_model
 
 BANDS = ("B03", "B08", "B11")
 INDICES = {"ndwi": ["B03", "B08"], "mndwi": ["B03", "B11"]}
 WATER, LAND = 12, 5
+#: How the pixel water model asks for its training pixels (osmlulc.sklearn_models.training_pixels).
+CHIPS = {"chip_pixels": True, "max_train_samples": None}
 
 
 def spectra(n: int, water: bool, rng) -> np.ndarray:
@@ -75,14 +78,14 @@ def test_training_pixels_are_the_label_chips_pixels_at_their_place():
     chips[0, 1, :] = LAND
     chips[0, 0, 0] = WATER
     samples = Samples(patch, np.array([LAND], np.uint8), np.array([0], np.int32), ("B03",), chips)
-    pixels, codes = training_pixels(samples, None, np.random.default_rng(0))
+    pixels, codes = training_pixels(samples, CHIPS, [], np.random.default_rng(0))
     # chip (0, 0) is patch (1, 1) = 6; chip row 1 is patch row 2, columns 1..3 = 11, 12, 13.
     assert sorted(zip(pixels[:, 0].tolist(), codes.tolist())) == [(6, WATER), (11, LAND), (12, LAND), (13, LAND)]
-    pixels, codes = training_pixels(samples, 2, np.random.default_rng(0))
+    pixels, codes = training_pixels(samples, dict(CHIPS, max_train_samples=2), [], np.random.default_rng(0))
     assert len(codes) == 2
     # Without chips: the sample pixels themselves.
     no_chips = Samples(patch, np.array([LAND], np.uint8), np.array([0], np.int32), ("B03",))
-    pixels, codes = training_pixels(no_chips, None, np.random.default_rng(0))
+    pixels, codes = training_pixels(no_chips, CHIPS, [], np.random.default_rng(0))
     assert pixels.tolist() == [[12]] and codes.tolist() == [LAND]
 
 

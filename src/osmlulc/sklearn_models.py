@@ -103,7 +103,7 @@ def pixel_features(patches: np.ndarray, index_pairs, windows, valid: np.ndarray 
     return window_statistics(with_indices(patches, index_pairs), windows, valid)
 
 
-def _training_pixels(train: Samples, settings: dict, index_pairs, rng: np.random.Generator):
+def training_pixels(train: Samples, settings: dict, index_pairs, rng: np.random.Generator):
     """Features and class codes of the training pixels: the sample pixels, or with ``chip_pixels`` every
     clean labelled pixel of each sample's label chip (many more labelled pixels, memory bounded by
     ``max_train_samples``)."""
@@ -170,7 +170,7 @@ def train_sklearn(kind: str, train_npz, validation_npz, table: ClassTable, setti
     if train.patches.shape[1] < size or validation.patches.shape[1] < size:
         raise InputError(f"{kind}: windows_px {windows} need {size} px patches; the samples hold "
                          f"{min(train.patches.shape[1], validation.patches.shape[1])} px; regenerate them")
-    x, y = _training_pixels(train, settings, pairs, rng)
+    x, y = training_pixels(train, settings, pairs, rng)
     if len(np.unique(y)) < 2:
         raise InputError(f"samples {train_npz} hold a single class ({np.unique(y).tolist()}); "
                          "a classifier needs at least two")

@@ -106,26 +106,6 @@ def _log_odds(p: float) -> float:
     return float(np.log(p / (1 - p)))
 
 
-def training_pixels(samples, max_pixels: int | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(n, B) band values and (n,) class codes of the samples' clean labelled pixels: every pixel of the label
-    chips (the sample pixels alone without chips), at most ``max_pixels`` of them, drawn with ``rng``."""
-    patches = samples.patches
-    c = patches.shape[1] // 2
-    chips = samples.label_chips
-    if chips is None or chips.shape[1] == 1:
-        sample = np.arange(len(samples.labels))
-        rows = cols = np.zeros(len(sample), np.intp)
-        codes, half = samples.labels, 0
-    else:
-        sample, rows, cols = np.nonzero(chips)
-        codes, half = chips[sample, rows, cols], chips.shape[1] // 2
-    if max_pixels is not None and len(sample) > max_pixels:
-        keep = np.sort(rng.choice(len(sample), size=int(max_pixels), replace=False))
-        sample, rows, cols, codes = sample[keep], rows[keep], cols[keep], codes[keep]
-    pixels = patches[sample, c - half + rows, c - half + cols, :].astype(np.float32)
-    return pixels, codes
-
-
 def train_pixel_water_model(samples, water_code: int, index_definitions: dict, settings: dict,
                             seed: int) -> PixelWaterModel | None:
     """The pixel water model (no threshold yet) fitted on the training samples' labelled pixels: water
@@ -134,7 +114,11 @@ def train_pixel_water_model(samples, water_code: int, index_definitions: dict, s
     the ensemble decides water without it)."""
     from sklearn.linear_model import LogisticRegression
 
-    pixels, codes = training_pixels(samples, settings.get("max_train_pixels"), np.random.default_rng(seed))
+    from osmlulc.sklearn_models import training_pixels
+
+    # Every clean labelled pixel of the label chips, as the logistic regression member takes them (no windows).
+    chips = {"chip_pixels": True, "max_train_samples": settings.get("max_train_pixels")}
+    pixels, codes = training_pixels(samples, chips, [], np.random.default_rng(seed))
     is_water = codes == water_code
     if is_water.all() or not is_water.any():
         LOG.warning("pixel water model: the training samples hold no %s pixel; the water decision goes without it",
