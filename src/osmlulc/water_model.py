@@ -46,26 +46,24 @@ class PixelWaterModel:
     intercept: float
     threshold: float | None = None
 
+    def _feature_columns(self, pixels: np.ndarray):
+        """The (...) float32 features of (..., B) band values in the order of ``bands``, one at a time."""
+        pixels = np.asarray(pixels, dtype=np.float32)
+        for band in range(len(self.bands)):
+            yield np.log1p(np.maximum(pixels[..., band], 0))
+        for a, b in self.index_pairs:
+            yield normalized_difference(pixels[..., a], pixels[..., b])
+
     def features(self, pixels: np.ndarray) -> np.ndarray:
         """(..., B) band values in the order of ``bands`` -> (..., F) float32 features."""
-        pixels = np.asarray(pixels, dtype=np.float32)
-        parts = [np.log1p(np.maximum(pixels, 0))]
-        parts += [normalized_difference(pixels[..., a], pixels[..., b])[..., None] for a, b in self.index_pairs]
-        return np.concatenate(parts, axis=-1)
+        return np.stack(list(self._feature_columns(pixels)), axis=-1)
 
     def logit(self, pixels: np.ndarray) -> np.ndarray:
         """(..., B) band values -> (...) float32 log-odds of water; one feature at a time (no (..., F) array)."""
-        pixels = np.asarray(pixels, dtype=np.float32)
         weight = np.asarray(self.coef, np.float64) / np.asarray(self.scale, np.float64)
-        out = np.full(pixels.shape[:-1], self.intercept - float(np.dot(weight, self.mean)), np.float32)
-        n_bands = len(self.bands)
-        for f in range(len(weight)):
-            if f < n_bands:
-                feature = np.log1p(np.maximum(pixels[..., f], 0))
-            else:
-                a, b = self.index_pairs[f - n_bands]
-                feature = normalized_difference(pixels[..., a], pixels[..., b])
-            out += np.float32(weight[f]) * feature
+        out = np.full(np.shape(pixels)[:-1], self.intercept - float(np.dot(weight, self.mean)), np.float32)
+        for w, feature in zip(weight, self._feature_columns(pixels), strict=True):
+            out += np.float32(w) * feature
         return out
 
     def probability(self, pixels: np.ndarray) -> np.ndarray:
