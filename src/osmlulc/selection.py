@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from osmlulc.classes import ClassTable
-from osmlulc.indices import index_pairs_for, spectral_indices
+from osmlulc.indices import index_pairs_for, normalized_difference, spectral_indices
 from osmlulc.sample_data import class_weights
 from osmlulc.water_model import PixelWaterModel
 
@@ -81,7 +81,7 @@ class WaterDecision:
             threshold = np.where(near_gap, min(far, self.near_gap_threshold), far)
         else:
             threshold = far
-        index_values = spectral_indices(pixels, [(0, 1)])[..., 0]
+        index_values = normalized_difference(pixels[..., 0], pixels[..., 1])  # the index's two bands come first
         water = (index_values > 0) & (probabilities[..., water_column] >= threshold)
         if self.pixel_model is not None:
             order = list(self.stack_bands)
