@@ -180,6 +180,19 @@ ROWS = {
                                "class weights)"),
     "ensemble_no_pixel_water": ("ensemble", {"models": {"ensemble": {"water": {"pixel_model": {"enabled": False}}}}},
                                 "the water decision without the pixel water model (the product before it)"),
+    "ensemble_no_erosion": ("ensemble", {"benchmark": {"member_rows": {"resnet": "no_erosion",
+                                                                       "logreg": "logreg_no_erosion"}},
+                                         "samples": {"erosion_px": 0}},
+                            "the ensemble of the no_erosion rows: every member and the pixel water model trained on "
+                            "the label polygons' border pixels too"),
+    "ensemble_context63": ("ensemble", {"benchmark": {"member_rows": {"resnet": "context63"}},
+                                        "models": {"resnet": {"context_px": [63]}},
+                                        "samples": {"validation_buffer_px": 32}},
+                           "the ensemble with the ResNet of row context63 (a 63 px context branch)"),
+    "ensemble_more_locations": ("ensemble", {"benchmark": {"member_rows": {"resnet": "more_locations"}},
+                                             "samples": {"per_class": 2000, "chip_px": 5}},
+                                "the ensemble with the ResNet of row more_locations (2,000 samples per class, 5 x 5 "
+                                "label chips; the pixel water model takes its samples too)"),
     "ensemble_margin0": ("ensemble", {"models": {"ensemble": {"water": {"recall_margin": 0.0}}}},
                          "the water decision's recall margin 0 instead of 0.01"),
     "ensemble_mndwi": ("ensemble", {"models": {"ensemble": {"water": {"index": "mndwi"}}}},
@@ -355,8 +368,21 @@ def gap_subsets(paths: dict) -> dict:
 
     valid, real = distance_to_gap(paths["stack"])
     synthetic_valid, synthetic = distance_to_gap(paths["stack_synthetic"])
+    with rasterio.open(paths["label"]) as src:
+        labels = src.read(1)
     return {"near_gap": valid & (real <= NEAR_GAP_PX), "far_gap": valid & (real > NEAR_GAP_PX),
-            "synthetic_ring": synthetic_valid & (synthetic >= 2) & (synthetic <= NEAR_GAP_PX) & (real > NEAR_GAP_PX)}
+            "synthetic_ring": synthetic_valid & (synthetic >= 2) & (synthetic <= NEAR_GAP_PX) & (real > NEAR_GAP_PX),
+            "label_interior": label_interior(labels)}
+
+
+def label_interior(labels: np.ndarray) -> np.ndarray:
+    """Labelled pixels whose 3 x 3 neighbourhood holds one label: the west's scoring rule (its test masks drop a
+    1 px border of every polygon), as a subset for 18SVG, whose test masks keep the coastline's mixed border
+    pixels (point-in-polygon of the pixel centre).  On the west the subset is every test pixel."""
+    from scipy import ndimage
+
+    return ((ndimage.minimum_filter(labels, 3, mode="nearest") == ndimage.maximum_filter(labels, 3, mode="nearest"))
+            & (labels > 0))
 
 
 def score_maps(labels: np.ndarray, test_mask: np.ndarray, subsets: dict, table, maps: dict) -> dict:
@@ -599,6 +625,44 @@ def rescore(name: str, work: Path, table, paths: dict, source: str | None = None
     return {"confusion": {m: cm.tolist() for m, cm in cms.items()}, "folds": folds, "per_fold": per_fold}
 
 
+def water_frontier(work: Path, table, paths: dict, name: str, recall_floor: float, iou_floor: float) -> dict:
+    """What any threshold on a row's water probability could reach, thresholds looked up **on the test pixels**
+    (an upper bound, chosen nowhere): the best water IoU among thresholds with recall >= ``recall_floor`` and the
+    best recall among thresholds with IoU >= ``iou_floor``, pooled over the folds.  It tells a target that a
+    better threshold could meet from one that needs a better model or other labels."""
+    import rasterio
+
+    labels, _, _, test_masks = fold_masks(paths)
+    band = table.codes.tolist().index(WATER_CODE) + 1
+    thresholds = np.round(np.arange(0.01, 1.0, 0.01), 2)
+    counts = np.zeros((len(thresholds), 4), np.int64)  # true water, false water, missed water, land
+    for k in range(N_FOLDS):
+        fold_dir = work / "rows" / name / f"fold{k}"
+        with rasterio.open(fold_dir / "probabilities.tif") as src:
+            water_p = src.read(band).astype(np.float32) / 255.0
+        with rasterio.open(fold_dir / "classified_pixel.tif") as src:
+            scored = test_masks[k] & (src.read(1) > 0)
+        is_water = labels[scored] == WATER_CODE
+        p = water_p[scored]
+        for i, t in enumerate(thresholds):
+            called = p >= t
+            counts[i] += [(called & is_water).sum(), (called & ~is_water).sum(), (~called & is_water).sum(),
+                          (~is_water).sum()]
+    recall = counts[:, 0] / np.maximum(counts[:, 0] + counts[:, 2], 1)
+    iou = counts[:, 0] / np.maximum(counts[:, :3].sum(axis=1), 1)
+    false_water = counts[:, 1] / np.maximum(counts[:, 3], 1)
+
+    def best(keep, by):
+        if not keep.any():
+            return None
+        i = int(np.flatnonzero(keep)[np.argmax(by[keep])])
+        return {"threshold": float(thresholds[i]), "water_recall": float(recall[i]), "water_iou": float(iou[i]),
+                "false_water": float(false_water[i])}
+
+    return {"best_iou_at_recall": best(recall >= recall_floor, iou), "best_recall_at_iou": best(iou >= iou_floor,
+                                                                                                 recall)}
+
+
 def blend(work: Path, table, paths: dict, first: str, second: str, weights) -> dict:
     """Pixel maps of ``(1 - w) p_first + w p_second`` from two rows' saved fold probabilities (``probabilities.tif``
     of every fold both rows ran), scored like the rows: weight -> confusion and per-fold confusion.
@@ -769,6 +833,13 @@ def main(argv=None) -> int:
     parser.add_argument("--rerun", action="store_true", help="rerun the selected rows even if cached")
     parser.add_argument("--repredict", action="store_true",
                         help="keep the rows' trained fold models, redo prediction and scoring (prediction settings)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the selected rows' cached fold maps again (a new subset or rule), training and "
+                             "predicting nothing")
+    parser.add_argument("--frontier", nargs="+", metavar="ROW",
+                        help="for cached rows: the best water IoU any threshold of their water probability reaches "
+                             "at water recall >= NDWI's - 0.01, and the best recall at water IoU >= 0.94 (thresholds "
+                             "looked up on the test pixels: an upper bound); runs nothing else")
     parser.add_argument("--blend", nargs=2, metavar=("ROW_A", "ROW_B"),
                         help="score the mean of two cached rows' fold probabilities, (1 - w) A + w B, for the "
                              "--weights (e.g. default gradient_boosting); runs nothing else")
@@ -808,6 +879,21 @@ def main(argv=None) -> int:
     if args.table:
         print_table(results, table)
         return 0
+    if args.frontier:
+        recall_floor = run_index(paths, "ndwi")["water_recall"] - 0.01
+        print(f"Upper bounds of a water threshold (looked up on the test pixels), recall floor {recall_floor:.3f} "
+              "(NDWI's - 0.01), IoU floor 0.94\n")
+        print("| row | best IoU at the recall floor (threshold, recall, false water) | best recall at IoU 0.94 "
+              "(threshold, IoU, false water) |")
+        print("|---|---|---|")
+        for name in args.frontier:
+            f = water_frontier(work, table, paths, name, recall_floor, 0.94)
+            a, b = f["best_iou_at_recall"], f["best_recall_at_iou"]
+            print(f"| {name} | " + (f"{a['water_iou']:.3f} ({a['threshold']:.2f}, {a['water_recall']:.3f}, "
+                                    f"{a['false_water']:.3f})" if a else "none") + " | " +
+                  (f"{b['water_recall']:.3f} ({b['threshold']:.2f}, {b['water_iou']:.3f}, {b['false_water']:.3f})"
+                   if b else "none") + " |")
+        return 0
     if args.blend:
         first, second = args.blend
         blends = results.setdefault("blends", {})
@@ -815,6 +901,8 @@ def main(argv=None) -> int:
         results_path.write_text(json.dumps(results, indent=1))
         print_blend(first, second, blends[f"{first}+{second}"], table)
         return 0
+    if args.rescore and not args.rows:
+        raise SystemExit("--rescore: name the cached rows to score again (--rows ...)")
     wanted = args.rows if args.rows else ["ndwi", "mndwi", "gradient_boosting", *ROWS]
     for name in wanted:
         if name in results and not args.rerun and args.rows is None:
@@ -822,6 +910,8 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         if name in ("ndwi", "mndwi"):
             results[name] = run_index(paths, name)
+        elif args.rescore:
+            results[name] = {**results.get(name, {}), **rescore(name, work, table, paths)}
         elif name == "gradient_boosting":
             results[name] = run_gradient_boosting(work, config, table, paths)
         else:
@@ -899,6 +989,7 @@ def print_gap_table(results: dict, table) -> None:
           "near: OA | near: water recall | near: false water | far: OA | far: water recall | "
           "ring: OA | ring: water recall | ring: agreement | ring: water kept | water IoU |")
     print("|---|" + "---:|" * 18)
+    interior_rows = []
     for key in ("ndwi", "mndwi"):
         if key in results and "subsets" in results[key]:
             r, sub = results[key], results[key]["subsets"]
@@ -926,6 +1017,22 @@ def print_gap_table(results: dict, table) -> None:
                  agreement["water_kept"] / max(agreement["water_px"], 1), overall["water_iou"]]
         fold_names = "" if len(folds) == N_FOLDS else f" (folds {','.join(map(str, sorted(map(int, folds))))})"
         print(f"| {name}{fold_names} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+        if all("label_interior" in f["subsets"] for f in folds.values()):
+            interior = summarise(pooled(folds, lambda f: f["subsets"]["label_interior"]["pixel"]), table)
+            interior_rows.append(f"| {name}{fold_names} | {interior['oa']:.3f} | {interior['water_recall']:.3f} | "
+                                 f"{interior['false_water']:.3f} | {interior['water_iou']:.3f} |")
+    if interior_rows:
+        print("\nThe same maps on the label interior (test pixels whose 3 x 3 neighbourhood holds one label: the "
+              "west's own test rule, which drops the polygons' 1 px mixed border; on 18SVG the coastline's border "
+              "pixels are otherwise scored; --rescore adds it to cached rows)\n")
+        print("| row | OA | water recall | false water | water IoU |")
+        print("|---|---:|---:|---:|---:|")
+        for key in ("ndwi", "mndwi"):
+            inner = results.get(key, {}).get("subsets", {}).get("label_interior")
+            if inner:
+                print(f"| {key.upper()} > 0 | | {inner['water_recall']:.3f} | {inner['false_water']:.3f} | "
+                      f"{inner['water_iou']:.3f} |")
+        print("\n".join(interior_rows))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ Splits (:func:`splits`): the scene is cut into ``BLOCK_PX`` square blocks; per s
 the labelled blocks (another draw per split, redrawn until its blocks hold at least ``MIN_CLASS_PX`` water and land
 pixels) are the labelled training blocks; test = every other labelled pixel farther than ``buffer_px`` (Chebyshev)
 from any training-block pixel.  A model trained on one split's training raster is scored on its test mask;
-NDWI > 0 and MNDWI > 0 on the same test pixels are the baselines it must beat.  Not run by CI.
+NDWI > 0 and MNDWI > 0 on the same test pixels are the baselines it must beat.  The test masks keep the
+coastline's mixed border pixels; ``benchmark_accuracy.py`` also scores the label interior (the western half's rule
+of a 1 px label border dropped) beside them.  Not run by CI.
 """
 
 from __future__ import annotations
