@@ -911,7 +911,10 @@ def main(argv=None) -> int:
         if name in ("ndwi", "mndwi"):
             results[name] = run_index(paths, name)
         elif args.rescore:
-            results[name] = {**results.get(name, {}), **rescore(name, work, table, paths)}
+            scores = rescore(name, work, table, paths)
+            if not scores["folds"]:
+                raise SystemExit(f"--rescore: row {name} has no cached fold maps in {work / 'rows' / name}")
+            results[name] = {**results.get(name, {}), **scores}
         elif name == "gradient_boosting":
             results[name] = run_gradient_boosting(work, config, table, paths)
         else:
