@@ -266,7 +266,7 @@ def _weighted_mean(stored: dict, factors: dict) -> tuple[np.ndarray, np.ndarray]
 
 
 def _water_index_bands(stack_src, stack_path, water, table: ClassTable) -> tuple[list[int], int]:
-    """The 0-based stack bands a water decision reads (its ``stack_bands``: the index's, then its pixel model's;
+    """The 0-based stack bands a water decision reads (its ``stack_bands``: its pixel model's, then its index's;
     one line if the stack lacks one) and the water class's column of the table."""
     names = list(stack_src.descriptions)
     missing = [b for b in water.stack_bands if b not in names]

@@ -65,9 +65,10 @@ class WaterDecision:
 
     @property
     def stack_bands(self) -> tuple[str, ...]:
-        """The stack bands the decision reads: the index's, then the pixel model's others (``apply``'s ``pixels``)."""
-        extra = () if self.pixel_model is None else tuple(b for b in self.pixel_model.bands if b not in self.bands)
-        return tuple(self.bands) + extra
+        """The stack bands the decision reads (``apply``'s ``pixels``): the pixel model's, in its order, then the
+        index's others.  The pixel model thus takes the first columns as they are, without a reordered copy."""
+        first = () if self.pixel_model is None else tuple(self.pixel_model.bands)
+        return first + tuple(b for b in self.bands if b not in first)
 
     def apply(self, probabilities: np.ndarray, classes: np.ndarray, pixels: np.ndarray, valid: np.ndarray,
               water_column: int, water_code: int, near_gap: np.ndarray | None = None) -> np.ndarray:
@@ -81,11 +82,12 @@ class WaterDecision:
             threshold = np.where(near_gap, min(far, self.near_gap_threshold), far)
         else:
             threshold = far
-        index_values = normalized_difference(pixels[..., 0], pixels[..., 1])  # the index's two bands come first
+        order = self.stack_bands
+        a, b = (order.index(band) for band in self.bands)
+        index_values = normalized_difference(pixels[..., a], pixels[..., b])
         water = (index_values > 0) & (probabilities[..., water_column] >= threshold)
         if self.pixel_model is not None:
-            order = list(self.stack_bands)
-            water |= self.pixel_model.water(pixels[..., [order.index(b) for b in self.pixel_model.bands]])
+            water |= self.pixel_model.water(pixels[..., :len(self.pixel_model.bands)])
         return np.where(valid & water, np.uint8(water_code), classes).astype(np.uint8)
 
     def to_dict(self) -> dict:
