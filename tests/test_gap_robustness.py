@@ -71,15 +71,17 @@ def trained(tmp_path_factory):
                 weights=models["ensemble"]["members"], block=config["prediction"]["block_size_px"], config=config)
 
 
-def product_classes(trained, stack, name: str, water=None, **gaps) -> np.ndarray:
+def product_classes(trained, stack, name: str, water=None, members: str | None = None, **gaps) -> np.ndarray:
     """The product model's classes of a stack: each member predicted, then the workflow's blend (with the water
-    decision ``water``, if given)."""
+    decision ``water``, if given).  ``members``: the name of an earlier call on the same stack and ``gaps`` whose
+    member rasters are blended again rather than predicted again (predicted if that call has not run)."""
     work, table = trained["work"], trained["table"]
     probabilities = {}
     for member, model in trained["members"].items():
-        probabilities[member] = work / f"probabilities_{member}_{name}.tif"
-        predict_tile_pixels(stack, model, table, work / f"classified_{member}_{name}.tif", probabilities[member],
-                            block_size=trained["block"], **gaps)
+        probabilities[member] = work / f"probabilities_{member}_{members or name}.tif"
+        if not probabilities[member].exists():
+            predict_tile_pixels(stack, model, table, work / f"classified_{member}_{members or name}.tif",
+                                probabilities[member], block_size=trained["block"], **gaps)
     classified = work / f"classified_ensemble_{name}.tif"
     blend_tile_probabilities(probabilities, trained["weights"], table, classified, work / f"p_ensemble_{name}.tif",
                              block_size=trained["block"], water=water, stack_path=stack)
@@ -125,8 +127,8 @@ def test_the_water_decision_keeps_the_ring_and_its_pixel_model_ignores_the_cloud
                             seed=config["models"]["seed"])
     water = chosen["water"]
     assert water is not None and water.pixel_model is not None and water.pixel_model.threshold is not None
-    gap_free = product_classes(trained, trained["stack"], "gap_free_water", water=water)
-    clouded = product_classes(trained, trained["clouded"], "clouded_water", water=water)
+    gap_free = product_classes(trained, trained["stack"], "gap_free_water", water=water, members="gap_free")
+    clouded = product_classes(trained, trained["clouded"], "clouded_water", water=water, members="clouded")
     agreement, water_kept, n_water = ring_scores(trained, gap_free, clouded)
     print(f"ring with the water decision: agreement {agreement:.3f}, water kept {water_kept:.3f} of {n_water} px")
     assert n_water > 1000 and agreement >= 0.90 and water_kept >= 0.95, (agreement, water_kept, n_water)
